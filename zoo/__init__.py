@@ -1,0 +1,10 @@
+"""modelzoo: registered Keras models. `zoo.get_model("bert_small")` is the only door you need.
+
+Every family module is imported here, so a registered name is never unknown because its module
+was not imported.
+"""
+
+from zoo import bert, gpt, mlp  # noqa: F401  (registers the families)
+from zoo.registry import ModelSpec, get_config, get_model, get_spec, list_models, register_model
+
+__all__ = ["ModelSpec", "get_config", "get_model", "get_spec", "list_models", "register_model"]

@@ -1,0 +1,255 @@
+"""BERT: a post-LayerNorm transformer encoder, its masked-LM pretraining model and a classifier.
+
+The backbone is a functional model built in `__init__` (as keras-hub does), so every model here
+is an ordinary `keras.Model` that saves to `.keras`, loads back and composes. Task models wrap
+a backbone instead of re-implementing it.
+"""
+
+from __future__ import annotations
+
+import keras
+from keras import ops
+
+from zoo.layers import PositionEmbedding, TransformerBlock, dense_initializer, gelu_tanh
+from zoo.registry import register_model
+
+# Sizes from Turc et al. 2019, "Well-Read Students Learn Better": heads = H / 64, FFN = 4H.
+PRESETS: dict[str, dict] = {
+    "bert_tiny": dict(num_layers=2, hidden_dim=128, num_heads=2, intermediate_dim=512),
+    "bert_mini": dict(num_layers=4, hidden_dim=256, num_heads=4, intermediate_dim=1024),
+    "bert_small": dict(num_layers=4, hidden_dim=512, num_heads=8, intermediate_dim=2048),
+    "bert_medium": dict(num_layers=8, hidden_dim=512, num_heads=8, intermediate_dim=2048),
+    "bert_base": dict(num_layers=12, hidden_dim=768, num_heads=12, intermediate_dim=3072),
+}
+
+
+def _token_inputs() -> dict[str, keras.KerasTensor]:
+    return {
+        name: keras.Input(shape=(None,), dtype="int32", name=name)
+        for name in ("token_ids", "segment_ids", "padding_mask")
+    }
+
+
+@keras.saving.register_keras_serializable(package="zoo")
+class BertBackbone(keras.Model):
+    """Encoder: `token_ids`, `segment_ids`, `padding_mask` -> `sequence_output`, `pooled_output`."""
+
+    def __init__(
+        self,
+        vocab_size: int,
+        num_layers: int,
+        hidden_dim: int,
+        num_heads: int,
+        intermediate_dim: int,
+        max_sequence_length: int = 512,
+        num_segments: int = 2,
+        dropout: float = 0.1,
+        layer_norm_epsilon: float = 1e-12,
+        dtype=None,
+        **kwargs,
+    ):
+        self.token_embedding = keras.layers.ReversibleEmbedding(
+            vocab_size, hidden_dim, embeddings_initializer=dense_initializer(), dtype=dtype, name="token_embedding"
+        )
+        self.position_embedding = PositionEmbedding(max_sequence_length, dtype=dtype, name="position_embedding")
+        self.segment_embedding = keras.layers.Embedding(
+            num_segments, hidden_dim, embeddings_initializer=dense_initializer(), dtype=dtype, name="segment_embedding"
+        )
+        self.embedding_norm = keras.layers.LayerNormalization(
+            epsilon=layer_norm_epsilon, dtype=dtype, name="embedding_norm"
+        )
+        self.blocks = [
+            TransformerBlock(
+                num_heads,
+                intermediate_dim,
+                dropout=dropout,
+                layer_norm_epsilon=layer_norm_epsilon,
+                normalize_first=False,
+                dtype=dtype,
+                name=f"transformer_{i}",
+            )
+            for i in range(num_layers)
+        ]
+        self.pooler = keras.layers.Dense(
+            hidden_dim, activation="tanh", kernel_initializer=dense_initializer(), dtype=dtype, name="pooler"
+        )
+
+        inputs = _token_inputs()
+        tokens = self.token_embedding(inputs["token_ids"])  # (batch, seq, hidden)
+        x = tokens + self.position_embedding(tokens) + self.segment_embedding(inputs["segment_ids"])
+        x = self.embedding_norm(x)
+        x = keras.layers.Dropout(dropout, dtype=dtype, name="embedding_dropout")(x)
+        for block in self.blocks:
+            x = block(x, padding_mask=inputs["padding_mask"])
+        pooled = self.pooler(x[:, 0, :])  # the [CLS] position
+        super().__init__(
+            inputs=inputs, outputs={"sequence_output": x, "pooled_output": pooled}, dtype=dtype, **kwargs
+        )
+        self.vocab_size = vocab_size
+        self.num_layers = num_layers
+        self.hidden_dim = hidden_dim
+        self.num_heads = num_heads
+        self.intermediate_dim = intermediate_dim
+        self.max_sequence_length = max_sequence_length
+        self.num_segments = num_segments
+        self.dropout = dropout
+        self.layer_norm_epsilon = layer_norm_epsilon
+
+    def get_config(self) -> dict:
+        return {
+            "name": self.name,
+            "trainable": self.trainable,
+            "dtype": keras.dtype_policies.serialize(self.dtype_policy),
+            "vocab_size": self.vocab_size,
+            "num_layers": self.num_layers,
+            "hidden_dim": self.hidden_dim,
+            "num_heads": self.num_heads,
+            "intermediate_dim": self.intermediate_dim,
+            "max_sequence_length": self.max_sequence_length,
+            "num_segments": self.num_segments,
+            "dropout": self.dropout,
+            "layer_norm_epsilon": self.layer_norm_epsilon,
+        }
+
+
+@keras.saving.register_keras_serializable(package="zoo")
+class MaskedLMHead(keras.layers.Layer):
+    """Logits at `mask_positions` only, projected through the (tied) token embedding.
+
+    Gathering first means the vocabulary projection costs (batch, masked, vocab), not
+    (batch, seq, vocab): ~15% of the work for 15% masking.
+    """
+
+    def __init__(self, token_embedding: keras.layers.ReversibleEmbedding, layer_norm_epsilon: float = 1e-12, **kwargs):
+        super().__init__(**kwargs)
+        self.token_embedding = token_embedding
+        self.layer_norm_epsilon = layer_norm_epsilon
+
+    def build(self, sequence_output_shape, mask_positions_shape):
+        hidden_dim = sequence_output_shape[-1]
+        self.transform = keras.layers.Dense(
+            hidden_dim, kernel_initializer=dense_initializer(), dtype=self.dtype_policy, name="transform"
+        )
+        self.transform.build((None, None, hidden_dim))
+        self.norm = keras.layers.LayerNormalization(epsilon=self.layer_norm_epsilon, dtype=self.dtype_policy, name="norm")
+        self.norm.build((None, None, hidden_dim))
+        self.bias = self.add_weight(name="bias", shape=(self.token_embedding.input_dim,), initializer="zeros")
+
+    def call(self, sequence_output, mask_positions):
+        x = ops.take_along_axis(sequence_output, ops.expand_dims(mask_positions, -1), axis=1)  # (batch, masked, hidden)
+        x = self.norm(gelu_tanh(self.transform(x)))
+        logits = self.token_embedding(x, reverse=True) + ops.cast(self.bias, x.dtype)
+        return ops.cast(logits, "float32")  # (batch, masked, vocab); float32 for a stable loss
+
+    def compute_output_shape(self, sequence_output_shape, mask_positions_shape):
+        return tuple(mask_positions_shape) + (self.token_embedding.input_dim,)
+
+    def get_config(self) -> dict:
+        return {
+            **super().get_config(),
+            "token_embedding": keras.layers.serialize(self.token_embedding),
+            "layer_norm_epsilon": self.layer_norm_epsilon,
+        }
+
+    @classmethod
+    def from_config(cls, config):
+        config = dict(config, token_embedding=keras.layers.deserialize(config["token_embedding"]))
+        return cls(**config)
+
+
+@keras.saving.register_keras_serializable(package="zoo")
+class BertMaskedLM(keras.Model):
+    """Masked-LM pretraining model: the backbone inputs plus `mask_positions` -> `logits`."""
+
+    def __init__(self, backbone: BertBackbone, **kwargs):
+        inputs = {**_token_inputs(), "mask_positions": keras.Input(shape=(None,), dtype="int32", name="mask_positions")}
+        features = backbone({k: inputs[k] for k in ("token_ids", "segment_ids", "padding_mask")})
+        self.head = MaskedLMHead(backbone.token_embedding, backbone.layer_norm_epsilon, dtype=backbone.dtype_policy, name="mlm_head")
+        logits = self.head(features["sequence_output"], inputs["mask_positions"])
+        super().__init__(inputs=inputs, outputs=logits, **kwargs)
+        self.backbone = backbone
+
+    def get_config(self) -> dict:
+        return {"name": self.name, "trainable": self.trainable, "backbone": keras.layers.serialize(self.backbone)}
+
+    @classmethod
+    def from_config(cls, config):
+        return cls(**dict(config, backbone=keras.layers.deserialize(config["backbone"])))
+
+
+@keras.saving.register_keras_serializable(package="zoo")
+class BertClassifier(keras.Model):
+    """Sequence classifier: pooled [CLS] output -> dropout -> `num_classes` logits."""
+
+    def __init__(self, backbone: BertBackbone, num_classes: int, dropout: float = 0.1, **kwargs):
+        inputs = _token_inputs()
+        pooled = backbone(inputs)["pooled_output"]
+        x = keras.layers.Dropout(dropout, name="classifier_dropout")(pooled)
+        logits = keras.layers.Dense(
+            num_classes, kernel_initializer=dense_initializer(), dtype="float32", name="logits"
+        )(x)
+        super().__init__(inputs=inputs, outputs=logits, **kwargs)
+        self.backbone = backbone
+        self.num_classes = num_classes
+        self.dropout = dropout
+
+    def get_config(self) -> dict:
+        return {
+            "name": self.name,
+            "trainable": self.trainable,
+            "backbone": keras.layers.serialize(self.backbone),
+            "num_classes": self.num_classes,
+            "dropout": self.dropout,
+        }
+
+    @classmethod
+    def from_config(cls, config):
+        return cls(**dict(config, backbone=keras.layers.deserialize(config["backbone"])))
+
+
+HEADS = ("masked_lm", "classifier", "backbone")
+
+
+def bert(
+    num_layers: int,
+    hidden_dim: int,
+    num_heads: int,
+    intermediate_dim: int,
+    vocab_size: int = 30522,
+    max_sequence_length: int = 512,
+    num_segments: int = 2,
+    dropout: float = 0.1,
+    layer_norm_epsilon: float = 1e-12,
+    head: str = "masked_lm",
+    num_classes: int = 2,
+) -> keras.Model:
+    """A BERT of the given size; `head` picks the masked-LM model, a classifier or the backbone."""
+    if head not in HEADS:
+        raise ValueError(f"unknown BERT head {head!r}; choose one of {', '.join(HEADS)}")
+    backbone = BertBackbone(
+        vocab_size=vocab_size,
+        num_layers=num_layers,
+        hidden_dim=hidden_dim,
+        num_heads=num_heads,
+        intermediate_dim=intermediate_dim,
+        max_sequence_length=max_sequence_length,
+        num_segments=num_segments,
+        dropout=dropout,
+        layer_norm_epsilon=layer_norm_epsilon,
+        name="bert_backbone",
+    )
+    if head == "backbone":
+        return backbone
+    if head == "classifier":
+        return BertClassifier(backbone, num_classes=num_classes, dropout=dropout, name="bert_classifier")
+    return BertMaskedLM(backbone, name="bert_masked_lm")
+
+
+for _name, _preset in PRESETS.items():
+    register_model(
+        _name,
+        family="bert",
+        task="masked_lm",
+        description="BERT L{num_layers}/H{hidden_dim}/A{num_heads}, post-LN encoder".format(**_preset),
+        defaults=_preset,
+    )(bert)

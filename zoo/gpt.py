@@ -1,0 +1,181 @@
+"""GPT: a pre-LayerNorm causal decoder (GPT-2 layout) and its language model.
+
+`GPTCausalLM.call_with_cache` runs the same weights one step at a time over an explicit
+key/value cache; generation builds on it, and tests check it matches the full forward pass.
+"""
+
+from __future__ import annotations
+
+import keras
+from keras import ops
+
+from zoo.layers import PositionEmbedding, TransformerBlock, dense_initializer
+from zoo.registry import register_model
+
+PRESETS: dict[str, dict] = {
+    "gpt_tiny": dict(num_layers=2, hidden_dim=128, num_heads=2, intermediate_dim=512, max_sequence_length=128, vocab_size=8192),
+    "gpt_mini": dict(num_layers=6, hidden_dim=384, num_heads=6, intermediate_dim=1536, max_sequence_length=256, vocab_size=8192),
+    # GPT-2 small, 124M parameters.
+    "gpt_small": dict(num_layers=12, hidden_dim=768, num_heads=12, intermediate_dim=3072, max_sequence_length=1024, vocab_size=50257),
+}
+
+
+@keras.saving.register_keras_serializable(package="zoo")
+class GPTBackbone(keras.Model):
+    """Decoder: `token_ids`, `padding_mask` -> (batch, seq, hidden) after the final LayerNorm."""
+
+    def __init__(
+        self,
+        vocab_size: int,
+        num_layers: int,
+        hidden_dim: int,
+        num_heads: int,
+        intermediate_dim: int,
+        max_sequence_length: int = 1024,
+        dropout: float = 0.0,
+        layer_norm_epsilon: float = 1e-5,
+        dtype=None,
+        **kwargs,
+    ):
+        self.token_embedding = keras.layers.ReversibleEmbedding(
+            vocab_size, hidden_dim, embeddings_initializer=dense_initializer(), dtype=dtype, name="token_embedding"
+        )
+        self.position_embedding = PositionEmbedding(max_sequence_length, dtype=dtype, name="position_embedding")
+        self.embedding_dropout = keras.layers.Dropout(dropout, dtype=dtype, name="embedding_dropout")
+        self.blocks = [
+            TransformerBlock(
+                num_heads,
+                intermediate_dim,
+                dropout=dropout,
+                layer_norm_epsilon=layer_norm_epsilon,
+                normalize_first=True,
+                causal=True,
+                dtype=dtype,
+                name=f"transformer_{i}",
+            )
+            for i in range(num_layers)
+        ]
+        self.final_norm = keras.layers.LayerNormalization(epsilon=layer_norm_epsilon, dtype=dtype, name="final_norm")
+
+        token_ids = keras.Input(shape=(None,), dtype="int32", name="token_ids")
+        padding_mask = keras.Input(shape=(None,), dtype="int32", name="padding_mask")
+        tokens = self.token_embedding(token_ids)  # (batch, seq, hidden)
+        x = self.embedding_dropout(tokens + self.position_embedding(tokens))
+        for block in self.blocks:
+            x = block(x, padding_mask=padding_mask)
+        x = self.final_norm(x)
+        super().__init__(inputs={"token_ids": token_ids, "padding_mask": padding_mask}, outputs=x, dtype=dtype, **kwargs)
+        self.vocab_size = vocab_size
+        self.num_layers = num_layers
+        self.hidden_dim = hidden_dim
+        self.num_heads = num_heads
+        self.intermediate_dim = intermediate_dim
+        self.max_sequence_length = max_sequence_length
+        self.dropout = dropout
+        self.layer_norm_epsilon = layer_norm_epsilon
+
+    def get_config(self) -> dict:
+        return {
+            "name": self.name,
+            "trainable": self.trainable,
+            "dtype": keras.dtype_policies.serialize(self.dtype_policy),
+            "vocab_size": self.vocab_size,
+            "num_layers": self.num_layers,
+            "hidden_dim": self.hidden_dim,
+            "num_heads": self.num_heads,
+            "intermediate_dim": self.intermediate_dim,
+            "max_sequence_length": self.max_sequence_length,
+            "dropout": self.dropout,
+            "layer_norm_epsilon": self.layer_norm_epsilon,
+        }
+
+
+@keras.saving.register_keras_serializable(package="zoo")
+class GPTCausalLM(keras.Model):
+    """Language model: `token_ids`, `padding_mask` -> next-token `logits` (batch, seq, vocab).
+
+    The LM head is the transposed token embedding (tied weights, as in GPT-2).
+    """
+
+    def __init__(self, backbone: GPTBackbone, **kwargs):
+        inputs = {
+            "token_ids": keras.Input(shape=(None,), dtype="int32", name="token_ids"),
+            "padding_mask": keras.Input(shape=(None,), dtype="int32", name="padding_mask"),
+        }
+        hidden = backbone(inputs)
+        logits = backbone.token_embedding(hidden, reverse=True)
+        logits = keras.layers.Activation("linear", dtype="float32", name="logits")(logits)
+        super().__init__(inputs=inputs, outputs=logits, **kwargs)
+        self.backbone = backbone
+
+    def init_cache(self, batch_size: int, max_length: int | None = None):
+        """Zeros of shape (batch, layers, 2, max_length, heads, head_dim) for `call_with_cache`."""
+        b = self.backbone
+        max_length = max_length or b.max_sequence_length
+        shape = (batch_size, b.num_layers, 2, max_length, b.num_heads, b.hidden_dim // b.num_heads)
+        return ops.zeros(shape, dtype=b.compute_dtype)
+
+    def call_with_cache(self, token_ids, cache, cache_index, padding_mask=None):
+        """Runs `token_ids` (batch, n) as positions `cache_index .. cache_index + n - 1`.
+
+        Keys/values are written into `cache` at those positions; attention sees the cache up to
+        them. `padding_mask` (batch, max_length), if given, hides cache slots of padding tokens.
+        Returns `(logits (batch, n, vocab), updated_cache)`.
+        """
+        b = self.backbone
+        tokens = b.token_embedding(token_ids)
+        x = tokens + b.position_embedding(tokens, start_index=cache_index)
+        layer_caches = []
+        for i, block in enumerate(b.blocks):
+            x, layer_cache = block(x, padding_mask=padding_mask, cache=cache[:, i], cache_index=cache_index)
+            layer_caches.append(layer_cache)
+        x = b.final_norm(x)
+        logits = ops.cast(b.token_embedding(x, reverse=True), "float32")
+        return logits, ops.stack(layer_caches, axis=1)
+
+    def get_config(self) -> dict:
+        return {"name": self.name, "trainable": self.trainable, "backbone": keras.layers.serialize(self.backbone)}
+
+    @classmethod
+    def from_config(cls, config):
+        return cls(**dict(config, backbone=keras.layers.deserialize(config["backbone"])))
+
+
+def gpt(
+    num_layers: int,
+    hidden_dim: int,
+    num_heads: int,
+    intermediate_dim: int,
+    vocab_size: int,
+    max_sequence_length: int,
+    dropout: float = 0.0,
+    layer_norm_epsilon: float = 1e-5,
+    head: str = "causal_lm",
+) -> keras.Model:
+    """A GPT of the given size; `head="backbone"` returns the decoder without the LM head."""
+    if head not in ("causal_lm", "backbone"):
+        raise ValueError(f"unknown GPT head {head!r}; choose 'causal_lm' or 'backbone'")
+    backbone = GPTBackbone(
+        vocab_size=vocab_size,
+        num_layers=num_layers,
+        hidden_dim=hidden_dim,
+        num_heads=num_heads,
+        intermediate_dim=intermediate_dim,
+        max_sequence_length=max_sequence_length,
+        dropout=dropout,
+        layer_norm_epsilon=layer_norm_epsilon,
+        name="gpt_backbone",
+    )
+    return backbone if head == "backbone" else GPTCausalLM(backbone, name="gpt_causal_lm")
+
+
+for _name, _preset in PRESETS.items():
+    register_model(
+        _name,
+        family="gpt",
+        task="causal_lm",
+        description="GPT L{num_layers}/H{hidden_dim}/A{num_heads}, context {max_sequence_length}, pre-LN decoder".format(
+            **_preset
+        ),
+        defaults=_preset,
+    )(gpt)

@@ -1,0 +1,101 @@
+"""The transformer block BERT (post-LayerNorm) and GPT (pre-LayerNorm, causal) both stack."""
+
+from __future__ import annotations
+
+import keras
+from keras import ops
+
+from zoo.layers.attention import CachedMultiHeadAttention, attention_mask, dense_initializer
+
+
+def gelu_tanh(x):
+    """GELU, tanh approximation: exact GELU lowers to Erf, which is not a TFLite builtin op."""
+    return keras.activations.gelu(x, approximate=True)
+
+
+@keras.saving.register_keras_serializable(package="zoo")
+class TransformerBlock(keras.layers.Layer):
+    """Self-attention + feed-forward, each with a residual connection and LayerNorm.
+
+    `normalize_first=False` is BERT's post-LN block (normalize after each residual add);
+    `True` is GPT-2's pre-LN block. `causal=True` hides future positions. With `cache` and
+    `cache_index`, it decodes incrementally and returns `(outputs, updated_cache)`.
+    """
+
+    def __init__(
+        self,
+        num_heads: int,
+        intermediate_dim: int,
+        dropout: float = 0.0,
+        layer_norm_epsilon: float = 1e-5,
+        normalize_first: bool = False,
+        causal: bool = False,
+        **kwargs,
+    ):
+        super().__init__(**kwargs)
+        self.num_heads = num_heads
+        self.intermediate_dim = intermediate_dim
+        self.dropout = dropout
+        self.layer_norm_epsilon = layer_norm_epsilon
+        self.normalize_first = normalize_first
+        self.causal = causal
+
+    def build(self, input_shape):
+        hidden_dim = input_shape[-1]
+        if hidden_dim % self.num_heads:
+            raise ValueError(f"hidden_dim={hidden_dim} must be divisible by num_heads={self.num_heads}")
+        policy = self.dtype_policy
+        self.attention = CachedMultiHeadAttention(
+            self.num_heads, hidden_dim // self.num_heads, dtype=policy, name="attention"
+        )
+        self.attention.build(input_shape)
+        self.attention_norm = keras.layers.LayerNormalization(
+            epsilon=self.layer_norm_epsilon, dtype=policy, name="attention_norm"
+        )
+        self.attention_norm.build(input_shape)
+        self.intermediate_dense = keras.layers.Dense(
+            self.intermediate_dim, kernel_initializer=dense_initializer(), dtype=policy, name="intermediate"
+        )
+        self.intermediate_dense.build(input_shape)
+        self.output_dense = keras.layers.Dense(
+            hidden_dim, kernel_initializer=dense_initializer(), dtype=policy, name="output"
+        )
+        self.output_dense.build(tuple(input_shape[:-1]) + (self.intermediate_dim,))
+        self.ffn_norm = keras.layers.LayerNormalization(epsilon=self.layer_norm_epsilon, dtype=policy, name="ffn_norm")
+        self.ffn_norm.build(input_shape)
+        self.dropout_layer = keras.layers.Dropout(self.dropout, dtype=policy)
+
+    def call(self, inputs, padding_mask=None, cache=None, cache_index=None, training=None):
+        length = ops.shape(inputs)[1]
+        key_length = length if cache is None else ops.shape(cache)[2]
+        mask = attention_mask(padding_mask, length, key_length, self.causal, cache_index)
+
+        x = self.attention_norm(inputs) if self.normalize_first else inputs
+        x = self.attention(x, attention_mask=mask, cache=cache, cache_index=cache_index)
+        if cache is not None:
+            x, cache = x
+        x = inputs + self.dropout_layer(x, training=training)
+        if not self.normalize_first:
+            x = self.attention_norm(x)
+
+        residual = x
+        x = self.ffn_norm(x) if self.normalize_first else x
+        x = self.output_dense(gelu_tanh(self.intermediate_dense(x)))  # (batch, seq, hidden)
+        x = residual + self.dropout_layer(x, training=training)
+        if not self.normalize_first:
+            x = self.ffn_norm(x)
+        return x if cache is None else (x, cache)
+
+    def compute_output_shape(self, input_shape):
+        return input_shape
+
+    def get_config(self) -> dict:
+        return {
+            **super().get_config(),
+            "num_heads": self.num_heads,
+            "intermediate_dim": self.intermediate_dim,
+            "dropout": self.dropout,
+            "layer_norm_epsilon": self.layer_norm_epsilon,
+            "normalize_first": self.normalize_first,
+            "causal": self.causal,
+        }
