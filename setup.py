@@ -1,0 +1,26 @@
+"""modelzoo: a registry of Keras models, one tf.distribute trainer, and export to TFLite/ONNX."""
+
+from setuptools import find_packages, setup
+
+setup(
+    name="modelzoo",
+    version="0.1.0",
+    description="Keras model zoo (MNIST MLP, BERT, GPT) with a tf.distribute trainer and TFLite/ONNX export",
+    long_description=open("README.md", encoding="utf-8").read(),
+    long_description_content_type="text/markdown",
+    python_requires=">=3.11",
+    packages=find_packages(include=["zoo", "zoo.*", "trainers", "trainers.*", "export", "export.*", "configs", "configs.*"]),
+    install_requires=[
+        "tensorflow>=2.21,<2.22",
+        "keras>=3.15",
+        "numpy>=1.26",
+        "absl-py>=2.1",
+        "ml_collections>=1.0",
+        "tokenizers>=0.20",  # WordPiece / byte-level BPE trained on the run's own text
+        "scikit-learn>=1.5",  # ships the offline `digits` dataset
+        "tensorflow-datasets>=4.9",
+    ],
+    extras_require={
+        "test": ["pytest>=8"],
+    },
+)
