@@ -19,6 +19,7 @@ setup(
         "tokenizers>=0.20",  # WordPiece / byte-level BPE trained on the run's own text
         "scikit-learn>=1.5",  # ships the offline `digits` dataset
         "tensorflow-datasets>=4.9",
+        "tensorboard>=2.20",  # tf.summary needs it; TF 2.21 no longer installs it
     ],
     extras_require={
         "test": ["pytest>=8"],

@@ -106,4 +106,5 @@ def get_config(name: str) -> ml_collections.ConfigDict:
     config = importlib.import_module(f"configs.{name}").get_config()
     file_model = config.model.to_dict() if "model" in config else {}
     config.model = ml_collections.ConfigDict({**spec.defaults, **file_model})
+    config.name = name
     return config

@@ -1,0 +1,41 @@
+"""bert_tiny: masked-LM pretraining (L2/H128) on the offline `pysource` corpus.
+
+    python -m trainers.run --model=bert_tiny
+
+Fine-tune a classifier from that run:
+    python -m trainers.run --model=bert_tiny --task=classify --dataset=csv:reviews.csv \
+        --init_from=runs/bert_tiny --output_dir=runs/bert_tiny_classify
+"""
+
+import ml_collections
+
+
+def get_config() -> ml_collections.ConfigDict:
+    config = ml_collections.ConfigDict()
+    config.task = "masked_lm"
+    # A WordPiece vocabulary trained on the run's own text replaces the 30,522-token English one.
+    config.model = dict(vocab_size=8192, max_sequence_length=128, dropout=0.1)
+    config.data = dict(
+        dataset="pysource",
+        sequence_length=128,
+        mask_rate=0.15,
+        text_field="text",
+        label_field="label",
+    )
+    config.train = dict(
+        batch_size=32,
+        train_steps=300,
+        learning_rate=1e-3,
+        warmup_steps=30,
+        weight_decay=0.01,
+        clip_norm=1.0,
+        steps_per_loop=25,
+        checkpoint_every=100,
+        keep_checkpoints=3,
+        eval_every=100,
+        eval_batches=20,
+        final_eval_batches=100,
+        mixed_precision="none",
+        seed=0,
+    )
+    return config

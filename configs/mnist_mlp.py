@@ -1,0 +1,34 @@
+"""mnist_mlp: the classic Keras MNIST MLP on 28x28 digits.
+
+    python -m trainers.run --model=mnist_mlp
+
+Real MNIST (tensorflow-datasets prepared in DIR, or the four standard IDX files in DIR):
+    python -m trainers.run --model=mnist_mlp --dataset=mnist --data_dir=DIR --train_steps=9400
+"""
+
+import ml_collections
+
+
+def get_config() -> ml_collections.ConfigDict:
+    config = ml_collections.ConfigDict()
+    config.task = "image_classification"
+    config.model = dict()
+    # scikit-learn's bundled digits, resized to 28x28: real data every machine has offline.
+    config.data = dict(dataset="digits")
+    config.train = dict(
+        batch_size=128,
+        train_steps=600,
+        learning_rate=1e-3,
+        warmup_steps=20,
+        weight_decay=0.0,
+        clip_norm=0.0,
+        steps_per_loop=50,
+        checkpoint_every=200,
+        keep_checkpoints=3,
+        eval_every=200,
+        eval_batches=0,
+        final_eval_batches=0,
+        mixed_precision="none",
+        seed=0,
+    )
+    return config

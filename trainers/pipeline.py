@@ -1,0 +1,193 @@
+"""From a config to examples: the task, its arrays, and resumable `tf.data` input pipelines.
+
+Training examples are a pure function of (seed, example counter): epoch e visits the examples in
+a permutation drawn from (seed, e), and example number c is augmented (e.g. masked) with seed
+(seed, c). So a run resumed at step s starts from example s * global_batch and sees exactly the
+batches an uninterrupted run would have seen, and each worker can take its shard of the stream.
+"""
+
+from __future__ import annotations
+
+import os
+
+import numpy as np
+import tensorflow as tf
+from absl import logging
+
+from trainers import data
+from trainers.tasks import CausalLM, ImageClassification, MaskedLM, SequenceClassification, Task, TaskData
+from zoo.tokenizers import Tokenizer, train_byte_bpe, train_wordpiece
+
+TOKENIZER_KIND = {"masked_lm": "wordpiece", "classify": "wordpiece", "causal_lm": "byte_bpe"}
+
+
+def prepare(config, run_dir: str, data_dir: str | None, init_from: str | None = None) -> tuple[Task, TaskData]:
+    """Loads the data for `config.task`, tokenizing text with the run's tokenizer (trained if new)."""
+    task_name = config.task
+    if task_name == "image_classification":
+        images = data.load_images(config.data.dataset, data_dir)
+        to_uint8 = lambda x: np.round(np.asarray(x) * 255.0).astype(np.uint8)  # noqa: E731
+        task_data = TaskData(
+            train=_with_weight({"image": to_uint8(images.train_images), "label": images.train_labels}),
+            validation=_with_weight({"image": to_uint8(images.validation_images), "label": images.validation_labels}),
+            model_overrides={"num_classes": images.num_classes},
+        )
+        return ImageClassification(), task_data
+
+    length = int(config.data.sequence_length)
+    max_length = int(config.model.max_sequence_length)
+    if length > max_length:
+        raise data.DataError(
+            f"data.sequence_length={length} exceeds model.max_sequence_length={max_length}; lower one or raise the other"
+        )
+    labeled = task_name == "classify"
+    texts = data.load_texts(
+        config.data.dataset,
+        data_dir,
+        labeled=labeled,
+        text_field=config.data.text_field,
+        label_field=config.data.label_field,
+    )
+    tokenizer = _tokenizer(TOKENIZER_KIND[task_name], texts, int(config.model.vocab_size), run_dir, init_from)
+    overrides = {"vocab_size": tokenizer.vocab_size}
+    if task_name == "classify":
+        num_classes = len(texts.label_names) if texts.label_names else int(np.max(texts.train_labels)) + 1
+        overrides.update(head="classifier", num_classes=num_classes)
+        task = SequenceClassification()
+        train = _classification_arrays(tokenizer, texts.train_texts, texts.train_labels, length)
+        validation = _classification_arrays(tokenizer, texts.validation_texts, texts.validation_labels, length)
+    elif task_name == "masked_lm":
+        special = (tokenizer.pad_id, tokenizer.cls_id, tokenizer.sep_id, tokenizer.mask_id, tokenizer.unk_id)
+        task = MaskedLM(tokenizer.vocab_size, tokenizer.mask_id, special, length, float(config.data.mask_rate))
+        train = _mlm_windows(_stream(tokenizer, texts.train_texts), tokenizer, length)
+        validation = _mlm_windows(_stream(tokenizer, texts.validation_texts), tokenizer, length)
+    else:
+        task = CausalLM()
+        train = _lm_windows(_stream(tokenizer, texts.train_texts), tokenizer, length)
+        validation = _lm_windows(_stream(tokenizer, texts.validation_texts), tokenizer, length)
+    logging.info("%s: %d training and %d validation examples", task_name, len(train["token_ids"]), len(validation["token_ids"]))
+    return task, TaskData(_with_weight(train), _with_weight(validation), overrides, tokenizer)
+
+
+def _tokenizer(kind: str, texts: data.TextData, vocab_size: int, run_dir: str, init_from: str | None) -> Tokenizer:
+    """The run's tokenizer: the one it already has, the `--init_from` run's, a cached one, or a new one."""
+    for directory in (os.path.join(run_dir, "tokenizer"), init_from and os.path.join(init_from, "tokenizer")):
+        if directory and os.path.exists(os.path.join(directory, "tokenizer.json")):
+            logging.info("using the tokenizer in %s", directory)
+            return Tokenizer.load(directory)
+    cache = os.path.join(data.default_cache_dir(), "tokenizers", f"{kind}-{vocab_size}-{texts.fingerprint[:16]}")
+    if os.path.exists(os.path.join(cache, "tokenizer.json")):
+        logging.info("using the cached tokenizer %s", cache)
+        return Tokenizer.load(cache)
+    logging.info("training a %d-token %s tokenizer on %d documents", vocab_size, kind, len(texts.train_texts))
+    train = train_wordpiece if kind == "wordpiece" else train_byte_bpe
+    tokenizer = train(texts.train_texts, vocab_size)
+    _save_atomically(tokenizer, cache)
+    return tokenizer
+
+
+def _save_atomically(tokenizer: Tokenizer, directory: str) -> None:
+    tmp = f"{directory}.tmp{os.getpid()}"
+    tokenizer.save(tmp)
+    try:
+        os.replace(tmp, directory)
+    except OSError:  # another process cached it first
+        pass
+
+
+def _stream(tokenizer: Tokenizer, texts: list[str]) -> np.ndarray:
+    separator = tokenizer.sep_id if tokenizer.kind == "wordpiece" else tokenizer.eos_id
+    return data.tokenize_corpus(texts, tokenizer, data.default_cache_dir(), separator)
+
+
+def _mlm_windows(stream: np.ndarray, tokenizer: Tokenizer, length: int) -> dict[str, np.ndarray]:
+    """[CLS] + (length - 2) tokens + [SEP], non-overlapping; the last window padded."""
+    body = length - 2
+    chunks = _chunks(stream, body, body, tokenizer.pad_id)
+    n = len(chunks)
+    token_ids = np.concatenate(
+        [np.full((n, 1), tokenizer.cls_id), chunks, np.full((n, 1), tokenizer.sep_id)], axis=1
+    ).astype(np.int32)
+    padding_mask = (token_ids != tokenizer.pad_id).astype(np.int8)
+    return {"token_ids": token_ids, "padding_mask": padding_mask}
+
+
+def _lm_windows(stream: np.ndarray, tokenizer: Tokenizer, length: int) -> dict[str, np.ndarray]:
+    """Windows of length + 1 tokens with stride `length`, so every token is a target exactly once."""
+    token_ids = _chunks(stream, length + 1, length, -1)
+    padding_mask = (token_ids >= 0).astype(np.int8)
+    return {"token_ids": np.where(token_ids >= 0, token_ids, tokenizer.pad_id).astype(np.int32), "padding_mask": padding_mask}
+
+
+def _chunks(stream: np.ndarray, size: int, stride: int, pad: int) -> np.ndarray:
+    """(n, size) windows of `stream` every `stride` tokens; the last one padded with `pad`."""
+    n = max(1, int(np.ceil(max(len(stream) - (size - stride), 1) / stride)))
+    padded = np.full(n * stride + size, pad, dtype=np.int64)
+    padded[: len(stream)] = stream
+    index = np.arange(n)[:, None] * stride + np.arange(size)[None, :]
+    return padded[index]
+
+
+def _classification_arrays(tokenizer: Tokenizer, texts: list[str], labels: np.ndarray, length: int) -> dict[str, np.ndarray]:
+    token_ids = np.full((len(texts), length), tokenizer.pad_id, dtype=np.int32)
+    for row, ids in enumerate(tokenizer.encode_batch(texts)):
+        ids = [tokenizer.cls_id] + ids[: length - 2] + [tokenizer.sep_id]
+        token_ids[row, : len(ids)] = ids
+    padding_mask = (np.arange(length)[None, :] < (token_ids != tokenizer.pad_id).sum(1)[:, None]).astype(np.int8)
+    return {"token_ids": token_ids, "padding_mask": padding_mask, "label": np.asarray(labels, dtype=np.int32)}
+
+
+def _with_weight(arrays: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+    n = len(next(iter(arrays.values())))
+    return {**arrays, "weight": np.ones(n, dtype=np.float32)}
+
+
+def _gather(arrays: dict[str, tf.Tensor], index) -> dict[str, tf.Tensor]:
+    return {key: tf.gather(value, index) for key, value in arrays.items()}
+
+
+def train_dataset_fn(task: Task, arrays: dict[str, np.ndarray], global_batch: int, seed: int, start_example: int):
+    """A `dataset_fn(input_context)` for `distribute_datasets_from_function`, starting at `start_example`."""
+    n = len(arrays["weight"])
+
+    def epoch(e):
+        order = tf.random.experimental.stateless_shuffle(tf.range(n, dtype=tf.int64), seed=tf.stack([tf.constant(seed, tf.int64), e]))
+        return tf.data.Dataset.from_tensor_slices(order)
+
+    def dataset_fn(context: tf.distribute.InputContext) -> tf.data.Dataset:
+        tensors = {k: tf.constant(v) for k, v in arrays.items()}
+        indices = tf.data.Dataset.range(start_example // n, 2**62).flat_map(epoch).skip(start_example % n)
+        counters = tf.data.Dataset.range(start_example, 2**62)
+        ds = tf.data.Dataset.zip(counters, indices).shard(context.num_input_pipelines, context.input_pipeline_id)
+        ds = ds.map(
+            lambda c, i: task.make_example(_gather(tensors, i), tf.stack([tf.constant(seed, tf.int64), c])),
+            num_parallel_calls=tf.data.AUTOTUNE,
+            deterministic=True,
+        )
+        return ds.batch(context.get_per_replica_batch_size(global_batch), drop_remainder=True).prefetch(tf.data.AUTOTUNE)
+
+    return dataset_fn
+
+
+def eval_dataset_fn(task: Task, arrays: dict[str, np.ndarray], global_batch: int, seed: int, max_batches: int = 0):
+    """Every validation example once (or the first `max_batches` global batches), padded with
+    weight-0 copies to whole batches so every replica gets the same static shape."""
+    n = len(arrays["weight"])
+    total = -(-n // global_batch) * global_batch
+    if max_batches:
+        total = min(total, max_batches * global_batch)
+    index = np.arange(total) % n
+    padded = {k: v[index] for k, v in arrays.items()}
+    padded["weight"] = np.where(np.arange(total) < n, padded["weight"], 0.0).astype(np.float32)
+
+    def dataset_fn(context: tf.distribute.InputContext) -> tf.data.Dataset:
+        ds = tf.data.Dataset.from_tensor_slices((np.arange(total, dtype=np.int64), padded))
+        ds = ds.shard(context.num_input_pipelines, context.input_pipeline_id)
+        ds = ds.map(
+            lambda i, example: task.make_example(example, tf.stack([tf.constant(seed + 1, tf.int64), i])),
+            num_parallel_calls=tf.data.AUTOTUNE,
+            deterministic=True,
+        )
+        return ds.batch(context.get_per_replica_batch_size(global_batch), drop_remainder=True).prefetch(tf.data.AUTOTUNE)
+
+    return dataset_fn

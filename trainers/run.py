@@ -1,0 +1,115 @@
+"""Train, checkpoint, evaluate and save a run directory:
+
+    python -m trainers.run --model=bert_small [--config.train.batch_size=64 ...]
+
+Flags name the common settings; `--config.*` overrides anything in `configs/<model>.py`.
+This module only parses and validates flags, then calls `trainers.train.train_and_evaluate`.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+
+from absl import app, flags, logging
+from ml_collections import config_flags
+
+import zoo
+from trainers.data import DataError
+from trainers.loop import TrainingError
+from trainers.rundir import RunDirError
+from trainers.strategy import STRATEGIES, StrategyError, get_strategy
+from trainers.tasks import TASKS
+from trainers.train import ConfigError, train_and_evaluate
+
+flags.DEFINE_string("model", None, "Registered model name, e.g. bert_small (see zoo.list_models()).")
+flags.DEFINE_enum("task", None, TASKS, "Overrides the config's task, e.g. classify to fine-tune BERT.")
+flags.DEFINE_string(
+    "dataset", None, "mnist | digits | pysource | text:PATH | csv:PATH | jsonl:PATH | tfds:NAME (default: the config's)."
+)
+flags.DEFINE_string("data_dir", None, "Where mnist IDX files / tensorflow-datasets data live.")
+flags.DEFINE_string("output_dir", None, "The run directory (default: runs/<model>).")
+flags.DEFINE_integer("train_steps", None, "Total optimizer steps.", lower_bound=1)
+flags.DEFINE_integer("eval_every", None, "Evaluate every N steps (0: only at the end).", lower_bound=0)
+flags.DEFINE_integer("batch_size", None, "Global batch size (split across replicas).", lower_bound=1)
+flags.DEFINE_float("learning_rate", None, "Peak learning rate.", lower_bound=0.0)
+flags.DEFINE_enum("strategy", "auto", STRATEGIES, "tf.distribute strategy.")
+flags.DEFINE_string("tpu", None, "TPU name or grpc:// address for TPUClusterResolver.")
+flags.DEFINE_enum("mixed_precision", None, ["none", "bfloat16", "float16"], "Mixed-precision compute dtype.")
+flags.DEFINE_integer("seed", None, "Seed for initialisation, data order and masking.")
+flags.DEFINE_bool("resume", True, "Continue from the newest checkpoint in --output_dir.")
+flags.DEFINE_string("init_from", None, "A pretraining run directory whose backbone weights start this run.")
+
+FLAGS = flags.FLAGS
+
+# Shortcut flag -> config field it overrides.
+SHORTCUTS = {
+    "task": "task",
+    "dataset": "data.dataset",
+    "train_steps": "train.train_steps",
+    "eval_every": "train.eval_every",
+    "batch_size": "train.batch_size",
+    "learning_rate": "train.learning_rate",
+    "mixed_precision": "train.mixed_precision",
+    "seed": "train.seed",
+}
+
+USER_ERRORS = (ConfigError, DataError, RunDirError, StrategyError, TrainingError)
+
+
+def resolve_config(config):
+    """Applies the shortcut flags on top of the config (and its `--config.*` overrides)."""
+    for flag, field in SHORTCUTS.items():
+        value = FLAGS[flag].value
+        if value is not None:
+            section, _, key = field.rpartition(".")
+            (config[section] if section else config)[key] = value
+    return config
+
+
+def main(argv: list[str]) -> None:
+    del argv
+    config = resolve_config(FLAGS.config)
+    run_dir = FLAGS.output_dir or os.path.join("runs", FLAGS.model)
+    try:
+        strategy = get_strategy(FLAGS.strategy, FLAGS.tpu)
+        metrics = train_and_evaluate(
+            config, run_dir, data_dir=FLAGS.data_dir, strategy=strategy, resume=FLAGS.resume, init_from=FLAGS.init_from
+        )
+    except USER_ERRORS as e:
+        _fail(e.args[0] if e.args else str(e))
+    print(f"{FLAGS.model}: {' '.join(f'{k}={v:.4g}' for k, v in metrics.items())} -> {run_dir}")
+
+
+def _fail(message: str) -> None:
+    logging.flush()
+    print(f"trainers.run: error: {message}", file=sys.stderr)
+    sys.exit(2)
+
+
+def _model_from_argv(argv: list[str]) -> str | None:
+    for i, arg in enumerate(argv):
+        if arg.startswith("--model="):
+            return arg.split("=", 1)[1]
+        if arg == "--model" and i + 1 < len(argv):
+            return argv[i + 1]
+    return None
+
+
+def run() -> None:
+    """Entry point: the model named by --model decides which config `--config.*` overrides."""
+    name = _model_from_argv(sys.argv)
+    if any(a in ("--help", "--helpfull", "--helpshort", "-h") for a in sys.argv) and name is None:
+        name = "bert_small"  # so --helpfull lists a real config's fields
+    if name is None:
+        _fail(f"--model is required; one of: {', '.join(zoo.list_models())}")
+    try:
+        config = zoo.get_config(name)
+    except KeyError as e:
+        _fail(e.args[0])
+    config_flags.DEFINE_config_dict("config", config, "Overrides of configs/<model>.py, e.g. --config.train.batch_size=64")
+    app.run(main)
+
+
+if __name__ == "__main__":
+    run()
