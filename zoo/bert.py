@@ -138,7 +138,10 @@ class MaskedLMHead(keras.layers.Layer):
     def call(self, sequence_output, mask_positions):
         x = ops.take_along_axis(sequence_output, ops.expand_dims(mask_positions, -1), axis=1)  # (batch, masked, hidden)
         x = self.norm(gelu_tanh(self.transform(x)))
-        logits = self.token_embedding(x, reverse=True) + ops.cast(self.bias, x.dtype)
+        # Called inside this layer, the embedding reads its float32 table un-autocast, so its
+        # logits may be float32 even under a bfloat16 policy: add the bias in their dtype.
+        logits = self.token_embedding(x, reverse=True)
+        logits = logits + ops.cast(self.bias, logits.dtype)
         return ops.cast(logits, "float32")  # (batch, masked, vocab); float32 for a stable loss
 
     def compute_output_shape(self, sequence_output_shape, mask_positions_shape):
