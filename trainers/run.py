@@ -107,8 +107,29 @@ def run() -> None:
         config = zoo.get_config(name)
     except KeyError as e:
         _fail(e.args[0])
-    config_flags.DEFINE_config_dict("config", config, "Overrides of configs/<model>.py, e.g. --config.train.batch_size=64")
-    app.run(main)
+    try:  # ml_collections reads the `--config.*` overrides here already
+        config_flags.DEFINE_config_dict("config", config, "Overrides of configs/<model>.py, e.g. --config.train.batch_size=64")
+    except CONFIG_OVERRIDE_ERRORS as e:
+        _fail_override(e)
+    app.run(main, flags_parser=_parse_flags)
+
+
+def _parse_flags(argv: list[str]) -> list[str]:
+    """absl's parsing, with a bad `--config.*` override reported in one line, not a traceback."""
+    try:
+        return FLAGS(argv)
+    except flags.Error as e:
+        _fail(str(e))
+    except CONFIG_OVERRIDE_ERRORS as e:
+        _fail_override(e)
+
+
+CONFIG_OVERRIDE_ERRORS = (AttributeError, KeyError, TypeError, ValueError)  # what ml_collections raises
+
+
+def _fail_override(error: Exception) -> None:
+    message = " ".join(str(error.args[0] if error.args else error).replace("'", "").split())
+    _fail(f"bad --config override: {message}")
 
 
 if __name__ == "__main__":

@@ -1,0 +1,84 @@
+"""`python -m trainers.run` as a user runs it: bad input gets one clear line and exit code 2."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from tests.trainers.conftest import MNIST_T10K, run_cli
+
+
+def error_lines(result) -> list[str]:
+    return [line for line in result.stderr.splitlines() if line.startswith("trainers.run: error:")]
+
+
+def assert_one_clear_line(result, *fragments: str) -> None:
+    assert result.returncode == 2, result.stderr[-2000:]
+    lines = error_lines(result)
+    assert len(lines) == 1, result.stderr[-2000:]
+    assert "Traceback" not in result.stderr
+    for fragment in fragments:
+        assert fragment in lines[0]
+
+
+def test_unknown_model_suggests_the_close_name(tmp_path):
+    result = run_cli("--model=bert_smal", f"--output_dir={tmp_path}/r")
+    assert_one_clear_line(result, "unknown model 'bert_smal'", "did you mean 'bert_small'")
+
+
+def test_missing_model_flag_lists_the_models():
+    assert_one_clear_line(run_cli(), "--model is required", "bert_small", "mnist_mlp")
+
+
+def test_unknown_dataset_names_the_valid_forms(tmp_path):
+    result = run_cli("--model=mnist_mlp", "--dataset=imagenet", f"--output_dir={tmp_path}/r")
+    assert_one_clear_line(result, "imagenet")
+    assert not (tmp_path / "r").exists()
+
+
+def test_mnist_without_files_says_where_they_are_expected(tmp_path):
+    result = run_cli("--model=mnist_mlp", "--dataset=mnist", f"--data_dir={tmp_path}/nothing", f"--output_dir={tmp_path}/r")
+    assert_one_clear_line(result, "train-images-idx3-ubyte")
+    assert not (tmp_path / "r").exists()
+
+
+def test_output_dir_of_another_models_run_is_refused(tmp_path):
+    run_dir = tmp_path / "r"
+    run_dir.mkdir()
+    (run_dir / "config.json").write_text(json.dumps({"name": "gpt_mini", "task": "causal_lm", "model": {}}))
+    result = run_cli("--model=mnist_mlp", f"--output_dir={run_dir}")
+    assert_one_clear_line(result, "gpt_mini", "choose another --output_dir")
+
+
+def test_unknown_config_field_is_refused(tmp_path):
+    result = run_cli("--model=mnist_mlp", "--config.train.batchsize=3", f"--output_dir={tmp_path}/r")
+    assert result.returncode != 0
+    assert "batchsize" in result.stderr and "Traceback" not in result.stderr
+
+
+@pytest.mark.parametrize("flag", ["--batch_size=0", "--strategy=gpu9", "--mixed_precision=fp8", "--train_steps=-3"])
+def test_bad_flag_values_are_refused_before_training(tmp_path, flag):
+    result = run_cli("--model=mnist_mlp", flag, f"--output_dir={tmp_path}/r")
+    assert result.returncode != 0
+    assert flag.split("=")[0] in result.stderr and "Traceback" not in result.stderr
+    assert not (tmp_path / "r").exists()
+
+
+def test_tpu_strategy_without_a_tpu_fails_with_one_line(tmp_path):
+    result = run_cli("--model=mnist_mlp", "--strategy=tpu", f"--output_dir={tmp_path}/r")
+    assert_one_clear_line(result, "--strategy=tpu", "no TPU reachable")
+
+
+@pytest.mark.skipif(not MNIST_T10K.exists(), reason="shared MNIST test set not present")
+def test_mnist_with_only_the_test_files_asks_for_the_training_files(tmp_path):
+    result = run_cli("--model=mnist_mlp", "--dataset=mnist", f"--data_dir={MNIST_T10K}", f"--output_dir={tmp_path}/r")
+    assert_one_clear_line(result, "train-images-idx3-ubyte")
+
+
+@pytest.mark.slow
+def test_cli_trains_digits_and_prints_the_metrics(tmp_path):
+    result = run_cli("--model=mnist_mlp", "--train_steps=50", f"--output_dir={tmp_path}/r")
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert "accuracy=" in result.stdout
+    assert (tmp_path / "r" / "model.keras").exists()

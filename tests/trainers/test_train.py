@@ -1,0 +1,108 @@
+"""train_and_evaluate end to end on tiny models and real (small) data, in process."""
+
+from __future__ import annotations
+
+import json
+import os
+
+import keras
+import numpy as np
+import pytest
+import tensorflow as tf
+
+import zoo
+from tests.trainers.conftest import one_device, tiny_config
+from trainers import rundir
+from trainers.loop import TrainingError
+from trainers.train import ConfigError, train_and_evaluate
+
+
+def test_mnist_mlp_reaches_95_percent_on_digits_with_default_config(tmp_path):
+    metrics = train_and_evaluate(zoo.get_config("mnist_mlp"), str(tmp_path / "run"), strategy=one_device())
+    assert metrics["accuracy"] >= 0.95, metrics
+
+
+@pytest.fixture(scope="module")
+def bert_run(tmp_path_factory, stdlib_corpus):
+    run_dir = str(tmp_path_factory.mktemp("runs") / "bert")
+    config = tiny_config("bert_small", train_steps=80, learning_rate=3e-3, checkpoint_every=40, eval_every=40)
+    config.data.dataset = f"text:{stdlib_corpus}"
+    metrics = train_and_evaluate(config, run_dir, strategy=one_device())
+    return run_dir, metrics
+
+
+def test_run_directory_holds_config_tokenizer_checkpoints_logs_metrics_and_model(bert_run):
+    run_dir, metrics = bert_run
+    assert sorted(os.listdir(run_dir)) == ["checkpoints", "config.json", "logs", "metrics.json", "model.keras", "tokenizer"]
+    config = rundir.read_config(run_dir)
+    assert config["name"] == "bert_small" and config["task"] == "masked_lm"
+    assert config["model"]["num_layers"] == 2
+    with open(os.path.join(run_dir, "metrics.json")) as f:
+        assert json.load(f) == pytest.approx(metrics)
+    assert {"loss", "accuracy", "perplexity", "step"} <= set(metrics) and metrics["step"] == 80
+    assert tf.train.latest_checkpoint(os.path.join(run_dir, "checkpoints")).endswith("ckpt-80")
+    assert any(name.startswith("events.out") for name in os.listdir(os.path.join(run_dir, "logs")))
+    assert not [n for n in os.listdir(run_dir) if n.startswith(".tmp")]
+
+
+def test_saved_model_keras_loads_and_predicts_masked_tokens(bert_run):
+    run_dir, _ = bert_run
+    model = keras.models.load_model(os.path.join(run_dir, "model.keras"))
+    vocab = rundir.read_config(run_dir)["model"]["vocab_size"]
+    ids = np.full((1, 16), 5, "int32")
+    logits = model({"token_ids": ids, "segment_ids": np.zeros_like(ids), "padding_mask": np.ones_like(ids),
+                    "mask_positions": np.array([[3, 7]], "int32")})
+    assert logits.shape == (1, 2, vocab)
+
+
+def test_masked_lm_loss_falls_well_below_a_uniform_guess(bert_run):
+    run_dir, metrics = bert_run
+    vocab = rundir.read_config(run_dir)["model"]["vocab_size"]
+    assert metrics["loss"] < np.log(vocab) - 0.5, metrics
+
+
+def test_gpt_causal_lm_trains_and_reports_perplexity(tmp_path, stdlib_corpus):
+    config = tiny_config("gpt_mini", train_steps=80, learning_rate=3e-3, checkpoint_every=40, eval_every=40)
+    config.data.dataset = f"text:{stdlib_corpus}"
+    metrics = train_and_evaluate(config, str(tmp_path / "gpt"), strategy=one_device())
+    vocab = rundir.read_config(str(tmp_path / "gpt"))["model"]["vocab_size"]
+    assert metrics["perplexity"] == pytest.approx(np.exp(metrics["loss"]), rel=1e-6)
+    assert metrics["perplexity"] < vocab / 2, metrics
+
+
+def test_same_seed_gives_the_same_run(tmp_path):
+    config = tiny_config("mnist_mlp", train_steps=10)
+    first = train_and_evaluate(config, str(tmp_path / "a"), strategy=one_device())
+    second = train_and_evaluate(config, str(tmp_path / "b"), strategy=one_device())
+    assert first == second
+
+
+def test_resume_continues_from_the_newest_checkpoint(tmp_path):
+    run_dir = str(tmp_path / "run")
+    train_and_evaluate(tiny_config("mnist_mlp", train_steps=10), run_dir, strategy=one_device())
+    metrics = train_and_evaluate(tiny_config("mnist_mlp", train_steps=20), run_dir, strategy=one_device())
+    assert metrics["step"] == 20
+    steps = sorted(int(p.split("-")[1].split(".")[0]) for p in os.listdir(os.path.join(run_dir, "checkpoints")) if p.endswith(".index"))
+    assert steps == [10, 20]
+
+
+def test_nan_loss_stops_the_run_and_keeps_the_last_good_checkpoint(tmp_path):
+    run_dir = str(tmp_path / "run")
+    train_and_evaluate(tiny_config("mnist_mlp", train_steps=10), run_dir, strategy=one_device())
+    exploding = tiny_config("mnist_mlp", train_steps=30, learning_rate=1e30, warmup_steps=0)
+    with pytest.raises(TrainingError, match="last good checkpoint .step 10. is intact"):
+        train_and_evaluate(exploding, run_dir, strategy=one_device())
+    checkpoints = os.path.join(run_dir, "checkpoints")
+    assert tf.train.latest_checkpoint(checkpoints).endswith("ckpt-10")
+    # The first run's model.keras is still the good one, not the exploded weights.
+    model = keras.models.load_model(os.path.join(run_dir, "model.keras"))
+    assert np.isfinite(model.predict(np.zeros((1, 28, 28, 1), "float32"), verbose=0)).all()
+
+def test_bad_config_values_fail_before_training(tmp_path):
+    with pytest.raises(ConfigError, match="mixed_precision"):
+        train_and_evaluate(tiny_config("mnist_mlp", mixed_precision="fp8"), str(tmp_path / "r"), strategy=one_device())
+    config = tiny_config("mnist_mlp")
+    config.model.hidden_layers = 3
+    with pytest.raises(ConfigError, match="hidden_layers.*valid: dropout, hidden_units"):
+        train_and_evaluate(config, str(tmp_path / "r"), strategy=one_device())
+    assert not os.path.exists(tmp_path / "r")

@@ -1,0 +1,196 @@
+"""Tokenizers trained on the run's own text: WordPiece for BERT, byte-level BPE for GPT.
+
+A thin wrapper over Hugging Face `tokenizers`, so the vocabulary is saved as the standard
+`tokenizer.json` any HF-compatible tool can read. Encoding never adds special tokens: the trainer's
+task decides where [CLS]/[SEP]/[MASK] or <|endoftext|> go.
+"""
+
+from __future__ import annotations
+
+import collections
+import json
+import os
+import string
+import unicodedata
+from typing import Iterable
+
+import tokenizers as hf
+from tokenizers import decoders, models, normalizers, pre_tokenizers, processors, trainers
+
+FILENAME = "tokenizer.json"
+WORDPIECE = "wordpiece"
+BYTE_BPE = "byte_bpe"
+# [PAD] first so that padding is id 0, as in BERT's own vocabulary.
+WORDPIECE_SPECIAL_TOKENS = ("[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]")
+END_OF_TEXT = "<|endoftext|>"
+# BERT keeps ~1000 characters; rarer ones (the stdlib tests hold thousands) become [UNK]
+# instead of eating the vocabulary.
+WORDPIECE_ALPHABET_LIMIT = 1000
+_DROPPED = ("Cc", "Cf", "Cn", "Co", "Cs")  # unicode categories BertNormalizer removes (or cannot encode)
+_SPECIAL_TOKENS = {WORDPIECE: WORDPIECE_SPECIAL_TOKENS, BYTE_BPE: (END_OF_TEXT,)}
+
+
+class Tokenizer:
+    """A trained tokenizer and the special ids its model family needs."""
+
+    def __init__(self, tokenizer: hf.Tokenizer):
+        self._tokenizer = tokenizer
+        self.kind = _kind_of(tokenizer)
+
+    @property
+    def vocab_size(self) -> int:
+        return self._tokenizer.get_vocab_size(with_added_tokens=True)
+
+    # Special ids are `None` when this kind of tokenizer has no such token.
+    @property
+    def pad_id(self) -> int:
+        """[PAD] for WordPiece; byte BPE pads with <|endoftext|>, as GPT-2 does."""
+        return self._special("[PAD]" if self.kind == WORDPIECE else END_OF_TEXT)
+
+    @property
+    def unk_id(self) -> int | None:
+        return self._special("[UNK]")
+
+    @property
+    def cls_id(self) -> int | None:
+        return self._special("[CLS]")
+
+    @property
+    def sep_id(self) -> int | None:
+        return self._special("[SEP]")
+
+    @property
+    def mask_id(self) -> int | None:
+        return self._special("[MASK]")
+
+    @property
+    def eos_id(self) -> int | None:
+        return self._special(END_OF_TEXT)
+
+    def _special(self, token: str) -> int | None:
+        return self._tokenizer.token_to_id(token) if token in _SPECIAL_TOKENS[self.kind] else None
+
+    def encode(self, text: str) -> list[int]:
+        """Token ids of `text`, without special tokens."""
+        return self._tokenizer.encode(text, add_special_tokens=False).ids
+
+    def encode_batch(self, texts: list[str]) -> list[list[int]]:
+        """Token ids of each text, encoded in parallel by the Rust library."""
+        encodings = self._tokenizer.encode_batch_fast(list(texts), add_special_tokens=False)
+        return [encoding.ids for encoding in encodings]
+
+    def decode(self, ids: Iterable[int], skip_special_tokens: bool = True) -> str:
+        """Text of `ids`: WordPiece joins "##" pieces; byte BPE restores the exact bytes."""
+        return self._tokenizer.decode([int(i) for i in ids], skip_special_tokens=skip_special_tokens)
+
+    def token_to_id(self, token: str) -> int | None:
+        return self._tokenizer.token_to_id(token)
+
+    def id_to_token(self, token_id: int) -> str | None:
+        return self._tokenizer.id_to_token(int(token_id))
+
+    def to_json(self) -> str:
+        """The whole tokenizer as HF JSON: what `save` writes, and a content key for caches."""
+        return self._tokenizer.to_str()
+
+    def save(self, directory: str | os.PathLike) -> str:
+        """Writes `directory/tokenizer.json` and returns its path."""
+        os.makedirs(directory, exist_ok=True)
+        path = os.path.join(directory, FILENAME)
+        self._tokenizer.save(path)
+        return path
+
+    @classmethod
+    def load(cls, directory: str | os.PathLike) -> Tokenizer:
+        """Reads the `tokenizer.json` that `save` wrote into `directory`."""
+        path = os.path.join(directory, FILENAME)
+        if not os.path.isfile(path):
+            raise FileNotFoundError(
+                f"no {FILENAME} in {directory}; pass the run directory a training run saved its tokenizer to"
+            )
+        return cls(hf.Tokenizer.from_file(path))
+
+    def __repr__(self) -> str:
+        return f"Tokenizer(kind={self.kind!r}, vocab_size={self.vocab_size})"
+
+
+def _kind_of(tokenizer: hf.Tokenizer) -> str:
+    """Reads the kind off the model so a loaded tokenizer.json needs no side file."""
+    if isinstance(tokenizer.model, models.WordPiece):
+        return WORDPIECE
+    if isinstance(tokenizer.model, models.BPE):
+        return BYTE_BPE
+    raise ValueError(f"unsupported tokenizer model {type(tokenizer.model).__name__}; use WordPiece or byte-level BPE")
+
+
+def train_wordpiece(texts: Iterable[str], vocab_size: int) -> Tokenizer:
+    """BERT-style WordPiece, case kept: source code is case-sensitive. Deterministic.
+
+    tokenizers' own WordPiece training is not deterministic (huggingface/tokenizers#1794): it
+    numbers the "##c" pieces, and cuts the alphabet at tied counts, in hash-map order, and ids
+    break ties between merges. So we choose the alphabet here and fix the "##c" ids up front.
+    """
+    texts = list(texts)  # read twice: for the alphabet, then for training
+    alphabet = _wordpiece_alphabet(texts)
+    # BertPreTokenizer splits off ASCII punctuation, so "##(" and friends can never occur.
+    pieces = ["##" + c for c in alphabet if c not in string.punctuation]
+    tokenizer = hf.Tokenizer(models.WordPiece(unk_token="[UNK]"))
+    # BERT's cleanup (control characters, CJK spacing) without lowercasing or accent stripping.
+    tokenizer.normalizer = normalizers.BertNormalizer(lowercase=False, strip_accents=False)
+    tokenizer.pre_tokenizer = pre_tokenizers.BertPreTokenizer()
+    tokenizer.decoder = decoders.WordPiece(prefix="##")
+    trainer = trainers.WordPieceTrainer(
+        vocab_size=vocab_size,
+        min_frequency=2,
+        # Listed as special only to number them first; made ordinary vocabulary again below.
+        special_tokens=[*WORDPIECE_SPECIAL_TOKENS, *pieces],
+        initial_alphabet=alphabet,
+        limit_alphabet=len(alphabet),  # exactly `alphabet`: its entries outrank any count
+        continuing_subword_prefix="##",
+        show_progress=False,
+    )
+    tokenizer.train_from_iterator(texts, trainer)
+    tokenizer = _without_added_tokens(tokenizer, set(pieces))
+    # Only used by other tools reading tokenizer.json; our encode passes add_special_tokens=False.
+    cls_id, sep_id = tokenizer.token_to_id("[CLS]"), tokenizer.token_to_id("[SEP]")
+    tokenizer.post_processor = processors.TemplateProcessing(
+        single="[CLS] $A [SEP]",
+        pair="[CLS] $A [SEP] $B:1 [SEP]:1",
+        special_tokens=[("[CLS]", cls_id), ("[SEP]", sep_id)],
+    )
+    return Tokenizer(tokenizer)
+
+
+def _wordpiece_alphabet(texts: list[str]) -> list[str]:
+    """The most frequent characters (ties by code point), as the trainer would pick them."""
+    counts = collections.Counter()
+    for text in texts:
+        counts.update(text)
+    # Whitespace splits words and BertNormalizer drops control/unassigned/private characters.
+    usable = [c for c in counts if not c.isspace() and c != "\ufffd" and unicodedata.category(c) not in _DROPPED]
+    usable.sort(key=lambda c: (-counts[c], c))
+    return sorted(usable[:WORDPIECE_ALPHABET_LIMIT])
+
+
+def _without_added_tokens(tokenizer: hf.Tokenizer, contents: set[str]) -> hf.Tokenizer:
+    """Turns the given added tokens back into ordinary vocabulary entries (same ids)."""
+    config = json.loads(tokenizer.to_str())
+    config["added_tokens"] = [t for t in config["added_tokens"] if t["content"] not in contents]
+    return hf.Tokenizer.from_str(json.dumps(config))
+
+
+def train_byte_bpe(texts: Iterable[str], vocab_size: int) -> Tokenizer:
+    """GPT-2-style byte-level BPE: every byte is in the vocabulary, so any text round-trips."""
+    tokenizer = hf.Tokenizer(models.BPE())
+    # No normalizer: decode(encode(text)) must give back the text byte for byte.
+    tokenizer.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
+    tokenizer.decoder = decoders.ByteLevel()
+    trainer = trainers.BpeTrainer(
+        vocab_size=vocab_size,
+        min_frequency=2,
+        special_tokens=[END_OF_TEXT],
+        initial_alphabet=pre_tokenizers.ByteLevel.alphabet(),
+        show_progress=False,
+    )
+    tokenizer.train_from_iterator(texts, trainer)
+    return Tokenizer(tokenizer)
