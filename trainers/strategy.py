@@ -24,29 +24,24 @@ def get_strategy(name: str = "auto", tpu: str | None = None) -> tf.distribute.St
     """Builds the strategy named by `--strategy`; `auto` picks what the machine and TF_CONFIG offer."""
     if name not in STRATEGIES:
         raise StrategyError(f"unknown --strategy={name!r}; choose one of {', '.join(STRATEGIES)}")
-    gpus = tf.config.list_logical_devices("GPU")
-    if name == "auto":
-        if _cluster_size() > 1:
-            name = "multi_worker"
-        elif len(gpus) > 1:
-            name = "mirrored"
-        else:
-            name = "one_device" if gpus else "cpu"
-        logging.info("--strategy=auto chose %s", name)
-    if name == "cpu":
-        return tf.distribute.OneDeviceStrategy("/cpu:0")
-    if name == "one_device":
-        return tf.distribute.OneDeviceStrategy(gpus[0].name if gpus else "/cpu:0")
-    if name == "mirrored":
-        return tf.distribute.MirroredStrategy()
-    if name == "multi_worker":
+    if name == "multi_worker" or (name == "auto" and _cluster_size() > 1):
+        # Must come before anything that initialises TensorFlow's devices (collectives config).
         if _cluster_size() < 1:
             raise StrategyError(
                 "--strategy=multi_worker needs TF_CONFIG describing the cluster "
                 '(e.g. {"cluster": {"worker": ["host1:port", "host2:port"]}, "task": {"type": "worker", "index": 0}})'
             )
         return tf.distribute.MultiWorkerMirroredStrategy()
-    return _tpu_strategy(tpu)
+    if name == "tpu":
+        return _tpu_strategy(tpu)
+    gpus = tf.config.list_logical_devices("GPU")
+    if name == "auto":
+        name = "mirrored" if len(gpus) > 1 else "one_device" if gpus else "cpu"
+        logging.info("--strategy=auto chose %s", name)
+    if name == "mirrored":
+        return tf.distribute.MirroredStrategy()
+    device = gpus[0].name if gpus and name == "one_device" else "/cpu:0"
+    return tf.distribute.OneDeviceStrategy(device)
 
 
 def _tpu_strategy(tpu: str | None) -> tf.distribute.Strategy:

@@ -72,7 +72,8 @@ def _train(config, run_dir, write_dir, chief, strategy, data_dir, resume, init_f
         model = zoo.get_model(config.name, **config.model)
         optimizer = loop.make_optimizer(train, str(train.mixed_precision))
         optimizer.build(model.trainable_variables)
-        step = tf.Variable(0, dtype=tf.int64, trainable=False, name="step")
+    # Outside the scope: a plain host variable the Python loop reads and advances.
+    step = tf.Variable(0, dtype=tf.int64, trainable=False, name="step")
     rng_states = [v.value for v in model.non_trainable_variables if "seed_generator" in v.path]
     checkpoint = tf.train.Checkpoint(model=model, optimizer=optimizer, step=step, rng=rng_states)
     manager = tf.train.CheckpointManager(
