@@ -106,3 +106,43 @@ def test_bad_config_values_fail_before_training(tmp_path):
     with pytest.raises(ConfigError, match="hidden_layers.*valid: dropout, hidden_units"):
         train_and_evaluate(config, str(tmp_path / "r"), strategy=one_device())
     assert not os.path.exists(tmp_path / "r")
+
+
+def _code_or_prose_csv(path, stdlib_corpus) -> str:
+    """Real text, two classes: lines of standard-library code vs sentences of pydoc topics."""
+    import csv
+    from pydoc_data.topics import topics
+
+    code = [line.strip() for f in sorted(stdlib_corpus.iterdir()) for line in f.read_text().splitlines() if len(line.strip()) > 30]
+    prose = [s.strip() for text in topics.values() for s in text.split(". ") if len(s.strip()) > 30 and "\n" not in s.strip()]
+    splits = {"train": slice(0, 150), "validation": slice(150, 200)}
+    path.mkdir()
+    for split, rows in splits.items():
+        with open(path / f"{split}.csv", "w", newline="") as f:
+            writer = csv.writer(f)
+            writer.writerow(["text", "label"])
+            writer.writerows([(t, "code") for t in code[rows]] + [(t, "prose") for t in prose[rows]])
+    return f"csv:{path}"
+
+
+def test_classifier_fine_tuned_from_a_pretraining_run_starts_from_its_backbone(tmp_path, bert_run, stdlib_corpus):
+    pretrained_dir, _ = bert_run
+    dataset = _code_or_prose_csv(tmp_path / "code_or_prose", stdlib_corpus)
+    config = tiny_config("bert_small", train_steps=2, learning_rate=1e-12, warmup_steps=0)
+    config.task, config.data.dataset = "classify", dataset
+    run_dir = str(tmp_path / "frozen")
+    train_and_evaluate(config, run_dir, strategy=one_device(), init_from=pretrained_dir)
+    pretrained = keras.models.load_model(os.path.join(pretrained_dir, "model.keras")).backbone.get_weights()
+    tuned = keras.models.load_model(os.path.join(run_dir, "model.keras")).backbone.get_weights()
+    for a, b in zip(pretrained, tuned):
+        np.testing.assert_allclose(a, b, atol=1e-6)
+    assert os.path.exists(os.path.join(run_dir, "tokenizer", "tokenizer.json"))
+
+
+def test_classifier_fine_tuning_learns_code_versus_prose(tmp_path, bert_run, stdlib_corpus):
+    pretrained_dir, _ = bert_run
+    config = tiny_config("bert_small", train_steps=100, learning_rate=1e-3, final_eval_batches=0)
+    config.task = "classify"
+    config.data.dataset = _code_or_prose_csv(tmp_path / "code_or_prose", stdlib_corpus)
+    metrics = train_and_evaluate(config, str(tmp_path / "classify"), strategy=one_device(), init_from=pretrained_dir)
+    assert metrics["accuracy"] >= 0.9, metrics
