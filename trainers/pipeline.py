@@ -14,7 +14,7 @@ import numpy as np
 import tensorflow as tf
 from absl import logging
 
-from trainers import data
+from trainers import data, text_data
 from trainers.tasks import CausalLM, ImageClassification, MaskedLM, SequenceClassification, Task, TaskData
 from zoo.tokenizers import Tokenizer, train_byte_bpe, train_wordpiece
 
@@ -41,7 +41,7 @@ def prepare(config, run_dir: str, data_dir: str | None, init_from: str | None = 
             f"data.sequence_length={length} exceeds model.max_sequence_length={max_length}; lower one or raise the other"
         )
     labeled = task_name == "classify"
-    texts = data.load_texts(
+    texts = text_data.load_texts(
         config.data.dataset,
         data_dir,
         labeled=labeled,
@@ -69,7 +69,7 @@ def prepare(config, run_dir: str, data_dir: str | None, init_from: str | None = 
     return task, TaskData(_with_weight(train), _with_weight(validation), overrides, tokenizer)
 
 
-def _tokenizer(kind: str, texts: data.TextData, vocab_size: int, run_dir: str, init_from: str | None) -> Tokenizer:
+def _tokenizer(kind: str, texts: text_data.TextData, vocab_size: int, run_dir: str, init_from: str | None) -> Tokenizer:
     """The run's tokenizer: the one it already has, the `--init_from` run's, a cached one, or a new one."""
     for directory in (os.path.join(run_dir, "tokenizer"), init_from and os.path.join(init_from, "tokenizer")):
         if directory and os.path.exists(os.path.join(directory, "tokenizer.json")):
@@ -97,7 +97,7 @@ def _save_atomically(tokenizer: Tokenizer, directory: str) -> None:
 
 def _stream(tokenizer: Tokenizer, texts: list[str]) -> np.ndarray:
     separator = tokenizer.sep_id if tokenizer.kind == "wordpiece" else tokenizer.eos_id
-    return data.tokenize_corpus(texts, tokenizer, data.default_cache_dir(), separator)
+    return text_data.tokenize_corpus(texts, tokenizer, data.default_cache_dir(), separator)
 
 
 def _mlm_windows(stream: np.ndarray, tokenizer: Tokenizer, length: int) -> dict[str, np.ndarray]:

@@ -4,7 +4,7 @@ Every family module is imported here, so a registered name is never unknown beca
 was not imported.
 """
 
-from zoo import bert, gpt, mlp  # noqa: F401  (registers the families)
+from zoo import bert, gpt, mlp, tokenizers  # noqa: F401  (importing a family registers it)
 from zoo.registry import ModelSpec, get_config, get_model, get_spec, list_models, register_model
 
 __all__ = ["ModelSpec", "get_config", "get_model", "get_spec", "list_models", "register_model"]

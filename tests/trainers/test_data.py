@@ -7,7 +7,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from trainers import data
+from trainers import data, text_data
 from zoo import tokenizers
 
 # The repository is cloned next to `shared/`, locally and in CI.
@@ -146,7 +146,7 @@ def test_unknown_image_dataset_lists_the_known_ones():
 
 @pytest.fixture(scope="module")
 def pysource():
-    return data.load_texts("pysource")
+    return text_data.load_texts("pysource")
 
 
 def test_pysource_is_a_real_corpus_split_without_overlap(pysource):
@@ -159,7 +159,7 @@ def test_pysource_is_a_real_corpus_split_without_overlap(pysource):
 
 
 def test_pysource_subset_is_deterministic(pysource):
-    first, second = data.load_texts("pysource", max_documents=40), data.load_texts("pysource", max_documents=40)
+    first, second = text_data.load_texts("pysource", max_documents=40), text_data.load_texts("pysource", max_documents=40)
     assert len(first.train_texts) + len(first.validation_texts) == 40
     assert first.fingerprint == second.fingerprint != pysource.fingerprint
     assert len(first.fingerprint) == 64
@@ -172,17 +172,17 @@ def test_text_directory_gives_one_document_per_text_file(tmp_path):
     (tmp_path / "docs" / "image.png").write_bytes(b"\x89PNG\0\0binary")
     (tmp_path / "docs" / ".git").mkdir()
     (tmp_path / "docs" / ".git" / "HEAD").write_text("ref: refs/heads/main\n")
-    texts = data.load_texts(f"text:{tmp_path / 'docs'}")
+    texts = text_data.load_texts(f"text:{tmp_path / 'docs'}")
     everything = texts.train_texts + texts.validation_texts
     assert sorted(everything) == sorted(f"document number {i}\nline two\n" for i in range(30))
     assert texts.validation_texts and texts.train_texts
-    assert data.load_texts(f"text:{tmp_path / 'docs'}").fingerprint == texts.fingerprint
+    assert text_data.load_texts(f"text:{tmp_path / 'docs'}").fingerprint == texts.fingerprint
 
 
 def test_single_text_file_is_split_into_paragraphs(tmp_path):
     path = tmp_path / "book.txt"
     path.write_text("\n\n".join(f"Paragraph {i}.\nStill paragraph {i}." for i in range(40)))
-    texts = data.load_texts(f"text:{path}", validation_fraction=0.25)
+    texts = text_data.load_texts(f"text:{path}", validation_fraction=0.25)
     assert len(texts.train_texts) + len(texts.validation_texts) == 40
     assert "Paragraph 3.\nStill paragraph 3." in texts.train_texts + texts.validation_texts
     assert 3 <= len(texts.validation_texts) <= 20
@@ -190,14 +190,14 @@ def test_single_text_file_is_split_into_paragraphs(tmp_path):
 
 def test_missing_text_path_is_a_data_error(tmp_path):
     with pytest.raises(data.DataError, match="does not exist"):
-        data.load_texts(f"text:{tmp_path / 'nowhere'}")
+        text_data.load_texts(f"text:{tmp_path / 'nowhere'}")
 
 
 def test_csv_string_labels_become_sorted_class_ids(tmp_path):
     path = tmp_path / "reviews.csv"
     rows = [("great, really", "pos"), ("awful", "neg"), ("fine", "neutral")] * 10
     path.write_text("text,label\n" + "".join(f'"{t} {i}",{lab}\n' for i, (t, lab) in enumerate(rows)))
-    texts = data.load_texts(f"csv:{path}", labeled=True, validation_fraction=0.2)
+    texts = text_data.load_texts(f"csv:{path}", labeled=True, validation_fraction=0.2)
     assert texts.label_names == ["neg", "neutral", "pos"] and texts.num_classes == 3
     labels = np.concatenate([texts.train_labels, texts.validation_labels])
     assert labels.dtype == np.int32 and len(labels) == 30
@@ -208,7 +208,7 @@ def test_csv_string_labels_become_sorted_class_ids(tmp_path):
 def test_csv_directory_uses_its_validation_file_and_integer_labels(tmp_path):
     (tmp_path / "train.csv").write_text("label,text\n0,zero\n2,two\n1,one\n")
     (tmp_path / "validation.csv").write_text("label,text\n1,uno\n")
-    texts = data.load_texts(f"csv:{tmp_path}", labeled=True)
+    texts = text_data.load_texts(f"csv:{tmp_path}", labeled=True)
     assert texts.train_texts == ["zero", "two", "one"] and texts.validation_texts == ["uno"]
     assert texts.train_labels.tolist() == [0, 2, 1] and texts.validation_labels.tolist() == [1]
     assert texts.label_names == ["0", "1", "2"]
@@ -217,24 +217,24 @@ def test_csv_directory_uses_its_validation_file_and_integer_labels(tmp_path):
 def test_csv_without_the_text_column_names_the_columns_it_has(tmp_path):
     (tmp_path / "data.csv").write_text("sentence,label\nhello,1\n")
     with pytest.raises(data.DataError, match=r"no column text; its columns are \['sentence', 'label'\]"):
-        data.load_texts(f"csv:{tmp_path / 'data.csv'}", labeled=True)
+        text_data.load_texts(f"csv:{tmp_path / 'data.csv'}", labeled=True)
 
 
 def test_jsonl_directory_accepts_dev_as_validation(tmp_path):
     rows = [{"text": f"sample {i}", "label": ["spam", "ham"][i % 2]} for i in range(6)]
     (tmp_path / "train.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows))
     (tmp_path / "dev.jsonl").write_text(json.dumps({"text": "check", "label": "spam"}) + "\n\n")
-    texts = data.load_texts(f"jsonl:{tmp_path}", labeled=True)
+    texts = text_data.load_texts(f"jsonl:{tmp_path}", labeled=True)
     assert texts.label_names == ["ham", "spam"]
     assert texts.train_labels.tolist() == [1, 0, 1, 0, 1, 0] and texts.validation_labels.tolist() == [1]
-    unlabeled = data.load_texts(f"jsonl:{tmp_path}")
+    unlabeled = text_data.load_texts(f"jsonl:{tmp_path}")
     assert unlabeled.validation_texts == ["check"] and unlabeled.train_labels is None
 
 
 def test_bad_jsonl_line_is_reported_by_number(tmp_path):
     (tmp_path / "data.jsonl").write_text('{"text": "ok", "label": 1}\n{not json}\n')
     with pytest.raises(data.DataError, match="line 2 is not valid JSON"):
-        data.load_texts(f"jsonl:{tmp_path / 'data.jsonl'}", labeled=True)
+        text_data.load_texts(f"jsonl:{tmp_path / 'data.jsonl'}", labeled=True)
 
 
 def test_tfds_text_classification_reads_train_and_test(tmp_path):
@@ -242,7 +242,7 @@ def test_tfds_text_classification_reads_train_and_test(tmp_path):
 
     with tfds.testing.mock_data(num_examples=8, data_dir=str(tmp_path)):
         prepare_fake_tfds("imdb_reviews", tmp_path, {"train": 8, "test": 8})
-        texts = data.load_texts("tfds:imdb_reviews", str(tmp_path), labeled=True)
+        texts = text_data.load_texts("tfds:imdb_reviews", str(tmp_path), labeled=True)
     assert len(texts.train_texts) == len(texts.validation_texts) == 8
     assert all(isinstance(t, str) for t in texts.train_texts)
     assert texts.label_names == ["neg", "pos"] and set(texts.train_labels) <= {0, 1}
@@ -250,18 +250,18 @@ def test_tfds_text_classification_reads_train_and_test(tmp_path):
 
 def test_unprepared_tfds_dataset_says_how_to_prepare_it(tmp_path):
     with pytest.raises(data.DataError, match="'imdb_reviews' is not prepared.*tfds build"):
-        data.load_texts("tfds:imdb_reviews", str(tmp_path))
+        text_data.load_texts("tfds:imdb_reviews", str(tmp_path))
 
 
 @pytest.mark.parametrize("spec", ["wikipedia", "pysource:extra", "text:", "parquet:data.parquet"])
 def test_unknown_text_spec_lists_the_valid_forms(spec):
     with pytest.raises(data.DataError, match="pysource, text:PATH, csv:PATH, jsonl:PATH, tfds:NAME"):
-        data.load_texts(spec)
+        text_data.load_texts(spec)
 
 
 def test_labels_from_unlabeled_corpus_are_refused():
     with pytest.raises(data.DataError, match="has no labels"):
-        data.load_texts("pysource", labeled=True)
+        text_data.load_texts("pysource", labeled=True)
 
 
 # Token streams -----------------------------------------------------------------------------------
@@ -274,7 +274,7 @@ def byte_bpe():
 
 def test_corpus_becomes_one_stream_with_separators(byte_bpe):
     texts = ["def f(x):", "print(1)", "return"]
-    tokens = data.tokenize_corpus(texts, byte_bpe, None, byte_bpe.eos_id)
+    tokens = text_data.tokenize_corpus(texts, byte_bpe, None, byte_bpe.eos_id)
     sep = [byte_bpe.eos_id]
     expected = byte_bpe.encode(texts[0]) + sep + byte_bpe.encode(texts[1]) + sep + byte_bpe.encode(texts[2])
     assert tokens.dtype == np.int32 and tokens.tolist() == expected
@@ -282,16 +282,16 @@ def test_corpus_becomes_one_stream_with_separators(byte_bpe):
 
 def test_second_tokenization_is_read_from_the_cache(byte_bpe, tmp_path, monkeypatch):
     texts = ["def f(x):\n    return x\n", "print('cached')\n"]
-    first = data.tokenize_corpus(texts, byte_bpe, str(tmp_path), byte_bpe.eos_id)
+    first = text_data.tokenize_corpus(texts, byte_bpe, str(tmp_path), byte_bpe.eos_id)
     assert [p.suffix for p in tmp_path.iterdir()] == [".npy"]  # no temporary file left behind
 
     def fail(*args):
         raise AssertionError("tokenized again despite the cache")
 
     monkeypatch.setattr(byte_bpe, "encode_batch", fail)
-    np.testing.assert_array_equal(data.tokenize_corpus(texts, byte_bpe, str(tmp_path), byte_bpe.eos_id), first)
+    np.testing.assert_array_equal(text_data.tokenize_corpus(texts, byte_bpe, str(tmp_path), byte_bpe.eos_id), first)
     with pytest.raises(AssertionError, match="despite the cache"):  # other texts: other key
-        data.tokenize_corpus(texts + ["new"], byte_bpe, str(tmp_path), byte_bpe.eos_id)
+        text_data.tokenize_corpus(texts + ["new"], byte_bpe, str(tmp_path), byte_bpe.eos_id)
 
 
 def test_cache_dir_defaults_to_env_then_home(monkeypatch, tmp_path):
