@@ -66,7 +66,26 @@ def prepare(config, run_dir: str, data_dir: str | None, init_from: str | None = 
         train = _lm_windows(_stream(tokenizer, texts.train_texts), tokenizer, length)
         validation = _lm_windows(_stream(tokenizer, texts.validation_texts), tokenizer, length)
     logging.info("%s: %d training and %d validation examples", task_name, len(train["token_ids"]), len(validation["token_ids"]))
-    return task, TaskData(_with_weight(train), _with_weight(validation), overrides, tokenizer)
+    unigram = None
+    if task_name != "classify":
+        special = {tokenizer.pad_id, tokenizer.cls_id, tokenizer.sep_id, tokenizer.mask_id, tokenizer.unk_id} - {None}
+        # Masked LM never predicts special tokens; a causal LM predicts everything but padding.
+        excluded = special if task_name == "masked_lm" else {tokenizer.pad_id}
+        unigram = _unigram_loss(train, validation, excluded, tokenizer.vocab_size)
+    return task, TaskData(_with_weight(train), _with_weight(validation), overrides, tokenizer, unigram)
+
+
+def _unigram_loss(train: dict, validation: dict, excluded: set[int], vocab_size: int) -> float:
+    """Validation cross-entropy (nats) of add-one-smoothed training token frequencies."""
+
+    def targets(arrays):
+        ids = arrays["token_ids"][arrays["padding_mask"] > 0]
+        return ids[~np.isin(ids, list(excluded))]
+
+    counts = np.bincount(targets(train), minlength=vocab_size) + 1.0
+    counts[list(excluded)] = 0.0
+    log_p = np.log(counts / counts.sum(), where=counts > 0, out=np.full(vocab_size, -np.inf))
+    return float(-log_p[targets(validation)].mean())
 
 
 def _tokenizer(kind: str, texts: text_data.TextData, vocab_size: int, run_dir: str, init_from: str | None) -> Tokenizer:

@@ -26,6 +26,9 @@ class TaskData:
     validation: dict[str, np.ndarray]
     model_overrides: dict[str, Any] = dataclasses.field(default_factory=dict)
     tokenizer: Tokenizer | None = None
+    # Language models: validation cross-entropy of a unigram model fitted on the training tokens,
+    # the bar a model that ignores context reaches; reported beside the model's loss.
+    unigram_loss: float | None = None
 
 
 class Task:

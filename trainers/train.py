@@ -126,6 +126,8 @@ def _train(config, run_dir, write_dir, chief, strategy, data_dir, resume, init_f
         progress.reset_clock()
 
     metrics = {**evaluate(int(train.final_eval_batches)), "step": int(step)}
+    if task_data.unigram_loss is not None:
+        metrics["unigram_loss"] = task_data.unigram_loss
     _log_scalars(writer, "validation", metrics, int(step))
     logging.info("final validation metrics: %s", json.dumps(metrics))
     if chief:

@@ -39,7 +39,7 @@ def test_run_directory_holds_config_tokenizer_checkpoints_logs_metrics_and_model
     assert config["model"]["num_layers"] == 2
     with open(os.path.join(run_dir, "metrics.json")) as f:
         assert json.load(f) == pytest.approx(metrics)
-    assert {"loss", "accuracy", "perplexity", "step"} <= set(metrics) and metrics["step"] == 80
+    assert {"loss", "accuracy", "perplexity", "step", "unigram_loss"} <= set(metrics) and metrics["step"] == 80
     assert tf.train.latest_checkpoint(os.path.join(run_dir, "checkpoints")).endswith("ckpt-80")
     assert any(name.startswith("events.out") for name in os.listdir(os.path.join(run_dir, "logs")))
     assert not [n for n in os.listdir(run_dir) if n.startswith(".tmp")]
@@ -146,3 +146,14 @@ def test_classifier_fine_tuning_learns_code_versus_prose(tmp_path, bert_run, std
     config.data.dataset = _code_or_prose_csv(tmp_path / "code_or_prose", stdlib_corpus)
     metrics = train_and_evaluate(config, str(tmp_path / "classify"), strategy=one_device(), init_from=pretrained_dir)
     assert metrics["accuracy"] >= 0.9, metrics
+
+
+@pytest.mark.parametrize("precision", ["bfloat16", "float16"])
+def test_mixed_precision_trains_with_float32_weights_and_restores_the_global_policy(tmp_path, stdlib_corpus, precision):
+    config = tiny_config("gpt_mini", train_steps=10, mixed_precision=precision, learning_rate=3e-3)
+    config.data.dataset = f"text:{stdlib_corpus}"
+    metrics = train_and_evaluate(config, str(tmp_path / precision), strategy=one_device())
+    assert np.isfinite(metrics["loss"]) and metrics["loss"] < np.log(512)
+    assert keras.mixed_precision.global_policy().name == "float32"
+    model = keras.models.load_model(os.path.join(tmp_path, precision, "model.keras"))
+    assert all(w.dtype == "float32" for w in model.weights)
