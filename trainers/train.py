@@ -72,10 +72,15 @@ def _train(config, run_dir, write_dir, chief, strategy, data_dir, resume, init_f
         model = zoo.get_model(config.name, **config.model)
         optimizer = loop.make_optimizer(train, str(train.mixed_precision))
         optimizer.build(model.trainable_variables)
-    # Outside the scope: a plain host variable the Python loop reads and advances.
+    # Outside the scope: plain host variables the Python loop reads and advances. The data
+    # position is the number of examples drawn, so a resumed run continues the same stream even
+    # if its batch size changed.
     step = tf.Variable(0, dtype=tf.int64, trainable=False, name="step")
+    examples_seen = tf.Variable(0, dtype=tf.int64, trainable=False, name="examples_seen")
     rng_states = [v.value for v in model.non_trainable_variables if "seed_generator" in v.path]
-    checkpoint = tf.train.Checkpoint(model=model, optimizer=optimizer, step=step, rng=rng_states)
+    checkpoint = tf.train.Checkpoint(
+        model=model, optimizer=optimizer, step=step, examples_seen=examples_seen, rng=rng_states
+    )
     manager = tf.train.CheckpointManager(
         checkpoint, os.path.join(write_dir, rundir.CHECKPOINTS), max_to_keep=int(train.keep_checkpoints), step_counter=step
     )
@@ -91,7 +96,7 @@ def _train(config, run_dir, write_dir, chief, strategy, data_dir, resume, init_f
     seed = int(train.seed)
     train_iter = iter(
         strategy.distribute_datasets_from_function(
-            pipeline.train_dataset_fn(task, task_data.train, global_batch, seed, int(step) * global_batch)
+            pipeline.train_dataset_fn(task, task_data.train, global_batch, seed, int(examples_seen))
         )
     )
     train_steps = loop.make_train_function(strategy, task, model, optimizer, float(train.clip_norm))
@@ -115,6 +120,7 @@ def _train(config, run_dir, write_dir, chief, strategy, data_dir, resume, init_f
         metrics = {**task.summarize(sums), "lr": loop.current_learning_rate(optimizer)}
         loop.check_finite(metrics, current + num_steps, last_saved)
         step.assign_add(num_steps)
+        examples_seen.assign_add(num_steps * global_batch)
         current = int(step)
         rates = progress.update(current, metrics, num_steps * global_batch, num_steps * global_batch * tokens_per_example)
         _log_scalars(writer, "train", {**metrics, **rates}, current)
