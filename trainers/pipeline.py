@@ -2,7 +2,7 @@
 
 Training examples are a pure function of (seed, example counter): epoch e visits the examples in
 a permutation drawn from (seed, e), and example number c is augmented (e.g. masked) with seed
-(seed, c). So a run resumed at step s starts from example s * global_batch and sees exactly the
+(seed, c). So a run resumed after drawing n examples starts from example n and sees exactly the
 batches an uninterrupted run would have seen, and each worker can take its shard of the stream.
 """
 
@@ -23,55 +23,58 @@ TOKENIZER_KIND = {"masked_lm": "wordpiece", "classify": "wordpiece", "causal_lm"
 
 def prepare(config, run_dir: str, data_dir: str | None, init_from: str | None = None) -> tuple[Task, TaskData]:
     """Loads the data for `config.task`, tokenizing text with the run's tokenizer (trained if new)."""
-    task_name = config.task
-    if task_name == "image_classification":
-        images = data.load_images(config.data.dataset, data_dir)
-        to_uint8 = lambda x: np.round(np.asarray(x) * 255.0).astype(np.uint8)  # noqa: E731
-        task_data = TaskData(
-            train=_with_weight({"image": to_uint8(images.train_images), "label": images.train_labels}),
-            validation=_with_weight({"image": to_uint8(images.validation_images), "label": images.validation_labels}),
-            model_overrides={"num_classes": images.num_classes},
-        )
-        return ImageClassification(), task_data
+    if config.task == "image_classification":
+        return _prepare_images(config, data_dir)
+    return _prepare_text(config, run_dir, data_dir, init_from)
 
+
+def _prepare_images(config, data_dir: str | None) -> tuple[Task, TaskData]:
+    images = data.load_images(config.data.dataset, data_dir)
+
+    def arrays(x: np.ndarray, labels: np.ndarray) -> dict[str, np.ndarray]:
+        # uint8 holds MNIST in a quarter of the memory; the task rescales to [0, 1].
+        return _with_weight({"image": np.round(x * 255.0).astype(np.uint8), "label": labels})
+
+    return ImageClassification(), TaskData(
+        arrays(images.train_images, images.train_labels),
+        arrays(images.validation_images, images.validation_labels),
+        {"num_classes": images.num_classes},
+    )
+
+
+def _prepare_text(config, run_dir: str, data_dir: str | None, init_from: str | None) -> tuple[Task, TaskData]:
+    task_name = config.task
     length = int(config.data.sequence_length)
     max_length = int(config.model.max_sequence_length)
     if length > max_length:
         raise data.DataError(
             f"data.sequence_length={length} exceeds model.max_sequence_length={max_length}; lower one or raise the other"
         )
-    labeled = task_name == "classify"
     texts = text_data.load_texts(
         config.data.dataset,
         data_dir,
-        labeled=labeled,
+        labeled=task_name == "classify",
         text_field=config.data.text_field,
         label_field=config.data.label_field,
     )
     tokenizer = _tokenizer(TOKENIZER_KIND[task_name], texts, int(config.model.vocab_size), run_dir, init_from)
     overrides = {"vocab_size": tokenizer.vocab_size}
     if task_name == "classify":
-        num_classes = len(texts.label_names) if texts.label_names else int(np.max(texts.train_labels)) + 1
-        overrides.update(head="classifier", num_classes=num_classes)
-        task = SequenceClassification()
+        overrides.update(head="classifier", num_classes=texts.num_classes or int(np.max(texts.train_labels)) + 1)
         train = _classification_arrays(tokenizer, texts.train_texts, texts.train_labels, length)
         validation = _classification_arrays(tokenizer, texts.validation_texts, texts.validation_labels, length)
-    elif task_name == "masked_lm":
-        special = (tokenizer.pad_id, tokenizer.cls_id, tokenizer.sep_id, tokenizer.mask_id, tokenizer.unk_id)
-        task = MaskedLM(tokenizer.vocab_size, tokenizer.mask_id, special, length, float(config.data.mask_rate))
-        train = _mlm_windows(_stream(tokenizer, texts.train_texts), tokenizer, length)
-        validation = _mlm_windows(_stream(tokenizer, texts.validation_texts), tokenizer, length)
+        return SequenceClassification(), TaskData(_with_weight(train), _with_weight(validation), overrides, tokenizer)
+
+    if task_name == "masked_lm":
+        task = MaskedLM(tokenizer.vocab_size, tokenizer.mask_id, tokenizer.special_ids, length, float(config.data.mask_rate))
+        windows = _mlm_windows
+        excluded = set(tokenizer.special_ids)  # masked LM never predicts a special token
     else:
-        task = CausalLM()
-        train = _lm_windows(_stream(tokenizer, texts.train_texts), tokenizer, length)
-        validation = _lm_windows(_stream(tokenizer, texts.validation_texts), tokenizer, length)
+        task, windows, excluded = CausalLM(), _lm_windows, {tokenizer.pad_id}
+    train = windows(_stream(tokenizer, texts.train_texts), tokenizer, length)
+    validation = windows(_stream(tokenizer, texts.validation_texts), tokenizer, length)
     logging.info("%s: %d training and %d validation examples", task_name, len(train["token_ids"]), len(validation["token_ids"]))
-    unigram = None
-    if task_name != "classify":
-        special = {tokenizer.pad_id, tokenizer.cls_id, tokenizer.sep_id, tokenizer.mask_id, tokenizer.unk_id} - {None}
-        # Masked LM never predicts special tokens; a causal LM predicts everything but padding.
-        excluded = special if task_name == "masked_lm" else {tokenizer.pad_id}
-        unigram = _unigram_loss(train, validation, excluded, tokenizer.vocab_size)
+    unigram = _unigram_loss(train, validation, excluded, tokenizer.vocab_size)
     return task, TaskData(_with_weight(train), _with_weight(validation), overrides, tokenizer, unigram)
 
 

@@ -67,6 +67,11 @@ class Tokenizer:
     def eos_id(self) -> int | None:
         return self._special(END_OF_TEXT)
 
+    @property
+    def special_ids(self) -> tuple[int, ...]:
+        """Every special token's id, e.g. those masked-LM never masks or predicts."""
+        return tuple(self._tokenizer.token_to_id(token) for token in _SPECIAL_TOKENS[self.kind])
+
     def _special(self, token: str) -> int | None:
         return self._tokenizer.token_to_id(token) if token in _SPECIAL_TOKENS[self.kind] else None
 
