@@ -128,8 +128,8 @@ CONFIG_OVERRIDE_ERRORS = (AttributeError, KeyError, TypeError, ValueError)  # wh
 
 
 def _fail_override(error: Exception) -> None:
-    message = " ".join(str(error.args[0] if error.args else error).replace("'", "").split())
-    _fail(f"bad --config override: {message}")
+    message = " ".join(str(error.args[0] if error.args else error).replace("'", "").replace('"', "").split())
+    _fail(f"bad --config override ({message}); see the config's fields with --helpfull")
 
 
 if __name__ == "__main__":

@@ -45,6 +45,7 @@ class BertBackbone(keras.Model):
         num_segments: int = 2,
         dropout: float = 0.1,
         layer_norm_epsilon: float = 1e-12,
+        normalize_first: bool = False,
         dtype=None,
         **kwargs,
     ):
@@ -64,12 +65,18 @@ class BertBackbone(keras.Model):
                 intermediate_dim,
                 dropout=dropout,
                 layer_norm_epsilon=layer_norm_epsilon,
-                normalize_first=False,
+                normalize_first=normalize_first,
                 dtype=dtype,
                 name=f"transformer_{i}",
             )
             for i in range(num_layers)
         ]
+        # Pre-LN blocks leave the residual stream unnormalised: one LayerNorm closes the stack.
+        self.final_norm = (
+            keras.layers.LayerNormalization(epsilon=layer_norm_epsilon, dtype=dtype, name="final_norm")
+            if normalize_first
+            else None
+        )
         self.pooler = keras.layers.Dense(
             hidden_dim, activation="tanh", kernel_initializer=dense_initializer(), dtype=dtype, name="pooler"
         )
@@ -81,6 +88,8 @@ class BertBackbone(keras.Model):
         x = keras.layers.Dropout(dropout, dtype=dtype, name="embedding_dropout")(x)
         for block in self.blocks:
             x = block(x, padding_mask=inputs["padding_mask"])
+        if self.final_norm is not None:
+            x = self.final_norm(x)
         pooled = self.pooler(x[:, 0, :])  # the [CLS] position
         super().__init__(
             inputs=inputs, outputs={"sequence_output": x, "pooled_output": pooled}, dtype=dtype, **kwargs
@@ -94,6 +103,7 @@ class BertBackbone(keras.Model):
         self.num_segments = num_segments
         self.dropout = dropout
         self.layer_norm_epsilon = layer_norm_epsilon
+        self.normalize_first = normalize_first
 
     def get_config(self) -> dict:
         return {
@@ -109,6 +119,7 @@ class BertBackbone(keras.Model):
             "num_segments": self.num_segments,
             "dropout": self.dropout,
             "layer_norm_epsilon": self.layer_norm_epsilon,
+            "normalize_first": self.normalize_first,
         }
 
 
@@ -223,10 +234,16 @@ def bert(
     num_segments: int = 2,
     dropout: float = 0.1,
     layer_norm_epsilon: float = 1e-12,
+    normalize_first: bool = False,
     head: str = "masked_lm",
     num_classes: int = 2,
 ) -> keras.Model:
-    """A BERT of the given size; `head` picks the masked-LM model, a classifier or the backbone."""
+    """A BERT of the given size; `head` picks the masked-LM model, a classifier or the backbone.
+
+    `normalize_first=True` moves LayerNorm before each sub-layer (pre-LN, as GPT-2): it trains
+    from scratch without BERT's long post-LN plateau (Xiong et al. 2020), at the cost of not
+    being the original BERT layout.
+    """
     if head not in HEADS:
         raise ValueError(f"unknown BERT head {head!r}; choose one of {', '.join(HEADS)}")
     backbone = BertBackbone(
@@ -239,6 +256,7 @@ def bert(
         num_segments=num_segments,
         dropout=dropout,
         layer_norm_epsilon=layer_norm_epsilon,
+        normalize_first=normalize_first,
         name="bert_backbone",
     )
     if head == "backbone":

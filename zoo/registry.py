@@ -35,6 +35,12 @@ class ModelSpec:
         """Every keyword the builder accepts, which is what an override may name."""
         return sorted(inspect.signature(self.builder).parameters)
 
+    def hyperparameters(self) -> dict[str, Any]:
+        """Every hyper-parameter with its value for this name: builder defaults, then `defaults`."""
+        parameters = inspect.signature(self.builder).parameters.values()
+        builder_defaults = {p.name: p.default for p in parameters if p.default is not inspect.Parameter.empty}
+        return {**builder_defaults, **self.defaults}
+
 
 _REGISTRY: dict[str, ModelSpec] = {}
 
@@ -99,12 +105,13 @@ def list_models(pattern: str | None = None, family: str | None = None, task: str
 def get_config(name: str) -> ml_collections.ConfigDict:
     """Defaults for `name`: `model` (architecture) plus training settings from `configs/<name>.py`.
 
-    The architecture starts from the registered hyper-parameters; the config file's `model`
-    section may change some of them for training (e.g. a vocabulary trained on the run's data).
+    The architecture starts from every registered hyper-parameter (so each one can be overridden
+    and is recorded); the config file's `model` section may change some of them for training
+    (e.g. a vocabulary trained on the run's own data).
     """
     spec = get_spec(name)
     config = importlib.import_module(f"configs.{name}").get_config()
     file_model = config.model.to_dict() if "model" in config else {}
-    config.model = ml_collections.ConfigDict({**spec.defaults, **file_model})
+    config.model = ml_collections.ConfigDict({**spec.hyperparameters(), **file_model})
     config.name = name
     return config

@@ -175,6 +175,16 @@ def test_bert_backbone_head_gives_sequence_and_pooled_outputs():
     assert tuple(outputs["pooled_output"].shape) == (BATCH, HIDDEN)
 
 
+def test_bert_pre_layernorm_variant_round_trips_and_differs_from_post_layernorm(tmp_path):
+    pre = tiny_model("bert_tiny", normalize_first=True)
+    assert pre.backbone.final_norm is not None and tiny_model("bert_tiny").backbone.final_norm is None
+    inputs = example_inputs("bert_tiny")
+    pre.save(tmp_path / "pre.keras")
+    loaded = keras.models.load_model(tmp_path / "pre.keras")
+    assert loaded.backbone.normalize_first
+    np.testing.assert_array_equal(numpy(loaded(inputs)), numpy(pre(inputs)))
+
+
 def test_bert_unknown_head_is_rejected():
     with pytest.raises(ValueError, match="unknown BERT head 'pooler'"):
         tiny_model("bert_tiny", head="pooler")
