@@ -1,0 +1,108 @@
+"""The export formats: which file each writes, how it is written, and how it is run back.
+
+One table drives everything: `export_formats` writes the files, `predictor` runs any of them, so
+the report treats every format alike.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import time
+import keras
+import numpy as np
+from absl import logging
+
+from export import int8, onnx, saved_model, tflite
+from export.evaluate import Predictor
+from export.litert import LiteRTRunner
+from export.spec import ExportError, ModelSpec
+
+FILES = {
+    "saved_model": "saved_model",
+    "tflite_float32": "model_float32.tflite",
+    "tflite_dynamic": "model_dynamic.tflite",
+    "tflite_float16": "model_float16.tflite",
+    "tflite_int8": "model_int8.tflite",
+    "onnx": "model.onnx",
+}
+FORMATS = tuple(FILES)
+
+
+def parse_formats(formats: str | list[str] | tuple[str, ...] | None) -> tuple[str, ...]:
+    """`"saved_model,tflite_int8"` or a list -> formats in canonical order; `None`/`"all"` -> all."""
+    if formats is None or formats == "all":
+        return FORMATS
+    names = [f.strip() for f in (formats.split(",") if isinstance(formats, str) else formats) if f.strip()]
+    unknown = [f for f in names if f not in FILES]
+    if unknown or not names:
+        raise ExportError(f"unknown export format(s) {', '.join(unknown) or '(none given)'}; choose from {', '.join(FORMATS)}")
+    return tuple(f for f in FORMATS if f in names)
+
+
+def export_formats(
+    model: keras.Model,
+    spec: ModelSpec,
+    directory: str,
+    formats: tuple[str, ...],
+    representative_dataset: int8.RepresentativeDataset | None = None,
+) -> dict[str, dict]:
+    """Writes each format into `directory`; returns per format its file, size, seconds and details.
+
+    The SavedModel is always written first (TFLite is converted from it) and removed afterwards
+    if it was not asked for.
+    """
+    saved_model_dir = os.path.join(directory, FILES["saved_model"])
+    written: dict[str, dict] = {}
+    for fmt in ("saved_model",) + tuple(f for f in formats if f != "saved_model"):
+        start = time.perf_counter()
+        path = os.path.join(directory, FILES[fmt])
+        details = _write(fmt, model, spec, path, saved_model_dir, representative_dataset)
+        written[fmt] = {"file": FILES[fmt], "size_bytes": _size(path), "seconds": round(time.perf_counter() - start, 2), **details}
+        logging.info("exported %s: %s (%.1f MB)", fmt, path, written[fmt]["size_bytes"] / 1e6)
+    if "saved_model" not in formats:
+        shutil.rmtree(saved_model_dir)
+        del written["saved_model"]
+    return written
+
+
+def _write(fmt: str, model, spec: ModelSpec, path: str, saved_model_dir: str, representative_dataset) -> dict:
+    if fmt == "saved_model":
+        saved_model.export_saved_model(model, spec, path)
+        return {}
+    if fmt == "onnx":
+        onnx.export_onnx(model, spec, path)
+        return {"opset": onnx.OPSET}
+    mode = fmt.removeprefix("tflite_")
+    details: dict = {}
+    if mode == "int8":
+        if representative_dataset is None:
+            raise ExportError("tflite_int8 needs a representative dataset (examples of the model's inputs) for calibration")
+        float_inputs = all(np.issubdtype(np.dtype(t.dtype), np.floating) for t in spec.inputs)
+        result = int8.quantize_int8(saved_model_dir, representative_dataset, int8_io=float_inputs)
+        content, details = result.model, {"int8": {**result.report(), "int8_io": float_inputs}}
+    else:
+        content = tflite.convert_float(saved_model_dir, mode)
+    with open(path, "wb") as f:
+        f.write(content)
+    return details
+
+
+def predictor(fmt: str, path: str, num_threads: int | None = None) -> Predictor:
+    """A function from named numpy inputs to float logits, running the exported file."""
+    if fmt == "saved_model":
+        return saved_model.load_predictor(path)
+    if fmt == "onnx":
+        return onnx.load_predictor(path, num_threads)
+    return LiteRTRunner(path, num_threads=num_threads).predict
+
+
+def keras_predictor(model: keras.Model, spec: ModelSpec) -> Predictor:
+    return lambda inputs: np.asarray(model(spec.model_inputs(inputs), training=False))
+
+
+def _size(path: str) -> int:
+    if os.path.isfile(path):
+        return os.path.getsize(path)
+    return sum(os.path.getsize(os.path.join(root, f)) for root, _, files in os.walk(path) for f in files)
+

@@ -1,0 +1,137 @@
+"""`LiteRTRunner`: any exported .tflite behind one `predict(inputs) -> logits` call.
+
+It runs the model's signature (inputs by name, as exported), quantizes float inputs of int8
+models and dequantizes int8 outputs from the tensors' own quantization parameters, and checks
+every input against the signature before LiteRT sees it, so a mistake gets one clear sentence.
+"""
+
+from __future__ import annotations
+
+import os
+from typing import Mapping
+
+import numpy as np
+from ai_edge_litert.interpreter import Interpreter
+
+SIGNATURE = "serving_default"
+DEFAULT_BATCH = 64
+_TFLITE_IDENTIFIER = b"TFL3"  # flatbuffer file identifier, bytes 4..8 of every .tflite
+
+
+class RunnerError(ValueError):
+    """A model or input the runner cannot use; the message says what was expected."""
+
+
+class LiteRTRunner:
+    """Loads a .tflite once; `predict` runs its signature on numpy inputs of any batch size."""
+
+    def __init__(self, path: str | os.PathLike, num_threads: int | None = None, signature_key: str | None = None):
+        self.path = str(path)
+        _check_file(self.path)
+        if num_threads is not None and num_threads < 1:
+            raise RunnerError(f"num_threads={num_threads}; use 1 or more")
+        try:
+            self.interpreter = Interpreter(model_path=self.path, num_threads=num_threads)
+        except ValueError as e:
+            raise RunnerError(
+                f"{self.path} is not a readable TFLite model ({e}); the file may be truncated: export it again"
+            ) from None
+        signatures = self.interpreter.get_signature_list()
+        if not signatures:
+            raise RunnerError(f"{self.path} has no signature; export it with `python -m export.run`, which adds {SIGNATURE}")
+        key = signature_key or (SIGNATURE if SIGNATURE in signatures else next(iter(signatures)))
+        if key not in signatures:
+            raise RunnerError(f"{self.path} has no signature {key!r}; it has {', '.join(signatures)}")
+        self._runner = self.interpreter.get_signature_runner(key)
+        self.input_details = self._runner.get_input_details()
+        self.output_details = self._runner.get_output_details()
+
+    @property
+    def input_names(self) -> list[str]:
+        return list(self.input_details)
+
+    def input_shape(self, name: str) -> tuple[int, ...]:
+        """The signature shape, -1 for a free (batch) dimension."""
+        return tuple(int(d) for d in self.input_details[name]["shape_signature"])
+
+    def input_dtype(self, name: str) -> np.dtype:
+        return np.dtype(self.input_details[name]["dtype"])
+
+    @property
+    def quantized_input(self) -> bool:
+        return any(self.input_dtype(name) == np.int8 for name in self.input_names)
+
+    def predict(
+        self, inputs: Mapping[str, np.ndarray] | np.ndarray, batch_size: int | None = None
+    ) -> np.ndarray | dict[str, np.ndarray]:
+        """Float outputs for `inputs` (a dict by input name, or an array for a one-input model).
+
+        Runs `batch_size` examples per invocation (the model's own batch if it has a fixed one).
+        Returns the output array, or a dict of them when the model has several outputs.
+        """
+        feeds = self._check_inputs(inputs)
+        n = len(next(iter(feeds.values())))
+        if n == 0:
+            raise RunnerError(f"no examples given to {self.path}; pass arrays with a batch dimension of 1 or more")
+        fixed_batch = self.input_shape(self.input_names[0])[0]
+        step = fixed_batch if fixed_batch > 0 else (batch_size or DEFAULT_BATCH)
+        if fixed_batch > 0 and n % fixed_batch:
+            raise RunnerError(f"{self.path} runs batches of exactly {fixed_batch}; got {n} examples, not a multiple of it")
+        chunks = [self._invoke({k: v[i : i + step] for k, v in feeds.items()}) for i in range(0, n, step)]
+        outputs = {name: np.concatenate([c[name] for c in chunks]) for name in self.output_details}
+        return next(iter(outputs.values())) if len(outputs) == 1 else outputs
+
+    def _invoke(self, feeds: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+        raw = self._runner(**feeds)
+        return {name: _dequantize(value, self.output_details[name]) for name, value in raw.items()}
+
+    def _check_inputs(self, inputs) -> dict[str, np.ndarray]:
+        names = self.input_names
+        if not isinstance(inputs, Mapping):
+            if len(names) != 1:
+                raise RunnerError(f"{self.path} takes {len(names)} named inputs ({', '.join(names)}); pass a dict of arrays")
+            inputs = {names[0]: inputs}
+        if set(inputs) != set(names):
+            raise RunnerError(f"{self.path} expects inputs {', '.join(names)}; got {', '.join(inputs) or 'none'}")
+        feeds = {name: self._check_input(name, np.asarray(inputs[name])) for name in names}
+        batches = {len(v) for v in feeds.values()}
+        if len(batches) > 1:
+            raise RunnerError(f"inputs of {self.path} must share their batch size; got {sorted(batches)}")
+        return feeds
+
+    def _check_input(self, name: str, value: np.ndarray) -> np.ndarray:
+        shape = self.input_shape(name)
+        expected = "(" + ", ".join("batch" if i == 0 else str(d) for i, d in enumerate(shape)) + ")"
+        if value.ndim != len(shape) or any(d > 0 and d != v for d, v in zip(shape[1:], value.shape[1:])):
+            raise RunnerError(f"input {name} must have shape {expected}; got {tuple(value.shape)}")
+        dtype = self.input_dtype(name)
+        if dtype == np.int8:  # a quantized input: take floats and quantize them, or int8 as is
+            if value.dtype == np.int8:
+                return value
+            if not np.issubdtype(value.dtype, np.floating):
+                raise RunnerError(f"input {name} must be float (quantized to int8 here) or int8; got {value.dtype}")
+            params = self.input_details[name]["quantization_parameters"]
+            return np.clip(np.round(value / params["scales"][0] + params["zero_points"][0]), -128, 127).astype(np.int8)
+        if np.issubdtype(dtype, np.floating):
+            if not np.issubdtype(value.dtype, np.floating):
+                raise RunnerError(f"input {name} must be {dtype.name} (e.g. images scaled to [0, 1]); got {value.dtype}")
+            return value.astype(dtype)
+        if not np.issubdtype(value.dtype, np.integer):
+            raise RunnerError(f"input {name} must be integer ({dtype.name}, e.g. token ids); got {value.dtype}")
+        return value.astype(dtype)
+
+
+def _dequantize(value: np.ndarray, details: dict) -> np.ndarray:
+    params = details["quantization_parameters"]
+    if value.dtype in (np.int8, np.uint8, np.int16) and len(params["scales"]):
+        return ((value.astype(np.float32) - params["zero_points"][0]) * params["scales"][0]).astype(np.float32)
+    return value
+
+
+def _check_file(path: str) -> None:
+    if not os.path.isfile(path):
+        raise RunnerError(f"no TFLite model at {path}; expected a .tflite file written by `python -m export.run`")
+    with open(path, "rb") as f:
+        head = f.read(8)
+    if head[4:8] != _TFLITE_IDENTIFIER:
+        raise RunnerError(f"{path} is not a TFLite model (a .tflite flatbuffer starts with identifier TFL3 at byte 4)")

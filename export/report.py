@@ -1,0 +1,83 @@
+"""Proof that every exported file computes what the Keras model computes: parity, metrics, gates.
+
+For each format: max-abs-diff of its logits against Keras on a fixed batch of validation inputs,
+and the task's validation metrics. Gates turn the numbers into pass/fail, recorded in report.json
+(the export still writes a failing model: the report says what failed, tests enforce it).
+"""
+
+from __future__ import annotations
+
+import numpy as np
+from absl import logging
+
+from export.evaluate import Predictor, evaluate, max_abs_diff, predict_in_batches
+from export.spec import ModelSpec
+from trainers.tasks import Task
+
+# SavedModel, float32 TFLite and ONNX compute in float32 like Keras: only op order differs.
+PARITY_LIMIT = 1e-4
+PARITY_FORMATS = ("saved_model", "tflite_float32", "onnx")
+# File size as a fraction of the float32 TFLite file.
+SIZE_LIMITS = {"tflite_float16": 0.55, "tflite_dynamic": 0.3, "tflite_int8": 0.3}
+# int8 against the float Keras model, per task: (metric, how the drop is measured, limit).
+INT8_LIMITS = {
+    "image_classification": ("accuracy", "drop", 0.005),  # half a point
+    "classify": ("accuracy", "drop", 0.01),
+    "causal_lm": ("perplexity", "ratio", 1.05),
+}
+
+
+def check(
+    task: Task,
+    spec: ModelSpec,
+    reference: Predictor,
+    predictors: dict[str, Predictor],
+    examples: dict[str, np.ndarray],
+    parity_examples: int,
+    batch_size: int = 64,
+) -> tuple[dict, dict[str, dict]]:
+    """Keras metrics, and per format {max_abs_diff, metrics}, on the same validation examples."""
+    inputs = {name: examples[name] for name in spec.input_names}
+    fixed = {k: v[:parity_examples] for k, v in inputs.items()}
+    expected = predict_in_batches(reference, fixed, batch_size)
+    keras_metrics = evaluate(task, spec.input_names, reference, examples, batch_size)
+    results = {}
+    for fmt, predict in predictors.items():
+        results[fmt] = {
+            "max_abs_diff": max_abs_diff(predict_in_batches(predict, fixed, batch_size), expected),
+            "metrics": evaluate(task, spec.input_names, predict, examples, batch_size),
+        }
+        logging.info("%s: max-abs-diff %.3g, %s", fmt, results[fmt]["max_abs_diff"], results[fmt]["metrics"])
+    return {"metrics": keras_metrics}, results
+
+
+def gates(task_name: str, keras_metrics: dict, formats: dict[str, dict]) -> dict[str, dict]:
+    """Each applicable gate as {value, limit, passed}; a gate whose inputs were not exported is absent."""
+    result = {}
+
+    def gate(name: str, value: float, limit: float) -> None:
+        result[name] = {"value": value, "limit": limit, "passed": bool(value <= limit)}
+
+    for fmt in PARITY_FORMATS:
+        if fmt in formats and "max_abs_diff" in formats[fmt]:
+            gate(f"{fmt}.max_abs_diff", formats[fmt]["max_abs_diff"], PARITY_LIMIT)
+    if "tflite_float32" in formats:
+        for fmt, limit in SIZE_LIMITS.items():
+            if fmt in formats:
+                gate(f"{fmt}.size_vs_float32", formats[fmt]["size_vs_float32"], limit)
+    if task_name in INT8_LIMITS and "metrics" in formats.get("tflite_int8", {}):
+        metric, kind, limit = INT8_LIMITS[task_name]
+        ours, theirs = formats["tflite_int8"]["metrics"][metric], keras_metrics[metric]
+        value = theirs - ours if kind == "drop" else ours / theirs
+        gate(f"tflite_int8.{metric}_{kind}", value, limit)
+    return result
+
+
+def size_ratios(formats: dict[str, dict]) -> None:
+    """Adds `size_vs_float32` to every TFLite format, when the float32 file was exported."""
+    if "tflite_float32" not in formats:
+        return
+    base = formats["tflite_float32"]["size_bytes"]
+    for fmt, entry in formats.items():
+        if fmt.startswith("tflite_"):
+            entry["size_vs_float32"] = round(entry["size_bytes"] / base, 4)

@@ -1,0 +1,68 @@
+"""Export a finished run to deployable files, each proven to compute what the Keras model computes:
+
+    python -m export.run --run_dir=runs/bert_small
+    python -m export.run --run_dir=runs/mnist_mlp --formats=saved_model,tflite_int8 --overwrite
+
+Writes RUN/export/ (saved_model/, model_{float32,dynamic,float16,int8}.tflite, model.onnx,
+report.json). This module only parses flags and calls `export.exporter.export_run`.
+"""
+
+from __future__ import annotations
+
+import sys
+
+from absl import app, flags, logging
+
+from export.exporter import EVAL_EXAMPLES, export_run
+from export.formats import FORMATS
+
+flags.DEFINE_string("run_dir", None, "The training run to export (its --output_dir).", required=True)
+flags.DEFINE_string("formats", ",".join(FORMATS), f"Comma-separated formats to write, from: {', '.join(FORMATS)}.")
+flags.DEFINE_bool("overwrite", False, "Replace an existing RUN/export.")
+flags.DEFINE_integer("representative_examples", 200, "Training examples that calibrate full int8.", lower_bound=1)
+flags.DEFINE_integer("eval_examples", EVAL_EXAMPLES, "Validation examples every format is evaluated on (0: all).", lower_bound=0)
+flags.DEFINE_string("data_dir", None, "Where the run's dataset lives, as given to the trainer.")
+
+FLAGS = flags.FLAGS
+
+
+def main(argv: list[str]) -> None:
+    del argv
+    try:
+        report = export_run(
+            FLAGS.run_dir,
+            formats=FLAGS.formats,
+            overwrite=FLAGS.overwrite,
+            representative_examples=FLAGS.representative_examples,
+            data_dir=FLAGS.data_dir,
+            eval_examples=FLAGS.eval_examples,
+        )
+    except ValueError as e:  # ExportError, and the trainers' DataError / RunDirError: one user sentence each
+        logging.flush()
+        print(f"export.run: error: {e}", file=sys.stderr)
+        sys.exit(2)
+    print(summary(report))
+
+
+def summary(report: dict) -> str:
+    """A table: one line per format with size, parity and the task's metrics; then failed gates."""
+    metric_names = list(report["keras"]["metrics"])
+    lines = [f"{'format':16} {'size_MB':>8} {'max_abs_diff':>12} " + " ".join(f"{m:>10}" for m in metric_names)]
+    lines.append(f"{'keras':16} {'':>8} {'':>12} " + " ".join(f"{report['keras']['metrics'][m]:10.4g}" for m in metric_names))
+    for fmt, entry in report["formats"].items():
+        metrics = entry.get("metrics", {})
+        lines.append(
+            f"{fmt:16} {entry['size_bytes'] / 1e6:8.2f} {entry.get('max_abs_diff', float('nan')):12.3g} "
+            + " ".join(f"{metrics.get(m, float('nan')):10.4g}" for m in metric_names)
+        )
+    failed = [f"{name}={g['value']:.4g} (limit {g['limit']:.4g})" for name, g in report["gates"].items() if not g["passed"]]
+    lines.append("gates: " + ("all passed" if not failed else "FAILED " + ", ".join(failed)))
+    return "\n".join(lines)
+
+
+def run() -> None:
+    app.run(main)
+
+
+if __name__ == "__main__":
+    run()

@@ -1,0 +1,94 @@
+"""Run an exported .tflite with the LiteRT interpreter:
+
+    python -m export.runner classify  RUN/export/model_int8.tflite digit.png more_digits.npy
+    python -m export.runner classify  RUN/export/model_int8.tflite "some text" "more text"
+    python -m export.runner fill_mask RUN/export/model_int8.tflite "def [MASK](self):" --top_k=5
+    python -m export.runner evaluate  RUN/export/model_int8.tflite [--dataset=mnist --data_dir=DIR]
+    python -m export.runner benchmark RUN/export/model_int8.tflite --num_threads=2 --iterations=200
+
+From Python: `LiteRTRunner(path).predict(inputs)`; the tasks are functions in `export.inference`.
+"""
+
+from __future__ import annotations
+
+import sys
+
+from absl import app, flags, logging
+
+from export import inference
+from export.litert import LiteRTRunner, RunnerError
+
+__all__ = ["LiteRTRunner", "RunnerError"]
+
+COMMANDS = ("classify", "fill_mask", "evaluate", "benchmark")
+
+flags.DEFINE_integer("num_threads", None, "Interpreter threads (default: LiteRT's choice).", lower_bound=1)
+flags.DEFINE_string("run_dir", None, "The training run (tokenizer, config, data); default: the run the file was exported into.")
+flags.DEFINE_integer("top_k", 5, "classify / fill_mask: how many classes or tokens to show.", lower_bound=1)
+flags.DEFINE_string("dataset", None, "evaluate: a dataset other than the run's (same names as the trainer's --dataset).")
+flags.DEFINE_string("data_dir", None, "evaluate: where the dataset lives (as for the trainer).")
+flags.DEFINE_integer("max_examples", 0, "evaluate: use only this many validation examples (0: all).", lower_bound=0)
+flags.DEFINE_integer("batch_size", None, "Examples per invocation (benchmark default 1, evaluate 64).", lower_bound=1)
+flags.DEFINE_integer("warmup", 10, "benchmark: untimed invocations first.", lower_bound=0)
+flags.DEFINE_integer("iterations", 100, "benchmark: timed invocations.", lower_bound=1)
+
+FLAGS = flags.FLAGS
+
+
+def main(argv: list[str]) -> None:
+    if len(argv) < 3 or argv[1] not in COMMANDS:
+        _fail(f"usage: python -m export.runner {{{'|'.join(COMMANDS)}}} MODEL.tflite [INPUTS...] [--flags]")
+    command, model_path, inputs = argv[1], argv[2], argv[3:]
+    try:
+        runner = LiteRTRunner(model_path, num_threads=FLAGS.num_threads)
+        if command == "classify":
+            _classify(runner, inputs)
+        elif command == "fill_mask":
+            _fill_mask(runner, inputs)
+        elif command == "evaluate":
+            metrics = inference.evaluate(
+                runner, FLAGS.run_dir, FLAGS.dataset, FLAGS.data_dir, FLAGS.max_examples, FLAGS.batch_size or 64
+            )
+            print(" ".join(f"{k}={v:.4f}" for k, v in metrics.items()))
+        else:
+            stats = inference.benchmark(runner, FLAGS.batch_size or 1, FLAGS.warmup, FLAGS.iterations)
+            threads = FLAGS.num_threads or "default"
+            print(f"{model_path}: threads={threads} batch={stats['batch_size']} iterations={stats['iterations']}")
+            print("p50_ms  p90_ms  p99_ms  mean_ms  examples/s")
+            print(
+                f"{stats['p50_ms']:6.2f}  {stats['p90_ms']:6.2f}  {stats['p99_ms']:6.2f}  "
+                f"{stats['mean_ms']:7.2f}  {stats['examples_per_second']:10.1f}"
+            )
+    except (RunnerError, ValueError) as e:  # trainers' DataError and friends are ValueErrors with a user sentence
+        _fail(str(e))
+
+
+def _classify(runner: LiteRTRunner, inputs: list[str]) -> None:
+    if not inputs:
+        _fail("classify needs inputs: image files or .npy arrays, or texts for a text classifier")
+    tokenizer = inference.load_tokenizer(runner.path, FLAGS.run_dir) if inference.task_of(runner) == "classify" else None
+    for label, p in inference.classify(runner, inputs, tokenizer):
+        best = p.argsort()[::-1][: FLAGS.top_k]
+        print(f"{label}: " + "  ".join(f"{c}={p[c]:.3f}" for c in best))
+
+
+def _fill_mask(runner: LiteRTRunner, inputs: list[str]) -> None:
+    if len(inputs) != 1:
+        _fail('fill_mask takes one text with [MASK] in it, quoted: "def [MASK](self):"')
+    tokenizer = inference.load_tokenizer(runner.path, FLAGS.run_dir)
+    for i, candidates in enumerate(inference.fill_mask(runner, inputs[0], tokenizer, FLAGS.top_k)):
+        print(f"[MASK] {i + 1}: " + "  ".join(f"{token}={p:.3f}" for token, p in candidates))
+
+
+def _fail(message: str) -> None:
+    logging.flush()
+    print(f"export.runner: error: {message}", file=sys.stderr)
+    sys.exit(2)
+
+
+def run() -> None:
+    app.run(main)
+
+
+if __name__ == "__main__":
+    run()

@@ -1,0 +1,48 @@
+"""`python -m export.run` as a user runs it."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import subprocess
+import sys
+
+import pytest
+
+from tests.trainers.conftest import REPO
+
+pytestmark = pytest.mark.slow
+
+
+def run_export(*args: str) -> subprocess.CompletedProcess:
+    env = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "2"}
+    return subprocess.run([sys.executable, "-m", "export.run", *args], cwd=REPO, env=env, capture_output=True, text=True, timeout=300)
+
+
+def test_cli_exports_prints_a_table_and_refuses_a_second_export(tmp_path, mnist_run, mnist_halves):
+    run_dir = str(tmp_path / "run")
+    shutil.copytree(mnist_run, run_dir, ignore=shutil.ignore_patterns("export", "checkpoints", "logs"))
+    args = [f"--run_dir={run_dir}", "--formats=tflite_float32,tflite_int8", f"--data_dir={mnist_halves}", "--eval_examples=200",
+            "--representative_examples=50"]
+    result = run_export(*args)
+    assert result.returncode == 0, result.stderr
+    lines = result.stdout.strip().splitlines()
+    assert lines[0].split() == ["format", "size_MB", "max_abs_diff", "loss", "accuracy"]
+    assert [line.split()[0] for line in lines[1:-1]] == ["keras", "tflite_float32", "tflite_int8"]
+    assert lines[-1] == "gates: all passed"
+    with open(os.path.join(run_dir, "export", "report.json")) as f:
+        report = json.load(f)
+    assert report["examples"] == {"parity": 8, "evaluation": 200, "representative": 50}
+
+    result = run_export(*args)
+    assert result.returncode == 2
+    assert result.stderr.strip().splitlines()[-1] == (
+        f"export.run: error: {run_dir}/export already exists; pass --overwrite (overwrite=True) to replace it"
+    )
+
+
+def test_cli_rejects_an_unknown_format_before_any_work(tmp_path):
+    result = run_export(f"--run_dir={tmp_path}", "--formats=tflite_int4")
+    assert result.returncode == 2
+    assert "unknown export format(s) tflite_int4" in result.stderr.strip().splitlines()[-1]
