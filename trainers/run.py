@@ -15,10 +15,11 @@ from absl import app, flags, logging
 from ml_collections import config_flags
 
 import zoo
+from export.spec import ExportError  # --export: this entry point composes training and export
 from trainers.data import DataError
 from trainers.loop import TrainingError
 from trainers.rundir import RunDirError
-from trainers.strategy import STRATEGIES, StrategyError, get_strategy
+from trainers.strategy import STRATEGIES, StrategyError, get_strategy, is_chief
 from trainers.tasks import TASKS
 from trainers.train import ConfigError, train_and_evaluate
 
@@ -39,6 +40,9 @@ flags.DEFINE_enum("mixed_precision", None, ["none", "bfloat16", "float16"], "Mix
 flags.DEFINE_integer("seed", None, "Seed for initialisation, data order and masking.")
 flags.DEFINE_bool("resume", True, "Continue from the newest checkpoint in --output_dir.")
 flags.DEFINE_string("init_from", None, "A pretraining run directory whose backbone weights start this run.")
+flags.DEFINE_string(
+    "export", None, "After training, export the run: comma-separated formats or 'all' (as python -m export.run)."
+)
 
 FLAGS = flags.FLAGS
 
@@ -54,7 +58,7 @@ SHORTCUTS = {
     "seed": "train.seed",
 }
 
-USER_ERRORS = (ConfigError, DataError, RunDirError, StrategyError, TrainingError)
+USER_ERRORS = (ConfigError, DataError, ExportError, RunDirError, StrategyError, TrainingError)
 
 
 def resolve_config(config):
@@ -72,13 +76,27 @@ def main(argv: list[str]) -> None:
     config = resolve_config(FLAGS.config)
     run_dir = FLAGS.output_dir or os.path.join("runs", FLAGS.model)
     try:
+        formats = _export_formats(FLAGS.export)  # checked now, not after an hour of training
         strategy = get_strategy(FLAGS.strategy, FLAGS.tpu)
         metrics = train_and_evaluate(
             config, run_dir, data_dir=FLAGS.data_dir, strategy=strategy, resume=FLAGS.resume, init_from=FLAGS.init_from
         )
+        if formats and is_chief(strategy):
+            import export
+
+            report = export.export_run(run_dir, formats=formats, overwrite=True, data_dir=FLAGS.data_dir)
+            print(f"exported {', '.join(formats)} -> {os.path.join(run_dir, 'export')} (gates passed: {report['passed']})")
     except USER_ERRORS as e:
         _fail(e.args[0] if e.args else str(e))
     print(f"{FLAGS.model}: {' '.join(f'{k}={v:.4g}' for k, v in metrics.items())} -> {run_dir}")
+
+
+def _export_formats(value: str | None) -> tuple[str, ...]:
+    if not value:
+        return ()
+    from export.formats import parse_formats
+
+    return parse_formats(None if value == "all" else value)
 
 
 def _fail(message: str) -> None:

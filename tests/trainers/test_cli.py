@@ -82,3 +82,17 @@ def test_cli_trains_digits_and_prints_the_metrics(tmp_path):
     assert result.returncode == 0, result.stderr[-3000:]
     assert "accuracy=" in result.stdout
     assert (tmp_path / "r" / "model.keras").exists()
+
+
+def test_unknown_export_format_is_refused_before_training(tmp_path):
+    result = run_cli("--model=mnist_mlp", "--export=tflite_int4", f"--output_dir={tmp_path}/r")
+    assert_one_clear_line(result, "tflite_int4", "tflite_int8")
+    assert not (tmp_path / "r").exists()
+
+
+@pytest.mark.slow
+def test_export_flag_exports_at_the_end_of_training(tmp_path):
+    result = run_cli("--model=mnist_mlp", "--train_steps=30", "--export=saved_model,tflite_int8", f"--output_dir={tmp_path}/r")
+    assert result.returncode == 0, result.stderr[-3000:]
+    export_dir = tmp_path / "r" / "export"
+    assert sorted(p.name for p in export_dir.iterdir()) == ["model_int8.tflite", "report.json", "saved_model"]
