@@ -2,6 +2,9 @@
 
     python -m trainers.run --model=bert_tiny
 
+The defaults are a short Quickstart run (minutes on 2 CPU cores); pretrain for real with e.g.
+`--train_steps=20000 --batch_size=64`.
+
 Fine-tune a classifier from that run:
     python -m trainers.run --model=bert_tiny --task=classify --dataset=csv:reviews.csv \
         --init_from=runs/bert_tiny --output_dir=runs/bert_tiny_classify
@@ -23,16 +26,16 @@ def get_config() -> ml_collections.ConfigDict:
         label_field="label",
     )
     config.train = dict(
-        batch_size=32,
-        train_steps=300,
+        batch_size=16,
+        train_steps=200,
         learning_rate=1e-3,
-        warmup_steps=30,
+        warmup_steps=20,
         weight_decay=0.01,
         clip_norm=1.0,
         steps_per_loop=25,
-        checkpoint_every=100,
+        checkpoint_every=50,
         keep_checkpoints=3,
-        eval_every=100,
+        eval_every=50,
         eval_batches=20,
         final_eval_batches=100,
         mixed_precision="none",

@@ -1,6 +1,9 @@
 """gpt_small: causal-LM pretraining (L12/H768, GPT-2 124M) on the offline `pysource` corpus.
 
     python -m trainers.run --model=gpt_small
+
+The defaults are a short Quickstart run (minutes on 2 CPU cores); pretrain for real with e.g.
+`--train_steps=20000 --batch_size=64`.
 """
 
 import ml_collections
@@ -19,15 +22,15 @@ def get_config() -> ml_collections.ConfigDict:
     )
     config.train = dict(
         batch_size=16,
-        train_steps=300,
+        train_steps=120,
         learning_rate=3e-4,
-        warmup_steps=30,
+        warmup_steps=12,
         weight_decay=0.01,
         clip_norm=1.0,
-        steps_per_loop=25,
-        checkpoint_every=100,
+        steps_per_loop=20,
+        checkpoint_every=40,
         keep_checkpoints=3,
-        eval_every=100,
+        eval_every=40,
         eval_batches=20,
         final_eval_batches=100,
         mixed_precision="none",
