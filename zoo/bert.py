@@ -10,7 +10,7 @@ from __future__ import annotations
 import keras
 from keras import ops
 
-from zoo.layers import PositionEmbedding, TransformerBlock, dense_initializer, embedding_initializer, gelu_tanh
+from zoo.layers import PositionEmbedding, TransformerBlock, dense_initializer, gelu_tanh
 from zoo.registry import register_model
 
 # Sizes from Turc et al. 2019, "Well-Read Students Learn Better": heads = H / 64, FFN = 4H.
@@ -50,11 +50,11 @@ class BertBackbone(keras.Model):
         **kwargs,
     ):
         self.token_embedding = keras.layers.ReversibleEmbedding(
-            vocab_size, hidden_dim, embeddings_initializer=embedding_initializer(), dtype=dtype, name="token_embedding"
+            vocab_size, hidden_dim, embeddings_initializer=dense_initializer(), dtype=dtype, name="token_embedding"
         )
         self.position_embedding = PositionEmbedding(max_sequence_length, dtype=dtype, name="position_embedding")
         self.segment_embedding = keras.layers.Embedding(
-            num_segments, hidden_dim, embeddings_initializer=embedding_initializer(), dtype=dtype, name="segment_embedding"
+            num_segments, hidden_dim, embeddings_initializer=dense_initializer(), dtype=dtype, name="segment_embedding"
         )
         self.embedding_norm = keras.layers.LayerNormalization(
             epsilon=layer_norm_epsilon, dtype=dtype, name="embedding_norm"

@@ -9,7 +9,7 @@ from __future__ import annotations
 import keras
 from keras import ops
 
-from zoo.layers import PositionEmbedding, TransformerBlock, embedding_initializer
+from zoo.layers import PositionEmbedding, TransformerBlock, dense_initializer
 from zoo.registry import register_model
 
 PRESETS: dict[str, dict] = {
@@ -38,7 +38,7 @@ class GPTBackbone(keras.Model):
         **kwargs,
     ):
         self.token_embedding = keras.layers.ReversibleEmbedding(
-            vocab_size, hidden_dim, embeddings_initializer=embedding_initializer(), dtype=dtype, name="token_embedding"
+            vocab_size, hidden_dim, embeddings_initializer=dense_initializer(), dtype=dtype, name="token_embedding"
         )
         self.position_embedding = PositionEmbedding(max_sequence_length, dtype=dtype, name="position_embedding")
         self.embedding_dropout = keras.layers.Dropout(dropout, dtype=dtype, name="embedding_dropout")

@@ -1,6 +1,6 @@
 """Transformer pieces shared by the BERT and GPT families."""
 
-from zoo.layers.attention import CachedMultiHeadAttention, attention_mask, dense_initializer, embedding_initializer
+from zoo.layers.attention import CachedMultiHeadAttention, attention_mask, dense_initializer
 from zoo.layers.embeddings import PositionEmbedding
 from zoo.layers.transformer import TransformerBlock, gelu_tanh
 
@@ -10,6 +10,5 @@ __all__ = [
     "TransformerBlock",
     "attention_mask",
     "dense_initializer",
-    "embedding_initializer",
     "gelu_tanh",
 ]

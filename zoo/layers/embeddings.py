@@ -5,7 +5,7 @@ from __future__ import annotations
 import keras
 from keras import ops
 
-from zoo.layers.attention import embedding_initializer
+from zoo.layers.attention import dense_initializer
 
 
 @keras.saving.register_keras_serializable(package="zoo")
@@ -23,7 +23,7 @@ class PositionEmbedding(keras.layers.Layer):
         self.embeddings = self.add_weight(
             name="embeddings",
             shape=(self.sequence_length, input_shape[-1]),
-            initializer=embedding_initializer(),
+            initializer=dense_initializer(),
         )
 
     def call(self, inputs, start_index=0):
