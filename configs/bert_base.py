@@ -37,7 +37,7 @@ def get_config() -> ml_collections.ConfigDict:
         keep_checkpoints=3,
         eval_every=50,
         eval_batches=20,
-        final_eval_batches=100,
+        final_eval_batches=50,
         mixed_precision="none",
         seed=0,
     )
