@@ -95,13 +95,12 @@ def _decode_image(path: str, height: int, width: int, channels: int) -> np.ndarr
 
 
 def encode_texts(tokenizer, texts: list[str], length: int) -> dict[str, np.ndarray]:
-    """[CLS] text [SEP], truncated and padded to the model's fixed length, as the trainer encodes."""
-    token_ids = np.full((len(texts), length), tokenizer.pad_id, dtype=np.int32)
-    for row, ids in enumerate(tokenizer.encode_batch(texts)):
-        ids = [tokenizer.cls_id] + ids[: length - 2] + [tokenizer.sep_id]
-        token_ids[row, : len(ids)] = ids
-    padding_mask = (np.arange(length)[None, :] < (token_ids != tokenizer.pad_id).sum(1)[:, None]).astype(np.int32)
-    return {"token_ids": token_ids, "segment_ids": np.zeros_like(token_ids), "padding_mask": padding_mask}
+    """The classifier inputs for `texts`, encoded exactly as the trainer encodes them."""
+    from trainers import pipeline  # text models only: the image runner starts without TensorFlow
+
+    encoded = pipeline.encode_texts(tokenizer, texts, length)
+    token_ids = encoded["token_ids"]
+    return {"token_ids": token_ids, "segment_ids": np.zeros_like(token_ids), "padding_mask": encoded["padding_mask"].astype(np.int32)}
 
 
 def classify(runner: LiteRTRunner, inputs: list[str], tokenizer=None) -> list[tuple[str, np.ndarray]]:

@@ -150,13 +150,19 @@ def _chunks(stream: np.ndarray, size: int, stride: int, pad: int) -> np.ndarray:
     return padded[index]
 
 
-def _classification_arrays(tokenizer: Tokenizer, texts: list[str], labels: np.ndarray, length: int) -> dict[str, np.ndarray]:
+def encode_texts(tokenizer: Tokenizer, texts: list[str], length: int) -> dict[str, np.ndarray]:
+    """[CLS] text [SEP], truncated and padded to `length`: how classifiers see text, in training
+    and at inference (`export.inference`)."""
     token_ids = np.full((len(texts), length), tokenizer.pad_id, dtype=np.int32)
     for row, ids in enumerate(tokenizer.encode_batch(texts)):
         ids = [tokenizer.cls_id] + ids[: length - 2] + [tokenizer.sep_id]
         token_ids[row, : len(ids)] = ids
     padding_mask = (np.arange(length)[None, :] < (token_ids != tokenizer.pad_id).sum(1)[:, None]).astype(np.int8)
-    return {"token_ids": token_ids, "padding_mask": padding_mask, "label": np.asarray(labels, dtype=np.int32)}
+    return {"token_ids": token_ids, "padding_mask": padding_mask}
+
+
+def _classification_arrays(tokenizer: Tokenizer, texts: list[str], labels: np.ndarray, length: int) -> dict[str, np.ndarray]:
+    return {**encode_texts(tokenizer, texts, length), "label": np.asarray(labels, dtype=np.int32)}
 
 
 def _with_weight(arrays: dict[str, np.ndarray]) -> dict[str, np.ndarray]:

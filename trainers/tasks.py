@@ -36,6 +36,7 @@ class Task:
 
     name = ""
     features: tuple[str, ...] = ()
+    reports_perplexity = False  # language models: exp(loss) beside loss and accuracy
 
     def make_example(self, example: dict[str, tf.Tensor], seed: tf.Tensor) -> dict[str, tf.Tensor]:
         """One example's model inputs and targets; `seed` (shape (2,)) drives any randomness."""
@@ -47,7 +48,10 @@ class Task:
     def summarize(self, sums: dict[str, float]) -> dict[str, float]:
         """Metrics from summed stats: mean loss and accuracy over real (weighted) targets."""
         weight = max(float(sums["weight"]), 1e-12)
-        return {"loss": float(sums["loss"]) / weight, "accuracy": float(sums["correct"]) / weight}
+        metrics = {"loss": float(sums["loss"]) / weight, "accuracy": float(sums["correct"]) / weight}
+        if self.reports_perplexity:
+            metrics["perplexity"] = math.exp(min(metrics["loss"], 50.0))
+        return metrics
 
     def inputs(self, batch: dict[str, tf.Tensor]):
         """The model's inputs: a dict keyed by input name, or the tensor of a one-input model."""
@@ -121,6 +125,7 @@ class MaskedLM(Task):
 
     name = "masked_lm"
     features = ("token_ids", "segment_ids", "padding_mask", "mask_positions")
+    reports_perplexity = True
 
     @property
     def max_predictions(self) -> int:
@@ -155,10 +160,6 @@ class MaskedLM(Task):
         logits = model(self.inputs(batch), training=training)  # (batch, max_predictions, vocab)
         return _cross_entropy_stats(logits, batch["mask_ids"], batch["mask_weights"])
 
-    def summarize(self, sums):
-        metrics = super().summarize(sums)
-        metrics["perplexity"] = math.exp(min(metrics["loss"], 50.0))
-        return metrics
 
 
 class CausalLM(Task):
@@ -166,6 +167,7 @@ class CausalLM(Task):
 
     name = "causal_lm"
     features = ("token_ids", "padding_mask")
+    reports_perplexity = True
 
     def make_example(self, example, seed):
         window = tf.cast(example["token_ids"], tf.int32)  # (seq + 1,)
@@ -181,10 +183,6 @@ class CausalLM(Task):
         logits = model(self.inputs(batch), training=training)  # (batch, seq, vocab)
         return _cross_entropy_stats(logits, batch["labels"], batch["label_weights"])
 
-    def summarize(self, sums):
-        metrics = super().summarize(sums)
-        metrics["perplexity"] = math.exp(min(metrics["loss"], 50.0))
-        return metrics
 
 
 TASKS = ("image_classification", "masked_lm", "classify", "causal_lm")
