@@ -17,9 +17,12 @@ _FLEX_LIST = re.compile(r"TF Select ops: ([^\n]+)")
 _FLEX_OP = re.compile(r"'tf\.(\w+)' op is neither a custom op nor a flex op")
 
 
-def converter(saved_model_dir: str, int8: bool = False) -> tf.lite.TFLiteConverter:
-    """A converter restricted to builtin ops (and their int8 kernels, for full int8)."""
-    conv = tf.lite.TFLiteConverter.from_saved_model(saved_model_dir)
+def converter(saved_model_dir: str, int8: bool = False, signature_keys: list[str] | None = None) -> tf.lite.TFLiteConverter:
+    """A converter restricted to builtin ops (and their int8 kernels, for full int8).
+
+    `signature_keys`: the SavedModel signatures to convert (default: serving_default).
+    """
+    conv = tf.lite.TFLiteConverter.from_saved_model(saved_model_dir, signature_keys=signature_keys)
     conv.target_spec.supported_ops = [tf.lite.OpsSet.TFLITE_BUILTINS_INT8] * int8 + [tf.lite.OpsSet.TFLITE_BUILTINS]
     return conv
 
@@ -45,11 +48,11 @@ def _flex_ops(message: str) -> list[str]:
     return sorted(set(_FLEX_OP.findall(message)))
 
 
-def convert_float(saved_model_dir: str, mode: str) -> bytes:
+def convert_float(saved_model_dir: str, mode: str, signature_keys: list[str] | None = None) -> bytes:
     """float32 (no optimization), dynamic (int8 weights, float activations) or float16 weights."""
     if mode not in ("float32", "dynamic", "float16"):
         raise ExportError(f"unknown float TFLite mode {mode!r}; choose float32, dynamic or float16")
-    conv = converter(saved_model_dir)
+    conv = converter(saved_model_dir, signature_keys=signature_keys)
     if mode != "float32":
         conv.optimizations = [tf.lite.Optimize.DEFAULT]
     if mode == "float16":

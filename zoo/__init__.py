@@ -5,6 +5,19 @@ was not imported.
 """
 
 from zoo import bert, gpt, mlp, tokenizers  # noqa: F401  (importing a family registers it)
+from zoo.generation import GenerationError, Generator, Sampler, fill_mask, generate
 from zoo.registry import ModelSpec, get_config, get_model, get_spec, list_models, register_model
 
-__all__ = ["ModelSpec", "get_config", "get_model", "get_spec", "list_models", "register_model"]
+__all__ = [
+    "GenerationError",
+    "Generator",
+    "ModelSpec",
+    "Sampler",
+    "fill_mask",
+    "generate",
+    "get_config",
+    "get_model",
+    "get_spec",
+    "list_models",
+    "register_model",
+]

@@ -115,16 +115,23 @@ class GPTCausalLM(keras.Model):
         shape = (batch_size, b.num_layers, 2, max_length, b.num_heads, b.hidden_dim // b.num_heads)
         return ops.zeros(shape, dtype=b.compute_dtype)
 
-    def call_with_cache(self, token_ids, cache, cache_index, padding_mask=None):
+    def call_with_cache(self, token_ids, cache, cache_index, padding_mask=None, position_ids=None):
         """Runs `token_ids` (batch, n) as positions `cache_index .. cache_index + n - 1`.
 
         Keys/values are written into `cache` at those positions; attention sees the cache up to
         them. `padding_mask` (batch, max_length), if given, hides cache slots of padding tokens.
+        `position_ids` (batch, n), if given, are the tokens' positions in their own text: a
+        left-padded row starts at position 0 after its padding slots.
         Returns `(logits (batch, n, vocab), updated_cache)`.
         """
         b = self.backbone
         tokens = b.token_embedding(token_ids)
-        x = tokens + b.position_embedding(tokens, start_index=cache_index)
+        if position_ids is None:
+            positions = b.position_embedding(tokens, start_index=cache_index)  # (n, hidden)
+        else:
+            table = ops.convert_to_tensor(b.position_embedding.embeddings)
+            positions = ops.cast(ops.take(table, position_ids, axis=0), tokens.dtype)  # (batch, n, hidden)
+        x = tokens + positions
         layer_caches = []
         for i, block in enumerate(b.blocks):
             x, layer_cache = block(x, padding_mask=padding_mask, cache=cache[:, i], cache_index=cache_index)
