@@ -15,6 +15,7 @@ import numpy as np
 from absl import logging
 
 from export import formats as formats_lib
+from export import generation
 from export import report as report_lib
 from export.rundata import Run, load_run, make_examples, model_inputs, num_examples, pick
 from export.spec import ExportError
@@ -37,6 +38,7 @@ def export_run(
     eval_examples: int = EVAL_EXAMPLES,
     parity_examples: int = PARITY_EXAMPLES,
     num_threads: int | None = None,
+    generation_context: int | None = None,
 ) -> dict:
     """Exports RUN/model.keras into RUN/export/ and returns the report written to report.json.
 
@@ -45,6 +47,8 @@ def export_run(
       representative_examples: training examples that calibrate full int8.
       data_dir: where the run's dataset lives, as given to the trainer.
       eval_examples: validation examples every format is evaluated on (0: all of them).
+      generation_context: GPT runs with a TFLite format also get gpt_decode{,_int8}.tflite for
+        on-device generation, with this fixed context (default: the model's max_sequence_length).
     """
     formats = formats_lib.parse_formats(formats)
     if representative_examples < 1:
@@ -52,6 +56,8 @@ def export_run(
     destination = os.path.join(run_dir, EXPORT_DIR)
     _check_destination(destination, overwrite)
     run = load_run(run_dir, data_dir)
+    if generation_context is not None:
+        generation.check_context(run.model, generation_context)
     validation = make_examples(run.task, run.data.validation, _eval_indices(run, eval_examples))
     tmp = tempfile.mkdtemp(prefix=".export-tmp-", dir=run_dir)
     try:
@@ -67,12 +73,17 @@ def export_run(
         for fmt, entry in checks.items():
             written[fmt].update(entry)
         gates = report_lib.gates(run.task.name, keras_entry["metrics"], written)
+        decode = _decode_models(run, tmp, formats, validation, generation_context, num_threads)
+        if decode:
+            mismatches = decode["greedy_check"]["float32_mismatched_prompts"]
+            gates["gpt_decode.greedy_mismatched_prompts"] = {"value": mismatches, "limit": 0, "passed": mismatches == 0}
         report = {
             "run_dir": os.path.abspath(run_dir),
             "model": run.config.name,
             "signature": run.spec.to_json(),
             "keras": {**keras_entry, "parameters": int(run.model.count_params())},
             "formats": written,
+            **({"generation": decode} if decode else {}),
             "gates": gates,
             "passed": all(g["passed"] for g in gates.values()),
             "examples": {
@@ -90,6 +101,14 @@ def export_run(
         if not gate["passed"]:
             logging.warning("gate failed: %s = %.4g (limit %.4g)", name, gate["value"], gate["limit"])
     return report
+
+
+def _decode_models(run: Run, directory: str, formats: tuple[str, ...], validation, context, num_threads) -> dict | None:
+    """GPT runs exported to TFLite also get the prefill/decode models for on-device generation."""
+    if run.task.name != "causal_lm" or not any(f.startswith("tflite_") for f in formats):
+        return None
+    prompts = validation["token_ids"][:PARITY_EXAMPLES // 2]
+    return generation.export_decode_models(run.model, directory, prompts, context, num_threads)
 
 
 def _check_destination(destination: str, overwrite: bool) -> None:

@@ -58,18 +58,22 @@ def decode_functions(model: keras.Model, context: int) -> dict[str, tf.types.exp
     return {PREFILL: prefill, DECODE: decode}
 
 
+def check_context(model: keras.Model, context: int | None) -> int:
+    """The decode models' context: `context`, or the model's own; at most the model's positions."""
+    if not hasattr(model, "call_with_cache"):
+        raise ExportError(f"{model.name} has no key/value cache; decode models are for GPT causal LMs")
+    limit = int(model.backbone.max_sequence_length)
+    if context is not None and not 2 <= context <= limit:
+        raise ExportError(f"generation context {context} must be in [2, {limit}], the model's max_sequence_length")
+    return context or limit
+
+
 def write_decode_models(model: keras.Model, directory: str, context: int | None = None) -> dict[str, str]:
     """Writes gpt_decode.tflite (float32) and gpt_decode_int8.tflite into `directory`; returns their paths.
 
     Like every TFLite file here, they are converted from a SavedModel (see export.saved_model).
     """
-    if not hasattr(model, "call_with_cache"):
-        raise ExportError(f"{model.name} has no key/value cache; decode models are for GPT causal LMs")
-    context = context or int(model.backbone.max_sequence_length)
-    if not 2 <= context <= model.backbone.max_sequence_length:
-        raise ExportError(
-            f"generation context {context} must be in [2, {model.backbone.max_sequence_length}] (the model's positions)"
-        )
+    context = check_context(model, context)
     saved_model_dir = os.path.join(directory, ".gpt_decode_saved_model")
     archive = keras.export.ExportArchive()
     archive.track(model)
@@ -85,6 +89,38 @@ def write_decode_models(model: keras.Model, directory: str, context: int | None 
     finally:
         shutil.rmtree(saved_model_dir, ignore_errors=True)
     return paths
+
+
+def export_decode_models(
+    model: keras.Model, directory: str, prompts: Sequence[Sequence[int]], context: int | None = None,
+    num_threads: int | None = None, max_new_tokens: int = 16,
+) -> dict:
+    """Writes both decode models and returns their report entry: files, sizes, step latency, and
+    whether greedy decoding of `prompts` gives Keras's tokens (float32) and how often int8 agrees."""
+    paths = write_decode_models(model, directory, context)
+    decoders = {v: TFLiteDecoder(LiteRTRunner(p, num_threads=num_threads)) for v, p in paths.items()}
+    context = decoders["float32"].context
+    prompts = [list(p[: context // 2]) for p in prompts]
+    new_tokens = min(max_new_tokens, context - max(len(p) for p in prompts))
+    expected = generation.generate(model, prompts, max_new_tokens=new_tokens, stop_token_ids=())
+    tokens = {v: [d.generate_ids(p, new_tokens) for p in prompts] for v, d in decoders.items()}
+    files = {
+        v: {"file": FILES[v], "size_bytes": os.path.getsize(p), **decoders[v].step_latency_ms()} for v, p in paths.items()
+    }
+    files["int8"]["quantization"] = INT8_MODE
+    agree = np.mean([a == b for x, y in zip(tokens["int8"], tokens["float32"]) for a, b in zip(x, y)])
+    return {
+        "signatures": [PREFILL, DECODE],
+        "context": context,
+        "cache_shape": list(decoders["float32"].cache_shape),
+        "files": files,
+        "greedy_check": {
+            "prompts": len(prompts),
+            "new_tokens": new_tokens,
+            "float32_mismatched_prompts": sum(a != b for a, b in zip(tokens["float32"], expected)),
+            "int8_token_agreement_with_float32": round(float(agree), 4),
+        },
+    }
 
 
 class TFLiteDecoder:

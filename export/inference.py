@@ -1,4 +1,4 @@
-"""What `python -m export.runner` does with a `LiteRTRunner`: classify, fill_mask, evaluate, benchmark.
+"""What `python -m export.runner` does with a `LiteRTRunner`: classify, fill_mask, generate, evaluate, benchmark.
 
 The model's task is read off its signature (an `image` input, `mask_positions`, `segment_ids`, or
 just `token_ids`), so any exported .tflite works; text models find their tokenizer in the run
@@ -137,9 +137,36 @@ def fill_mask(runner: LiteRTRunner, text: str, tokenizer, top_k: int = 5) -> lis
         raise RunnerError(f"{len(positions)} {MASK_TOKEN} tokens in the text; this model predicts at most {slots}")
     inputs["mask_positions"] = np.zeros((1, slots), np.int32)
     inputs["mask_positions"][0, : len(positions)] = positions
-    probabilities = _softmax(runner.predict(inputs)[0, : len(positions)])  # (masks, vocab)
-    best = np.argsort(-probabilities, axis=-1)[:, :top_k]
-    return [[(tokenizer.id_to_token(i), float(p[i])) for i in row] for p, row in zip(probabilities, best)]
+    from zoo.generation import top_tokens
+
+    return top_tokens(runner.predict(inputs)[0, : len(positions)], tokenizer, top_k)
+
+
+# ---------------------------------------------------------------------------------------------
+# generate
+
+
+def generate(
+    runner: LiteRTRunner,
+    prompt: str,
+    tokenizer,
+    max_new_tokens: int = 32,
+    sampler: str = "greedy",
+    temperature: float = 1.0,
+    top_k: int = 50,
+    top_p: float = 0.9,
+    seed: int | None = None,
+) -> str:
+    """The text a decode model (RUN/export/gpt_decode*.tflite) writes after `prompt`, up to the
+    end-of-text token; samplers as `zoo.generate`'s."""
+    from export.generation import TFLiteDecoder
+    from zoo.generation import make_sampler
+
+    decoder = TFLiteDecoder(runner)
+    chosen = make_sampler(sampler, temperature, top_k, top_p)
+    stop = [tokenizer.eos_id] if tokenizer.eos_id is not None else []
+    ids = decoder.generate_ids(tokenizer.encode(prompt), max_new_tokens, chosen, seed, stop)
+    return tokenizer.decode(ids)
 
 
 # ---------------------------------------------------------------------------------------------

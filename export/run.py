@@ -4,7 +4,8 @@
     python -m export.run --run_dir=runs/mnist_mlp --formats=saved_model,tflite_int8 --overwrite
 
 Writes RUN/export/ (saved_model/, model_{float32,dynamic,float16,int8}.tflite, model.onnx,
-report.json). This module only parses flags and calls `export.exporter.export_run`.
+report.json; GPT runs also gpt_decode.tflite and gpt_decode_int8.tflite for on-device generation).
+This module only parses flags and calls `export.exporter.export_run`.
 """
 
 from __future__ import annotations
@@ -22,6 +23,9 @@ flags.DEFINE_bool("overwrite", False, "Replace an existing RUN/export.")
 flags.DEFINE_integer("representative_examples", 200, "Training examples that calibrate full int8.", lower_bound=1)
 flags.DEFINE_integer("eval_examples", EVAL_EXAMPLES, "Validation examples every format is evaluated on (0: all).", lower_bound=0)
 flags.DEFINE_string("data_dir", None, "Where the run's dataset lives, as given to the trainer.")
+flags.DEFINE_integer(
+    "generation_context", None, "GPT runs: fixed context of gpt_decode*.tflite (default: the model's max_sequence_length).", lower_bound=2
+)
 
 FLAGS = flags.FLAGS
 
@@ -36,6 +40,7 @@ def main(argv: list[str]) -> None:
             representative_examples=FLAGS.representative_examples,
             data_dir=FLAGS.data_dir,
             eval_examples=FLAGS.eval_examples,
+            generation_context=FLAGS.generation_context,
         )
     except ValueError as e:  # ExportError, and the trainers' DataError / RunDirError: one user sentence each
         logging.flush()
@@ -54,6 +59,11 @@ def summary(report: dict) -> str:
         lines.append(
             f"{fmt:16} {entry['size_bytes'] / 1e6:8.2f} {entry.get('max_abs_diff', float('nan')):12.3g} "
             + " ".join(f"{metrics.get(m, float('nan')):10.4g}" for m in metric_names)
+        )
+    for variant, entry in report.get("generation", {}).get("files", {}).items():
+        lines.append(
+            f"{entry['file']:24} {entry['size_bytes'] / 1e6:8.2f} MB  decode step {entry['decode_step_ms']:.2f} ms  "
+            f"prefill {entry['prefill_ms']:.1f} ms  ({variant})"
         )
     failed = [f"{name}={g['value']:.4g} (limit {g['limit']:.4g})" for name, g in report["gates"].items() if not g["passed"]]
     lines.append("gates: " + ("all passed" if not failed else "FAILED " + ", ".join(failed)))

@@ -3,9 +3,11 @@
     python -m export.runner classify  RUN/export/model_int8.tflite digit.png more_digits.npy
     python -m export.runner classify  RUN/export/model_int8.tflite "some text" "more text"
     python -m export.runner fill_mask RUN/export/model_int8.tflite "def [MASK](self):" --top_k=5
+    python -m export.runner generate  RUN/export/gpt_decode.tflite --prompt="def main(" --max_new_tokens=100
     python -m export.runner evaluate  RUN/export/model_int8.tflite [--dataset=mnist --data_dir=DIR]
     python -m export.runner benchmark RUN/export/model_int8.tflite --num_threads=2 --iterations=200
 
+The command can also be given as a flag after the model: `MODEL.tflite --task=generate`.
 From Python: `LiteRTRunner(path).predict(inputs)`; the tasks are functions in `export.inference`.
 """
 
@@ -20,11 +22,22 @@ from export.litert import LiteRTRunner, RunnerError
 
 __all__ = ["LiteRTRunner", "RunnerError"]
 
-COMMANDS = ("classify", "fill_mask", "evaluate", "benchmark")
+COMMANDS = ("classify", "fill_mask", "generate", "evaluate", "benchmark")
+DEFAULT_TOP_K = {"generate": 50}  # tokens a top_k sampler draws from; elsewhere: results shown (5)
 
 flags.DEFINE_integer("num_threads", None, "Interpreter threads (default: LiteRT's choice).", lower_bound=1)
 flags.DEFINE_string("run_dir", None, "The training run (tokenizer, config, data); default: the run the file was exported into.")
-flags.DEFINE_integer("top_k", 5, "classify / fill_mask: how many classes or tokens to show.", lower_bound=1)
+flags.DEFINE_enum("task", None, COMMANDS, "The command, as a flag instead of the first argument: MODEL.tflite --task=generate.")
+flags.DEFINE_integer(
+    "top_k", None, "classify / fill_mask: how many classes or tokens to show (default 5); generate: top_k sampler's k (default 50).",
+    lower_bound=1,
+)
+flags.DEFINE_string("prompt", None, "generate: the text to continue (or give it as the argument after the model).")
+flags.DEFINE_integer("max_new_tokens", 32, "generate: at most this many new tokens.", lower_bound=1)
+flags.DEFINE_string("sampler", "greedy", "generate: greedy | temperature | top_k | top_p.")
+flags.DEFINE_float("temperature", 1.0, "generate: softmax temperature of the sampling samplers.")
+flags.DEFINE_float("top_p", 0.9, "generate: top_p sampler's nucleus probability mass, in (0, 1].")
+flags.DEFINE_integer("seed", None, "generate: seed of the sampling samplers (default: random).")
 flags.DEFINE_string("dataset", None, "evaluate: a dataset other than the run's (same names as the trainer's --dataset).")
 flags.DEFINE_string("data_dir", None, "evaluate: where the dataset lives (as for the trainer).")
 flags.DEFINE_integer("max_examples", 0, "evaluate: use only this many validation examples (0: all).", lower_bound=0)
@@ -36,15 +49,15 @@ FLAGS = flags.FLAGS
 
 
 def main(argv: list[str]) -> None:
-    if len(argv) < 3 or argv[1] not in COMMANDS:
-        _fail(f"usage: python -m export.runner {{{'|'.join(COMMANDS)}}} MODEL.tflite [INPUTS...] [--flags]")
-    command, model_path, inputs = argv[1], argv[2], argv[3:]
+    command, model_path, inputs = _command(argv[1:])
     try:
         runner = LiteRTRunner(model_path, num_threads=FLAGS.num_threads)
         if command == "classify":
             _classify(runner, inputs)
         elif command == "fill_mask":
             _fill_mask(runner, inputs)
+        elif command == "generate":
+            _generate(runner, inputs)
         elif command == "evaluate":
             metrics = inference.evaluate(
                 runner, FLAGS.run_dir, FLAGS.dataset, FLAGS.data_dir, FLAGS.max_examples, FLAGS.batch_size or 64
@@ -63,12 +76,29 @@ def main(argv: list[str]) -> None:
         _fail(str(e))
 
 
+def _command(args: list[str]) -> tuple[str, str, list[str]]:
+    """(command, model path, inputs) from `COMMAND MODEL [INPUTS]` or `MODEL [INPUTS] --task=COMMAND`."""
+    if args and args[0] in COMMANDS:
+        if FLAGS.task and FLAGS.task != args[0]:
+            _fail(f"two commands given: {args[0]} and --task={FLAGS.task}; give one")
+        command, args = args[0], args[1:]
+    else:
+        command = FLAGS.task
+    if command is None or not args:
+        _fail(f"usage: python -m export.runner {{{'|'.join(COMMANDS)}}} MODEL.tflite [INPUTS...] [--flags]")
+    return command, args[0], args[1:]
+
+
+def _top_k(command: str) -> int:
+    return FLAGS.top_k or DEFAULT_TOP_K.get(command, 5)
+
+
 def _classify(runner: LiteRTRunner, inputs: list[str]) -> None:
     if not inputs:
         _fail("classify needs inputs: image files or .npy arrays, or texts for a text classifier")
     tokenizer = inference.load_tokenizer(runner.path, FLAGS.run_dir) if inference.task_of(runner) == "classify" else None
     for label, p in inference.classify(runner, inputs, tokenizer):
-        best = p.argsort()[::-1][: FLAGS.top_k]
+        best = p.argsort()[::-1][: _top_k("classify")]
         print(f"{label}: " + "  ".join(f"{c}={p[c]:.3f}" for c in best))
 
 
@@ -76,8 +106,20 @@ def _fill_mask(runner: LiteRTRunner, inputs: list[str]) -> None:
     if len(inputs) != 1:
         _fail('fill_mask takes one text with [MASK] in it, quoted: "def [MASK](self):"')
     tokenizer = inference.load_tokenizer(runner.path, FLAGS.run_dir)
-    for i, candidates in enumerate(inference.fill_mask(runner, inputs[0], tokenizer, FLAGS.top_k)):
+    for i, candidates in enumerate(inference.fill_mask(runner, inputs[0], tokenizer, _top_k("fill_mask"))):
         print(f"[MASK] {i + 1}: " + "  ".join(f"{token}={p:.3f}" for token, p in candidates))
+
+
+def _generate(runner: LiteRTRunner, inputs: list[str]) -> None:
+    prompts = ([FLAGS.prompt] if FLAGS.prompt is not None else []) + inputs
+    if len(prompts) != 1:
+        _fail('generate takes one prompt: --prompt="def main(" (or the quoted text after the model)')
+    tokenizer = inference.load_tokenizer(runner.path, FLAGS.run_dir)
+    text = inference.generate(
+        runner, prompts[0], tokenizer, FLAGS.max_new_tokens, FLAGS.sampler, FLAGS.temperature, _top_k("generate"),
+        FLAGS.top_p, FLAGS.seed,
+    )
+    print(prompts[0] + text)
 
 
 def _fail(message: str) -> None:

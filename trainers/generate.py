@@ -1,0 +1,92 @@
+"""Generate text with a trained GPT run, or fill in [MASK] tokens with a BERT pretraining run:
+
+    python -m trainers.generate --run_dir=runs/gpt_mini --prompt="def main(" --max_new_tokens=100 \
+        --sampler=top_p --top_p=0.9 --temperature=0.8
+    python -m trainers.generate --run_dir=runs/bert_small --task=fill_mask --prompt="def [MASK](self):"
+
+Loads RUN/model.keras and RUN/tokenizer; this module only parses flags and calls
+`zoo.generate` / `zoo.fill_mask` (on-device: `python -m export.runner ... --task=generate`).
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+
+from absl import app, flags, logging
+
+from trainers import rundir
+from zoo.generation import SAMPLERS
+
+TASKS = ("generate", "fill_mask")
+
+flags.DEFINE_string("run_dir", None, "The training run (its --output_dir): model.keras and tokenizer/.", required=True)
+flags.DEFINE_enum("task", "generate", TASKS, "generate (GPT) or fill_mask (BERT pretraining run).")
+flags.DEFINE_string("prompt", None, "The text to continue; for fill_mask, a text with [MASK] in it.", required=True)
+flags.DEFINE_integer("max_new_tokens", 32, "generate: at most this many new tokens.")
+flags.DEFINE_enum("sampler", "greedy", SAMPLERS, "generate: how the next token is picked.")
+flags.DEFINE_float("temperature", 1.0, "generate: softmax temperature of the sampling samplers.")
+flags.DEFINE_integer("top_k", None, "generate: top_k sampler's k (default 50); fill_mask: tokens shown (default 5).")
+flags.DEFINE_float("top_p", 0.9, "generate: top_p sampler's nucleus probability mass, in (0, 1].")
+flags.DEFINE_integer("seed", None, "generate: seed of the sampling samplers (default: random).")
+flags.DEFINE_bool("jit_compile", True, "generate: compile the decode loop with XLA (faster on CPU here).")
+
+FLAGS = flags.FLAGS
+
+
+class RunError(ValueError):
+    """The run directory cannot be used for this task; the message says why."""
+
+
+def load(run_dir: str):
+    """(model, tokenizer) of a finished text run."""
+    import keras
+
+    import zoo  # noqa: F401  (registers the zoo's layers for load_model)
+    from zoo.tokenizers import FILENAME, Tokenizer
+
+    model_path = os.path.join(run_dir, rundir.MODEL)
+    if not os.path.isfile(model_path):
+        raise RunError(f"no {rundir.MODEL} in {run_dir}; pass the --output_dir of a finished training run")
+    if not os.path.isfile(os.path.join(run_dir, rundir.TOKENIZER, FILENAME)):
+        raise RunError(f"{run_dir} has no {rundir.TOKENIZER}/{FILENAME}; generation needs a text model's run")
+    return keras.models.load_model(model_path), Tokenizer.load(os.path.join(run_dir, rundir.TOKENIZER))
+
+
+def main(argv: list[str]) -> None:
+    del argv
+    import zoo
+
+    try:
+        model, tokenizer = load(FLAGS.run_dir)
+        if FLAGS.task == "fill_mask":
+            for i, candidates in enumerate(zoo.fill_mask(model, FLAGS.prompt, tokenizer, FLAGS.top_k or 5)):
+                print(f"[MASK] {i + 1}: " + "  ".join(f"{token}={p:.3f}" for token, p in candidates))
+            return
+        text = zoo.generate(
+            model, FLAGS.prompt, tokenizer=tokenizer, max_new_tokens=FLAGS.max_new_tokens, sampler=FLAGS.sampler,
+            temperature=FLAGS.temperature, top_k=FLAGS.top_k or 50, top_p=FLAGS.top_p, seed=FLAGS.seed,
+            jit_compile=FLAGS.jit_compile,
+        )
+    except ValueError as e:  # GenerationError, RunError: one user sentence each
+        logging.flush()
+        print(f"trainers.generate: error: {e}", file=sys.stderr)
+        sys.exit(2)
+    print(FLAGS.prompt + text)
+
+
+def _parse_flags(argv: list[str]) -> list[str]:
+    """absl's parsing, with a bad flag reported in one line and exit code 2, as trainers.run does."""
+    try:
+        return FLAGS(argv)
+    except flags.Error as e:
+        print(f"trainers.generate: error: {e}", file=sys.stderr)
+        sys.exit(2)
+
+
+def run() -> None:
+    app.run(main, flags_parser=_parse_flags)
+
+
+if __name__ == "__main__":
+    run()
