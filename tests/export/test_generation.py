@@ -1,0 +1,125 @@
+"""On-device generation: gpt_decode*.tflite (prefill/decode signatures), the runner's generate task,
+`python -m trainers.generate`, and BERT fill-mask in Keras against TFLite."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+
+import keras
+import numpy as np
+import pytest
+from ai_edge_litert.interpreter import Interpreter
+
+import zoo
+from export import generation, inference
+from export.litert import LiteRTRunner, RunnerError
+from tests.trainers.conftest import REPO, TINY_TRANSFORMER
+from zoo.generation import GenerationError, Sampler
+from zoo.tokenizers import Tokenizer
+
+PROMPT = "def main("
+
+
+def run_module(module: str, *args: str) -> subprocess.CompletedProcess:
+    env = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "2"}
+    return subprocess.run([sys.executable, "-m", module, *args], cwd=REPO, env=env, capture_output=True, text=True, timeout=300)
+
+
+@pytest.fixture(scope="module")
+def untrained_decoder(tmp_path_factory) -> tuple[keras.Model, generation.TFLiteDecoder]:
+    keras.utils.set_random_seed(0)
+    model = zoo.get_model("gpt_tiny", **TINY_TRANSFORMER)
+    paths = generation.write_decode_models(model, str(tmp_path_factory.mktemp("decode")))
+    return model, generation.TFLiteDecoder(LiteRTRunner(paths["float32"], num_threads=2))
+
+
+def test_decode_model_has_prefill_and_decode_with_an_explicit_cache(untrained_decoder):
+    _, decoder = untrained_decoder
+    interpreter = Interpreter(model_path=decoder.path)
+    signatures = interpreter.get_signature_list()
+    assert signatures["prefill"] == {"inputs": ["prompt_length", "token_ids"], "outputs": ["cache", "logits"]}
+    assert signatures["decode"] == {"inputs": ["cache", "cache_index", "token_ids"], "outputs": ["cache", "logits"]}
+    assert decoder.context == 32 and decoder.cache_shape == (1, 2, 2, 32, 2, 16)  # (1, layers, k/v, context, heads, head_dim)
+    assert {op["op_name"] for op in interpreter._get_ops_details()}.isdisjoint({"FlexDelegate", "CUSTOM"})
+
+
+def test_tflite_sampling_stays_in_the_top_k_and_requests_past_the_context_are_refused(untrained_decoder):
+    model, decoder = untrained_decoder
+    tokens = decoder.generate_ids([1, 2, 3], 8, Sampler("top_k", top_k=2, temperature=5.0), seed=0)
+    logits, cache = decoder.prefill([1, 2, 3])
+    assert tokens[0] in np.argsort(-logits[0])[:2] and len(tokens) == 8
+    with pytest.raises(GenerationError, match="prompt of 3 tokens \\+ max_new_tokens=30 exceeds the model's context of 32"):
+        decoder.generate_ids([1, 2, 3], 30)
+
+
+def test_a_classifier_file_is_not_a_decode_model(small_mlp_tflite):
+    with pytest.raises(RunnerError, match="has no prefill/decode signatures; generate with RUN/export/gpt_decode.tflite"):
+        generation.TFLiteDecoder(LiteRTRunner(small_mlp_tflite["float32"]))
+
+
+def test_generate_cli_without_a_run_gets_one_line(tmp_path):
+    result = run_module("trainers.generate", f"--run_dir={tmp_path}", "--prompt=def")
+    assert result.returncode == 2
+    assert result.stderr.strip().splitlines()[-1] == (
+        f"trainers.generate: error: no model.keras in {tmp_path}; pass the --output_dir of a finished training run"
+    )
+
+
+# ---------------------------------------------------------------------------------------------
+# A tiny GPT trained for a few steps, exported (tests/export/conftest.py): slow.
+
+
+@pytest.mark.slow
+def test_export_writes_decode_models_and_reports_them(gpt_export):
+    run_dir, report = gpt_export
+    entry = report["generation"]
+    assert entry["signatures"] == ["prefill", "decode"] and entry["context"] == 32
+    for variant in ("float32", "int8"):
+        info = entry["files"][variant]
+        assert os.path.getsize(os.path.join(run_dir, "export", info["file"])) == info["size_bytes"]
+        assert info["decode_step_ms"] > 0 and info["prefill_ms"] > 0
+    assert entry["files"]["int8"]["size_bytes"] < entry["files"]["float32"]["size_bytes"]
+    assert entry["greedy_check"]["float32_mismatched_prompts"] == 0
+    assert report["gates"]["gpt_decode.greedy_mismatched_prompts"]["passed"]
+
+
+@pytest.mark.slow
+def test_tflite_greedy_tokens_equal_keras_greedy_tokens_on_a_trained_gpt(gpt_export):
+    run_dir, _ = gpt_export
+    model = keras.models.load_model(os.path.join(run_dir, "model.keras"))
+    tokenizer = Tokenizer.load(os.path.join(run_dir, "tokenizer"))
+    decoder = generation.TFLiteDecoder(LiteRTRunner(os.path.join(run_dir, "export", "gpt_decode.tflite")))
+    prompts = [tokenizer.encode(text) for text in (PROMPT, "import os\n", "class Foo(object):\n    def", "    return")]
+    expected = zoo.generate(model, prompts, max_new_tokens=16, stop_token_ids=())
+    assert [decoder.generate_ids(p, 16) for p in prompts] == expected
+
+
+@pytest.mark.slow
+def test_runner_and_trainer_clis_generate_the_same_greedy_text(gpt_export):
+    run_dir, _ = gpt_export
+    decode_model = os.path.join(run_dir, "export", "gpt_decode.tflite")
+    on_device = run_module("export.runner", decode_model, "--task=generate", f"--prompt={PROMPT}", "--max_new_tokens=12")
+    keras_side = run_module("trainers.generate", f"--run_dir={run_dir}", f"--prompt={PROMPT}", "--max_new_tokens=12")
+    assert on_device.returncode == 0, on_device.stderr
+    assert keras_side.returncode == 0, keras_side.stderr
+    assert on_device.stdout.startswith(PROMPT) and on_device.stdout == keras_side.stdout
+    too_long = run_module("export.runner", "generate", decode_model, PROMPT, "--max_new_tokens=40")
+    assert too_long.returncode == 2
+    assert "exceeds the model's context of 32 tokens" in too_long.stderr.strip().splitlines()[-1]
+
+
+@pytest.mark.slow
+def test_keras_fill_mask_ranks_tokens_as_the_tflite_model_does(bert_mlm_export):
+    run_dir, _ = bert_mlm_export
+    model = keras.models.load_model(os.path.join(run_dir, "model.keras"))
+    tokenizer = Tokenizer.load(os.path.join(run_dir, "tokenizer"))
+    text = "def [MASK](self):\n    return [MASK]"
+    ours = zoo.fill_mask(model, text, tokenizer, top_k=3)
+    theirs = inference.fill_mask(LiteRTRunner(os.path.join(run_dir, "export", "model_float32.tflite")), text, tokenizer, 3)
+    assert [[t for t, _ in row] for row in ours] == [[t for t, _ in row] for row in theirs]
+    np.testing.assert_allclose([[p for _, p in row] for row in ours], [[p for _, p in row] for row in theirs], atol=1e-4)
+    result = run_module("trainers.generate", f"--run_dir={run_dir}", "--task=fill_mask", f"--prompt={text}", "--top_k=3")
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.startswith("[MASK] 1: " + ours[0][0][0] + "=")
