@@ -103,7 +103,7 @@ def check_request(prompt_lengths: Sequence[int], max_new_tokens: int, context: i
 class Generator:
     """The compiled decoding of one `GPTCausalLM`; reuse it so that tracing happens once.
 
-    `jit_compile=True` (XLA) decoded 248 tokens of gpt_mini ~3x faster than plain graph mode here.
+    `jit_compile=True` (XLA) decoded 248 tokens of gpt_mini 2.3x faster than plain graph mode here.
     """
 
     def __init__(self, model: keras.Model, jit_compile: bool = True):

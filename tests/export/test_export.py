@@ -11,6 +11,7 @@ import pytest
 import tensorflow as tf
 from ai_edge_litert.interpreter import Interpreter
 
+from export import generation
 from export.formats import FILES
 
 pytestmark = pytest.mark.slow
@@ -29,7 +30,8 @@ def any_export(request) -> tuple[str, dict]:
 def test_export_writes_every_format_and_the_report_it_returns(any_export):
     run_dir, report = any_export
     directory = os.path.join(run_dir, "export")
-    assert sorted(os.listdir(directory)) == sorted(list(FILES.values()) + ["report.json"])
+    decode_models = list(generation.FILES.values()) if report["signature"]["task"] == "causal_lm" else []
+    assert sorted(os.listdir(directory)) == sorted(list(FILES.values()) + decode_models + ["report.json"])
     with open(os.path.join(directory, "report.json")) as f:
         assert json.load(f) == json.loads(json.dumps(report))
     assert not [name for name in os.listdir(run_dir) if name.startswith(".export")]
