@@ -128,14 +128,16 @@ def ours_vs_keras_hub(repeats: int) -> dict:
 def tflite_decode_latency(repeats: int) -> list[dict]:
     keras.utils.set_random_seed(0)
     model = zoo.get_model("gpt_mini", **GEOMETRY)
-    paths = export_generation.write_decode_models(model, tempfile.mkdtemp(prefix="gpt-decode-"))
-    decoders = {v: export_generation.TFLiteDecoder(LiteRTRunner(p, num_threads=2)) for v, p in paths.items()}
-    for decoder in decoders.values():
-        decoder.step_latency_ms()  # warm-up
-    samples: dict[str, list[float]] = {v: [] for v in decoders}
-    for _ in range(repeats):
-        for variant, decoder in decoders.items():
-            samples[variant].append(decoder.step_latency_ms()["decode_step_ms"])
+    with tempfile.TemporaryDirectory(prefix="gpt-decode-") as directory:
+        paths = export_generation.write_decode_models(model, directory)
+        decoders = {v: export_generation.TFLiteDecoder(LiteRTRunner(p, num_threads=2)) for v, p in paths.items()}
+        for decoder in decoders.values():
+            decoder.step_latency_ms()  # warm-up
+        samples: dict[str, list[float]] = {v: [] for v in decoders}
+        for _ in range(repeats):
+            for variant, decoder in decoders.items():
+                samples[variant].append(decoder.step_latency_ms()["decode_step_ms"])
+        del decoders
     ms = {v: statistics.median(s) for v, s in samples.items()}
     return [
         _row("TFLite decode step latency, float32 (ms, 2 threads)", "ms", ms["float32"], None),

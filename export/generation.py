@@ -137,6 +137,7 @@ class TFLiteDecoder:
         self._prefill = runner.interpreter.get_signature_runner(PREFILL)
         self._decode = runner.interpreter.get_signature_runner(DECODE)
         self.context = int(self._prefill.get_input_details()["token_ids"]["shape"][1])
+        self.vocab_size = int(self._prefill.get_output_details()["logits"]["shape"][1])
         self.cache_shape = tuple(int(d) for d in self._decode.get_input_details()["cache"]["shape"])
 
     def prefill(self, prompt: Sequence[int]) -> tuple[np.ndarray, np.ndarray]:
@@ -161,7 +162,7 @@ class TFLiteDecoder:
     ) -> list[int]:
         """New token ids after `prompt`, stopping before a stop token; samplers as `zoo.generate`'s."""
         prompt = [int(t) for t in prompt]
-        generation.check_request([len(prompt)], max_new_tokens, self.context)
+        generation.check_request([len(prompt)], max_new_tokens, self.context, self.vocab_size, [prompt])
         seed = np.random.randint(0, 2**31 - 1) if seed is None else seed
         logits, cache = self.prefill(prompt)
         tokens: list[int] = []

@@ -52,6 +52,8 @@ def test_tflite_sampling_stays_in_the_top_k_and_requests_past_the_context_are_re
     assert tokens[0] in np.argsort(-logits[0])[:2] and len(tokens) == 8
     with pytest.raises(GenerationError, match="prompt of 3 tokens \\+ max_new_tokens=30 exceeds the model's context of 32"):
         decoder.generate_ids([1, 2, 3], 30)
+    with pytest.raises(GenerationError, match=r"prompt token ids must be in \[0, 512\); got 1..600"):
+        decoder.generate_ids([1, 600], 3)
 
 
 def test_a_classifier_file_is_not_a_decode_model(small_mlp_tflite):
