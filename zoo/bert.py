@@ -10,7 +10,7 @@ from __future__ import annotations
 import keras
 from keras import ops
 
-from zoo.layers import PositionEmbedding, TransformerBlock, dense_initializer, gelu_tanh
+from zoo.layers import PositionEmbedding, TransformerBlock, dense_initializer, gelu_tanh, tokenwise
 from zoo.registry import register_model
 
 # Sizes from Turc et al. 2019, "Well-Read Students Learn Better": heads = H / 64, FFN = 4H.
@@ -148,10 +148,10 @@ class MaskedLMHead(keras.layers.Layer):
 
     def call(self, sequence_output, mask_positions):
         x = ops.take_along_axis(sequence_output, ops.expand_dims(mask_positions, -1), axis=1)  # (batch, masked, hidden)
-        x = self.norm(gelu_tanh(self.transform(x)))
+        x = self.norm(gelu_tanh(tokenwise(self.transform, x)))
         # Called inside this layer, the embedding reads its float32 table un-autocast, so its
         # logits may be float32 even under a bfloat16 policy: add the bias in their dtype.
-        logits = self.token_embedding(x, reverse=True)
+        logits = tokenwise(self.token_embedding, x, reverse=True)
         logits = logits + ops.cast(self.bias, logits.dtype)
         return ops.cast(logits, "float32")  # (batch, masked, vocab); float32 for a stable loss
 

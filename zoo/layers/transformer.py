@@ -5,7 +5,7 @@ from __future__ import annotations
 import keras
 from keras import ops
 
-from zoo.layers.attention import CachedMultiHeadAttention, attention_mask, dense_initializer
+from zoo.layers.attention import CachedMultiHeadAttention, attention_mask, dense_initializer, tokenwise
 
 
 def gelu_tanh(x):
@@ -80,7 +80,7 @@ class TransformerBlock(keras.layers.Layer):
 
         residual = x
         x = self.ffn_norm(x) if self.normalize_first else x
-        x = self.output_dense(gelu_tanh(self.intermediate_dense(x)))  # (batch, seq, hidden)
+        x = tokenwise(self.output_dense, gelu_tanh(tokenwise(self.intermediate_dense, x)))  # (batch, seq, hidden)
         x = residual + self.dropout_layer(x, training=training)
         if not self.normalize_first:
             x = self.ffn_norm(x)
