@@ -3,7 +3,7 @@
     prefill(token_ids (1, context) int32, prompt_length (1,) int32) -> logits (1, vocab), cache
     decode(token_ids (1, 1) int32, cache_index (1,) int32, cache) -> logits (1, vocab), cache
 
-The key/value cache, (1, layers, 2, context, heads, head_dim) float32, is an explicit input and
+The key/value cache, (1, layers, 2, heads, context, head_dim) float32, is an explicit input and
 output, so the app owns it and the model has no state. The prompt is right-padded to the fixed
 context: the causal mask keeps padding out of the real tokens' attention, and decoding writes
 over the padding's cache slots. `TFLiteDecoder` runs the two signatures with LiteRT.
@@ -35,7 +35,7 @@ LATENCY_STEPS = 20
 
 def cache_shape(model: keras.Model, context: int) -> tuple[int, ...]:
     b = model.backbone
-    return (1, b.num_layers, 2, context, b.num_heads, b.hidden_dim // b.num_heads)
+    return (1, b.num_layers, 2, b.num_heads, context, b.hidden_dim // b.num_heads)
 
 
 def decode_functions(model: keras.Model, context: int) -> dict[str, tf.types.experimental.GenericFunction]:

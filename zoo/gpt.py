@@ -109,10 +109,10 @@ class GPTCausalLM(keras.Model):
         self.backbone = backbone
 
     def init_cache(self, batch_size: int, max_length: int | None = None):
-        """Zeros of shape (batch, layers, 2, max_length, heads, head_dim) for `call_with_cache`."""
+        """Zeros of shape (batch, layers, 2, heads, max_length, head_dim) for `call_with_cache`."""
         b = self.backbone
         max_length = max_length or b.max_sequence_length
-        shape = (batch_size, b.num_layers, 2, max_length, b.num_heads, b.hidden_dim // b.num_heads)
+        shape = (batch_size, b.num_layers, 2, b.num_heads, max_length, b.hidden_dim // b.num_heads)
         return ops.zeros(shape, dtype=b.compute_dtype)
 
     def call_with_cache(self, token_ids, cache, cache_index, padding_mask=None, position_ids=None):

@@ -41,7 +41,7 @@ def test_decode_model_has_prefill_and_decode_with_an_explicit_cache(untrained_de
     signatures = interpreter.get_signature_list()
     assert signatures["prefill"] == {"inputs": ["prompt_length", "token_ids"], "outputs": ["cache", "logits"]}
     assert signatures["decode"] == {"inputs": ["cache", "cache_index", "token_ids"], "outputs": ["cache", "logits"]}
-    assert decoder.context == 32 and decoder.cache_shape == (1, 2, 2, 32, 2, 16)  # (1, layers, k/v, context, heads, head_dim)
+    assert decoder.context == 32 and decoder.cache_shape == (1, 2, 2, 2, 32, 16)  # (1, layers, k/v, heads, context, head_dim)
     assert {op["op_name"] for op in interpreter._get_ops_details()}.isdisjoint({"FlexDelegate", "CUSTOM"})
 
 

@@ -126,11 +126,11 @@ def test_attention_with_a_cache_matches_attention_without_one():
     layer = CachedMultiHeadAttention(num_heads=2, head_dim=16)
     x = _hidden()
     full = keras.ops.convert_to_numpy(layer(x, attention_mask=attention_mask(None, SEQ, SEQ, causal=True)))
-    cache = keras.ops.zeros((BATCH, 2, SEQ + 2, 2, 16))
+    cache = keras.ops.zeros((BATCH, 2, 2, SEQ + 2, 16))  # (batch, k/v, heads, max_length, head_dim)
     steps = []
     for t in range(SEQ):
         mask = attention_mask(None, 1, SEQ + 2, causal=True, cache_index=t)
         out, cache = layer(x[:, t : t + 1], attention_mask=mask, cache=cache, cache_index=t)
         steps.append(keras.ops.convert_to_numpy(out))
     np.testing.assert_allclose(np.concatenate(steps, axis=1), full, atol=1e-5)
-    assert tuple(cache.shape) == (BATCH, 2, SEQ + 2, 2, 16)
+    assert tuple(cache.shape) == (BATCH, 2, 2, SEQ + 2, 16)

@@ -252,12 +252,12 @@ def test_gpt_kv_cache_decoding_matches_the_full_forward_pass(compiled):
     decoded = np.concatenate(pieces, axis=1)
     assert decoded.shape == full.shape and decoded.dtype == np.float32
     np.testing.assert_allclose(decoded, full, atol=1e-5)
-    assert tuple(cache.shape) == (BATCH, 2, 2, MAX_LENGTH, 2, HIDDEN // 2)
+    assert tuple(cache.shape) == (BATCH, 2, 2, 2, MAX_LENGTH, HIDDEN // 2)  # (batch, layers, k/v, heads, max_length, head_dim)
 
 
 def test_gpt_init_cache_defaults_to_the_full_context():
     model = tiny_model("gpt_tiny")
-    assert tuple(model.init_cache(3).shape) == (3, 2, 2, TINY_TRANSFORMER["max_sequence_length"], 2, HIDDEN // 2)
+    assert tuple(model.init_cache(3).shape) == (3, 2, 2, 2, TINY_TRANSFORMER["max_sequence_length"], HIDDEN // 2)
 
 
 # --- GELU: the tanh approximation, so graphs lower to TFLite builtins (no Erf) ------------------

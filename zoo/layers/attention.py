@@ -49,7 +49,7 @@ def attention_mask(padding_mask, query_length, key_length, causal: bool, cache_i
 class CachedMultiHeadAttention(keras.layers.Layer):
     """Self-attention over `(batch, seq, hidden)` with one fused QKV projection.
 
-    Called with `cache` of shape (batch, 2, max_length, num_heads, head_dim) and an integer
+    Called with `cache` of shape (batch, 2, num_heads, max_length, head_dim) and an integer
     `cache_index`, the new keys/values are written into the cache at `cache_index` and attention
     runs over the whole cache; it then returns `(output, updated_cache)`. Without a cache it
     returns the output only. The caller supplies the mask (see `attention_mask`), which must
@@ -82,13 +82,12 @@ class CachedMultiHeadAttention(keras.layers.Layer):
         # (batch, seq, 3, heads, head_dim) view instead cost TFLite ~1 ms per layer (bert_small).
         qkv = ops.transpose(ops.reshape(qkv, (-1, length, 3 * heads, self.head_dim)), (0, 2, 1, 3))
         query, key, value = qkv[:, :heads], qkv[:, heads : 2 * heads], qkv[:, 2 * heads :]  # (batch, heads, seq, head_dim)
-        if cache is not None:  # the cache is (batch, 2, max_length, heads, head_dim)
-            start = [0, cache_index, 0, 0]
-            key = ops.slice_update(cache[:, 0], start, ops.cast(_swap_heads(key), cache.dtype))
-            value = ops.slice_update(cache[:, 1], start, ops.cast(_swap_heads(value), cache.dtype))
+        if cache is not None:  # (batch, 2, heads, max_length, head_dim): heads-first, like query
+            start = [0, 0, cache_index, 0]
+            key = ops.slice_update(cache[:, 0], start, ops.cast(key, cache.dtype))
+            value = ops.slice_update(cache[:, 1], start, ops.cast(value, cache.dtype))
             cache = ops.stack([key, value], axis=1)
-            key, value = _swap_heads(key), _swap_heads(value)
-        outputs = _swap_heads(self._attend(query, key, value, attention_mask))  # (batch, seq, heads, head_dim)
+        outputs = ops.transpose(self._attend(query, key, value, attention_mask), (0, 2, 1, 3))  # (batch, seq, heads, head_dim)
         outputs = ops.reshape(outputs, (-1, length, heads * self.head_dim))
         outputs = tokenwise(self.output_dense, outputs)
         return outputs if cache is None else (outputs, cache)
@@ -117,7 +116,3 @@ class CachedMultiHeadAttention(keras.layers.Layer):
     def get_config(self) -> dict:
         return {**super().get_config(), "num_heads": self.num_heads, "head_dim": self.head_dim}
 
-
-def _swap_heads(x):
-    """(batch, a, b, head_dim) -> (batch, b, a, head_dim): between seq-first and heads-first."""
-    return ops.transpose(x, (0, 2, 1, 3))

@@ -67,7 +67,7 @@ class TransformerBlock(keras.layers.Layer):
 
     def call(self, inputs, padding_mask=None, cache=None, cache_index=None, training=None):
         length = ops.shape(inputs)[1]
-        key_length = length if cache is None else ops.shape(cache)[2]
+        key_length = length if cache is None else ops.shape(cache)[3]
         mask = attention_mask(padding_mask, length, key_length, self.causal, cache_index)
 
         x = self.attention_norm(inputs) if self.normalize_first else inputs
