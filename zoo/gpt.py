@@ -9,7 +9,7 @@ from __future__ import annotations
 import keras
 from keras import ops
 
-from zoo.layers import PositionEmbedding, TransformerBlock, dense_initializer
+from zoo.layers import PositionEmbedding, TransformerBlock, dense_initializer, tokenwise
 from zoo.registry import register_model
 
 PRESETS: dict[str, dict] = {
@@ -137,7 +137,7 @@ class GPTCausalLM(keras.Model):
             x, layer_cache = block(x, padding_mask=padding_mask, cache=cache[:, i], cache_index=cache_index)
             layer_caches.append(layer_cache)
         x = b.final_norm(x)
-        logits = ops.cast(b.token_embedding(x, reverse=True), "float32")
+        logits = ops.cast(tokenwise(b.token_embedding, x, reverse=True), "float32")
         return logits, ops.stack(layer_caches, axis=1)
 
     def get_config(self) -> dict:
