@@ -27,5 +27,7 @@ setup(
     ],
     extras_require={
         "test": ["pytest>=8"],
+        # keras-hub is the "theirs" of python -m benchmarks.run; 0.32 pulls tensorflow-text 2.21 and keeps TF 2.21 / Keras 3.15.
+        "bench": ["keras-hub==0.32.0"],
     },
 )
