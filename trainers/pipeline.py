@@ -74,21 +74,24 @@ def _prepare_text(config, run_dir: str, data_dir: str | None, init_from: str | N
     train = windows(_stream(tokenizer, texts.train_texts), tokenizer, length)
     validation = windows(_stream(tokenizer, texts.validation_texts), tokenizer, length)
     logging.info("%s: %d training and %d validation examples", task_name, len(train["token_ids"]), len(validation["token_ids"]))
-    unigram = _unigram_loss(train, validation, excluded, tokenizer.vocab_size)
-    return task, TaskData(_with_weight(train), _with_weight(validation), overrides, tokenizer, unigram)
+    counts = np.bincount(_targets(train, excluded), minlength=tokenizer.vocab_size) + 1.0  # add-one smoothed
+    unigram = _unigram_loss(counts, _targets(validation, excluded), excluded)
+    log_prior = np.log(counts / counts.sum()).astype(np.float32)
+    return task, TaskData(_with_weight(train), _with_weight(validation), overrides, tokenizer, unigram, log_prior)
 
 
-def _unigram_loss(train: dict, validation: dict, excluded: set[int], vocab_size: int) -> float:
-    """Validation cross-entropy (nats) of add-one-smoothed training token frequencies."""
+def _targets(arrays: dict, excluded: set[int]) -> np.ndarray:
+    """The token ids a language model is asked to predict: real tokens, specials excluded."""
+    ids = arrays["token_ids"][arrays["padding_mask"] > 0]
+    return ids[~np.isin(ids, list(excluded))]
 
-    def targets(arrays):
-        ids = arrays["token_ids"][arrays["padding_mask"] > 0]
-        return ids[~np.isin(ids, list(excluded))]
 
-    counts = np.bincount(targets(train), minlength=vocab_size) + 1.0
+def _unigram_loss(counts: np.ndarray, validation_targets: np.ndarray, excluded: set[int]) -> float:
+    """Validation cross-entropy (nats) of the training token frequencies `counts`."""
+    counts = counts.copy()
     counts[list(excluded)] = 0.0
-    log_p = np.log(counts / counts.sum(), where=counts > 0, out=np.full(vocab_size, -np.inf))
-    return float(-log_p[targets(validation)].mean())
+    log_p = np.log(counts / counts.sum(), where=counts > 0, out=np.full(len(counts), -np.inf))
+    return float(-log_p[validation_targets].mean())
 
 
 def _tokenizer(kind: str, texts: text_data.TextData, vocab_size: int, run_dir: str, init_from: str | None) -> Tokenizer:

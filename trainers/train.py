@@ -90,6 +90,8 @@ def _train(config, run_dir, write_dir, chief, strategy, data_dir, resume, init_f
         logging.info("resumed from %s at step %d", latest, int(step))
     elif init_from:
         _load_backbone(model, init_from)
+    else:
+        task.initialize(model, task_data)
 
     total_steps = int(train.train_steps)
     global_batch = int(train.batch_size)

@@ -61,6 +61,16 @@ def test_masked_lm_loss_falls_well_below_a_uniform_guess(bert_run):
     assert metrics["loss"] < np.log(vocab) - 0.5, metrics
 
 
+def test_masked_lm_starts_from_the_unigram_loss_not_a_uniform_guess(tmp_path, stdlib_corpus):
+    """Its output bias starts at the training text's log token frequencies, so even an untrained
+    model scores the unigram loss; short runs then spend their steps on context."""
+    config = tiny_config("bert_small", train_steps=1, learning_rate=1e-12, warmup_steps=0, eval_every=0)
+    config.data.dataset = f"text:{stdlib_corpus}"
+    metrics = train_and_evaluate(config, str(tmp_path / "run"), strategy=one_device())
+    vocab = rundir.read_config(str(tmp_path / "run"))["model"]["vocab_size"]
+    assert metrics["loss"] < min(metrics["unigram_loss"] + 0.3, np.log(vocab) - 0.5), metrics  # untrained: ln(vocab)
+
+
 def test_gpt_causal_lm_trains_and_reports_perplexity(tmp_path, stdlib_corpus):
     config = tiny_config("gpt_mini", train_steps=80, learning_rate=3e-3, checkpoint_every=40, eval_every=40)
     config.data.dataset = f"text:{stdlib_corpus}"
