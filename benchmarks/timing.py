@@ -4,18 +4,18 @@ from __future__ import annotations
 
 import statistics
 import time
-from typing import Callable
+from typing import Any, Callable
 
 import tensorflow as tf
 
 
-def interleaved(sides: dict[str, Callable[[], float]], repeats: int) -> dict[str, list[float]]:
-    """Calls each side once per round, `repeats` rounds; each call returns its own rate.
+def interleaved(sides: dict[str, Callable[[], Any]], repeats: int) -> dict[str, list[Any]]:
+    """Calls each side once per round, `repeats` rounds; returns each side's results in order.
 
     Alternating (A, B, A, B, ...) instead of (A, A, ..., B, B, ...) means a neighbour process
     that starts halfway through the run slows both sides, and the ratio stays honest.
     """
-    samples: dict[str, list[float]] = {name: [] for name in sides}
+    samples: dict[str, list[Any]] = {name: [] for name in sides}
     for _ in range(repeats):
         for name, measure in sides.items():
             samples[name].append(measure())
@@ -33,14 +33,14 @@ def timed(fn: Callable[[], object]) -> float:
     return time.perf_counter() - start
 
 
-def matmul_peak_flops(size: int = 2048, iterations: int = 10, repeats: int = 5, dtype: tf.DType = tf.float32) -> float:
-    """FLOP/s of a `size`³ matmul loop in one `tf.function`: the roof for model FLOP utilisation.
+def matmul_loop(size: int = 2048, iterations: int = 10, dtype: tf.DType = tf.float32) -> Callable[[], float]:
+    """A warmed-up `size`³ matmul loop in one `tf.function`; each call returns the FLOP/s it ran at.
 
-    Measured in the same process as the training rows, so MFU compares like with like.
+    This is the roof for model FLOP utilisation. Called between the training measurements, it
+    sees the same machine load they see, so MFU is not skewed by a neighbour process.
     """
-    a = tf.random.normal((size, size), dtype=tf.float32)
-    b = tf.random.normal((size, size), dtype=tf.float32)
-    a, b = tf.cast(a, dtype), tf.cast(b, dtype)
+    a = tf.cast(tf.random.normal((size, size)), dtype)
+    b = tf.cast(tf.random.normal((size, size)), dtype)
 
     @tf.function
     def loop(x):
@@ -50,5 +50,10 @@ def matmul_peak_flops(size: int = 2048, iterations: int = 10, repeats: int = 5, 
         return tf.reduce_sum(tf.cast(x, tf.float32))
 
     loop(a).numpy()  # trace and warm up
-    best = min(timed(lambda: loop(a).numpy()) for _ in range(repeats))
-    return 2.0 * size**3 * iterations / best
+    return lambda: 2.0 * size**3 * iterations / timed(lambda: loop(a).numpy())
+
+
+def matmul_peak_flops(size: int = 2048, iterations: int = 10, repeats: int = 5, dtype: tf.DType = tf.float32) -> float:
+    """The best FLOP/s of `repeats` calls of `matmul_loop`."""
+    measure = matmul_loop(size, iterations, dtype)
+    return max(measure() for _ in range(repeats))

@@ -22,10 +22,10 @@ import numpy as np
 import tensorflow as tf
 
 import zoo
-from benchmarks.timing import interleaved, median
+from benchmarks.timing import interleaved, matmul_loop, median
 from trainers import loop, pipeline
 from trainers.strategy import get_strategy
-from trainers.tasks import CausalLM, MaskedLM, Task
+from trainers.tasks import CausalLM, MaskedLM, Task, TaskData
 from trainers.train import POLICIES
 
 # One measurement: (seconds, mean loss over the steps it ran).
@@ -75,13 +75,13 @@ def workload_config(workload: Workload, total_steps: int, mixed_precision: str):
     return config
 
 
-def task_and_arrays(config, workload: Workload) -> tuple[Task, dict[str, np.ndarray]]:
+def task_and_data(config, workload: Workload) -> tuple[Task, TaskData]:
     """Real pysource text through the trainer's own preparation, or random tokens for --quick."""
     if workload.real_data:
         with tempfile.TemporaryDirectory() as run_dir:
             task, data = pipeline.prepare(config, run_dir, None)
         config.model.update(data.model_overrides)
-        return task, data.train
+        return task, data
     vocab, length = int(config.model.vocab_size), workload.sequence_length
     rng = np.random.default_rng(0)
     n = 64 * workload.batch_size
@@ -92,11 +92,12 @@ def task_and_arrays(config, workload: Workload) -> tuple[Task, dict[str, np.ndar
         task, length = CausalLM(), length + 1
         token_ids = rng.integers(0, vocab, (n, length), dtype=np.int32)
     arrays = {"token_ids": token_ids, "padding_mask": np.ones((n, length), np.int8), "weight": np.ones(n, np.float32)}
-    return task, arrays
+    return task, TaskData(arrays, arrays)
 
 
-def our_trainer(config, task: Task, arrays: dict[str, np.ndarray]) -> tuple[keras.Model, Measure]:
-    """Builds model, optimizer, input pipeline and step exactly as `trainers.train._train` does."""
+def our_trainer(config, task: Task, data: TaskData) -> tuple[keras.Model, Measure]:
+    """Builds model, optimizer, input pipeline and step exactly as `trainers.train._train` does
+    for a fresh run (including the task's data-dependent initialisation)."""
     train = config.train
     strategy = get_strategy("auto")
     previous = keras.mixed_precision.global_policy()
@@ -109,7 +110,8 @@ def our_trainer(config, task: Task, arrays: dict[str, np.ndarray]) -> tuple[kera
             optimizer.build(model.trainable_variables)
     finally:
         keras.mixed_precision.set_global_policy(previous)
-    dataset_fn = pipeline.train_dataset_fn(task, arrays, int(train.batch_size), int(train.seed), 0)
+    task.initialize(model, data)
+    dataset_fn = pipeline.train_dataset_fn(task, data.train, int(train.batch_size), int(train.seed), 0)
     iterator = iter(strategy.distribute_datasets_from_function(dataset_fn))
     train_steps = loop.make_train_function(strategy, task, model, optimizer, float(train.clip_norm))
     num_steps = tf.constant(int(train.steps_per_loop))
@@ -189,16 +191,18 @@ def compare(workload: Workload, repeats: int, mixed_precision: str, with_theirs:
     """Warms both sides up, then times them alternately; medians of `repeats` measurements."""
     total_steps = workload.steps_per_call * (repeats + 1)
     config = workload_config(workload, total_steps, mixed_precision)
-    task, arrays = task_and_arrays(config, workload)
+    task, data = task_and_data(config, workload)
     tokens = workload.steps_per_call * workload.batch_size * workload.sequence_length
-    sides = {"ours": our_trainer(config, task, arrays)[1]}
+    sides = {"ours": our_trainer(config, task, data)[1]}
     if with_theirs:
-        sides["theirs"] = their_trainer(config, task, arrays)[1]
+        sides["theirs"] = their_trainer(config, task, data.train)[1]
     for measure in sides.values():
         measure()  # warm-up: tracing, first allocations; these steps are not timed
+    sides["peak"] = matmul_loop(iterations=5 if workload.real_data else 1)  # the fp32 roof, same load
     samples = interleaved(sides, repeats)
     result = {
         "flops_per_step": training_flops_per_step(config, task),
+        "peak_flops": median(samples.pop("peak")),
         "steps": total_steps,
         "tokens_per_step": workload.batch_size * workload.sequence_length,
     }
@@ -218,7 +222,7 @@ def keras_hub_available() -> bool:
     return True
 
 
-def training_rows(quick: bool, peak_flops: float, repeats: int) -> list[dict]:
+def training_rows(quick: bool, repeats: int) -> list[dict]:
     """Rows 1 and 2 (ours vs keras-hub, float32 and bfloat16) and row 5 (MFU of our training)."""
     with_theirs = keras_hub_available()
     if not with_theirs:
@@ -228,7 +232,7 @@ def training_rows(quick: bool, peak_flops: float, repeats: int) -> list[dict]:
         for dtype, mixed_precision in (("float32", "none"), ("bfloat16", "bfloat16")):
             result = compare(workload, repeats, mixed_precision, with_theirs)
             rows.append(_comparison_row(workload, dtype, result))
-            mfu_rows.append(_mfu_row(workload, dtype, result, peak_flops))
+            mfu_rows.append(_mfu_row(workload, dtype, result))
     return rows + mfu_rows
 
 
@@ -246,15 +250,16 @@ def _comparison_row(workload: Workload, dtype: str, result: dict) -> dict:
     }
 
 
-def _mfu_row(workload: Workload, dtype: str, result: dict, peak_flops: float) -> dict:
+def _mfu_row(workload: Workload, dtype: str, result: dict) -> dict:
+    """Achieved model FLOP/s over the fp32 matmul FLOP/s measured between the same repeats."""
     achieved = result["ours"] / result["tokens_per_step"] * result["flops_per_step"]
     return {
-        "name": f"{workload.label} train {dtype} MFU (model FLOP/s ÷ fp32 2048³ matmul peak)",
+        "name": f"{workload.label} train {dtype} MFU (model FLOP/s ÷ fp32 2048³ matmul FLOP/s)",
         "unit": "fraction",
-        "ours": achieved / peak_flops,
+        "ours": achieved / result["peak_flops"],
         "theirs": None,
         "ratio": None,
         "tokens_per_s": result["ours"],
         "model_gflops_per_s": achieved / 1e9,
-        "peak_gflops_per_s": peak_flops / 1e9,
+        "peak_gflops_per_s": result["peak_flops"] / 1e9,
     }

@@ -50,7 +50,7 @@ def test_training_rows_without_keras_hub_have_null_comparisons(monkeypatch):
     monkeypatch.setitem(sys.modules, "keras_hub", None)  # import keras_hub -> ImportError
     from benchmarks.training import training_rows
 
-    rows = training_rows(quick=True, peak_flops=1e11, repeats=1)
+    rows = training_rows(quick=True, repeats=1)
     check_rows(rows)
     comparisons = [row for row in rows if "vs keras-hub" in row["name"]]
     assert len(comparisons) == 4 and all("train" in row["name"] for row in comparisons)
