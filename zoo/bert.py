@@ -10,7 +10,14 @@ from __future__ import annotations
 import keras
 from keras import ops
 
-from zoo.layers import PositionEmbedding, TransformerBlock, dense_initializer, gelu_tanh, tokenwise
+from zoo.layers import (
+    PositionEmbedding,
+    TransformerBlock,
+    dense_initializer,
+    gelu_tanh,
+    post_ln_attention_initializer,
+    tokenwise,
+)
 from zoo.registry import register_model
 
 # Sizes from Turc et al. 2019, "Well-Read Students Learn Better": heads = H / 64, FFN = 4H.
@@ -66,6 +73,7 @@ class BertBackbone(keras.Model):
                 dropout=dropout,
                 layer_norm_epsilon=layer_norm_epsilon,
                 normalize_first=normalize_first,
+                attention_initializer=None if normalize_first else post_ln_attention_initializer(),
                 dtype=dtype,
                 name=f"transformer_{i}",
             )

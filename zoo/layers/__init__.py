@@ -1,6 +1,12 @@
 """Transformer pieces shared by the BERT and GPT families."""
 
-from zoo.layers.attention import CachedMultiHeadAttention, attention_mask, dense_initializer, tokenwise
+from zoo.layers.attention import (
+    CachedMultiHeadAttention,
+    attention_mask,
+    dense_initializer,
+    post_ln_attention_initializer,
+    tokenwise,
+)
 from zoo.layers.embeddings import PositionEmbedding
 from zoo.layers.transformer import TransformerBlock, gelu_tanh
 
@@ -11,5 +17,6 @@ __all__ = [
     "attention_mask",
     "dense_initializer",
     "gelu_tanh",
+    "post_ln_attention_initializer",
     "tokenwise",
 ]

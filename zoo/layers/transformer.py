@@ -18,7 +18,8 @@ class TransformerBlock(keras.layers.Layer):
     """Self-attention + feed-forward, each with a residual connection and LayerNorm.
 
     `normalize_first=False` is BERT's post-LN block (normalize after each residual add);
-    `True` is GPT-2's pre-LN block. `causal=True` hides future positions. With `cache` and
+    `True` is GPT-2's pre-LN block. `causal=True` hides future positions. `attention_initializer`
+    initialises the attention projections (default N(0, 0.02), like the feed-forward ones). With `cache` and
     `cache_index`, it decodes incrementally and returns `(outputs, updated_cache)`.
     """
 
@@ -30,6 +31,7 @@ class TransformerBlock(keras.layers.Layer):
         layer_norm_epsilon: float = 1e-5,
         normalize_first: bool = False,
         causal: bool = False,
+        attention_initializer=None,
         **kwargs,
     ):
         super().__init__(**kwargs)
@@ -39,6 +41,7 @@ class TransformerBlock(keras.layers.Layer):
         self.layer_norm_epsilon = layer_norm_epsilon
         self.normalize_first = normalize_first
         self.causal = causal
+        self.attention_initializer = keras.initializers.get(attention_initializer or dense_initializer())
 
     def build(self, input_shape):
         hidden_dim = input_shape[-1]
@@ -46,7 +49,7 @@ class TransformerBlock(keras.layers.Layer):
             raise ValueError(f"hidden_dim={hidden_dim} must be divisible by num_heads={self.num_heads}")
         policy = self.dtype_policy
         self.attention = CachedMultiHeadAttention(
-            self.num_heads, hidden_dim // self.num_heads, dtype=policy, name="attention"
+            self.num_heads, hidden_dim // self.num_heads, self.attention_initializer, dtype=policy, name="attention"
         )
         self.attention.build(input_shape)
         self.attention_norm = keras.layers.LayerNormalization(
@@ -98,4 +101,5 @@ class TransformerBlock(keras.layers.Layer):
             "layer_norm_epsilon": self.layer_norm_epsilon,
             "normalize_first": self.normalize_first,
             "causal": self.causal,
+            "attention_initializer": keras.initializers.serialize(self.attention_initializer),
         }
