@@ -15,7 +15,7 @@ from zoo.layers import (
     TransformerBlock,
     dense_initializer,
     gelu_tanh,
-    post_ln_attention_initializer,
+    POST_LN_ATTENTION_INITIALIZER,
     tokenwise,
 )
 from zoo.registry import register_model
@@ -73,7 +73,7 @@ class BertBackbone(keras.Model):
                 dropout=dropout,
                 layer_norm_epsilon=layer_norm_epsilon,
                 normalize_first=normalize_first,
-                attention_initializer=None if normalize_first else post_ln_attention_initializer(),
+                attention_initializer=None if normalize_first else POST_LN_ATTENTION_INITIALIZER,
                 dtype=dtype,
                 name=f"transformer_{i}",
             )

@@ -4,7 +4,7 @@ from zoo.layers.attention import (
     CachedMultiHeadAttention,
     attention_mask,
     dense_initializer,
-    post_ln_attention_initializer,
+    POST_LN_ATTENTION_INITIALIZER,
     tokenwise,
 )
 from zoo.layers.embeddings import PositionEmbedding
@@ -17,6 +17,6 @@ __all__ = [
     "attention_mask",
     "dense_initializer",
     "gelu_tanh",
-    "post_ln_attention_initializer",
+    "POST_LN_ATTENTION_INITIALIZER",
     "tokenwise",
 ]

@@ -14,16 +14,13 @@ def dense_initializer() -> keras.initializers.Initializer:
     return keras.initializers.TruncatedNormal(stddev=INITIALIZER_STDDEV)
 
 
-def post_ln_attention_initializer() -> keras.initializers.Initializer:
-    """Glorot for a post-LN encoder's (BERT's) attention projections, not N(0, 0.02).
-
-    With 0.02 the attention logits start ~25x smaller, attention stays uniform, and BERT trained
-    from scratch sat at the unigram loss for hundreds of steps (a 2-layer encoder could not learn
-    to copy a neighbouring token in 500 steps on 3 seeds; with Glorot on QKV and output it
-    could, Q/K alone was not enough). The pre-LN GPT learns fine with 0.02 and worse with Glorot
-    (gpt_mini Quickstart, 120 steps: val loss 5.58 vs 6.19; unigram 6.70), so it keeps GPT-2's init.
-    """
-    return keras.initializers.GlorotUniform()
+# Glorot for a post-LN encoder's (BERT's) attention projections, not N(0, 0.02). With 0.02 the
+# attention logits start ~25x smaller, attention stays uniform, and BERT trained from scratch sat
+# at the unigram loss for hundreds of steps (a 2-layer encoder could not learn to copy a
+# neighbouring token in 500 steps on 3 seeds; with Glorot on QKV and output it could, Q/K alone
+# was not enough). The pre-LN GPT learns fine with 0.02 and worse with Glorot (gpt_mini
+# Quickstart, 120 steps: val loss 5.58 vs 6.19; unigram 6.70), so it keeps GPT-2's init.
+POST_LN_ATTENTION_INITIALIZER = "glorot_uniform"
 
 
 def tokenwise(layer, x, **kwargs):
@@ -72,20 +69,26 @@ class CachedMultiHeadAttention(keras.layers.Layer):
         super().__init__(**kwargs)
         self.num_heads = num_heads
         self.head_dim = head_dim
-        self.kernel_initializer = keras.initializers.get(kernel_initializer or dense_initializer())
+        self.kernel_initializer = kernel_initializer  # a name or config: instantiated per projection
 
     def build(self, input_shape):
         hidden_dim = input_shape[-1]
         width = self.num_heads * self.head_dim
         # One (hidden, 3 * width) matmul is faster on CPU than three separate projections.
         self.qkv_dense = keras.layers.Dense(
-            3 * width, kernel_initializer=_fresh(self.kernel_initializer), dtype=self.dtype_policy, name="qkv"
+            3 * width, kernel_initializer=self._new_initializer(), dtype=self.dtype_policy, name="qkv"
         )
         self.qkv_dense.build(input_shape)
         self.output_dense = keras.layers.Dense(
-            hidden_dim, kernel_initializer=_fresh(self.kernel_initializer), dtype=self.dtype_policy, name="output"
+            hidden_dim, kernel_initializer=self._new_initializer(), dtype=self.dtype_policy, name="output"
         )
         self.output_dense.build(tuple(input_shape[:-1]) + (width,))
+
+    def _new_initializer(self) -> keras.initializers.Initializer:
+        """A new instance per projection: an unseeded Keras initializer called twice repeats its draw."""
+        if self.kernel_initializer is None:
+            return dense_initializer()
+        return keras.initializers.get(keras.initializers.serialize(keras.initializers.get(self.kernel_initializer)))
 
     def call(self, inputs, attention_mask=None, cache=None, cache_index=None):
         length = ops.shape(inputs)[1]
@@ -132,11 +135,6 @@ class CachedMultiHeadAttention(keras.layers.Layer):
             **super().get_config(),
             "num_heads": self.num_heads,
             "head_dim": self.head_dim,
-            "kernel_initializer": keras.initializers.serialize(self.kernel_initializer),
+            "kernel_initializer": self.kernel_initializer,
         }
 
-
-def _fresh(initializer: keras.initializers.Initializer) -> keras.initializers.Initializer:
-    """A new instance: an unseeded Keras initializer called twice repeats its values, which would
-    start the QKV and output projections (and every layer's) from the same random draw."""
-    return keras.initializers.deserialize(keras.initializers.serialize(initializer))

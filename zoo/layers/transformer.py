@@ -41,7 +41,7 @@ class TransformerBlock(keras.layers.Layer):
         self.layer_norm_epsilon = layer_norm_epsilon
         self.normalize_first = normalize_first
         self.causal = causal
-        self.attention_initializer = keras.initializers.get(attention_initializer or dense_initializer())
+        self.attention_initializer = attention_initializer  # None (N(0, 0.02)), a name or a config
 
     def build(self, input_shape):
         hidden_dim = input_shape[-1]
@@ -101,5 +101,5 @@ class TransformerBlock(keras.layers.Layer):
             "layer_norm_epsilon": self.layer_norm_epsilon,
             "normalize_first": self.normalize_first,
             "causal": self.causal,
-            "attention_initializer": keras.initializers.serialize(self.attention_initializer),
+            "attention_initializer": self.attention_initializer,
         }
