@@ -33,14 +33,9 @@ INT8_MODE = "dynamic-range (int8 weights; float32 activations and KV cache)"
 LATENCY_STEPS = 20
 
 
-def cache_shape(model: keras.Model, context: int) -> tuple[int, ...]:
-    b = model.backbone
-    return (1, b.num_layers, 2, b.num_heads, context, b.hidden_dim // b.num_heads)
-
-
 def decode_functions(model: keras.Model, context: int) -> dict[str, tf.types.experimental.GenericFunction]:
     """The `prefill` and `decode` tf.functions over a fixed context, batch 1."""
-    cache_spec = tf.TensorSpec(cache_shape(model, context), tf.float32, name="cache")
+    cache_spec = tf.TensorSpec(model.init_cache(1, context).shape, tf.float32, name="cache")  # the model's own layout
 
     @tf.function(input_signature=[tf.TensorSpec((1, context), tf.int32, name="token_ids"),
                                   tf.TensorSpec((1,), tf.int32, name="prompt_length")])
