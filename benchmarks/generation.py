@@ -17,9 +17,7 @@ Bars: cached >= 5x uncached; ours >= 2x keras-hub.
 from __future__ import annotations
 
 import argparse
-import statistics
 import tempfile
-import time
 from typing import Callable
 
 import keras
@@ -27,6 +25,7 @@ import numpy as np
 import tensorflow as tf
 
 import zoo
+from benchmarks import timing
 from export import generation as export_generation
 from export.litert import LiteRTRunner
 from zoo.generation import Generator
@@ -41,13 +40,8 @@ def _alternate(sides: dict[str, Callable[[], None]], repeats: int) -> dict[str, 
     """Median seconds per side: one untimed warm-up each, then `repeats` rounds in alternation."""
     for run in sides.values():
         run()
-    times: dict[str, list[float]] = {name: [] for name in sides}
-    for _ in range(repeats):
-        for name, run in sides.items():
-            start = time.perf_counter()
-            run()
-            times[name].append(time.perf_counter() - start)
-    return {name: statistics.median(t) for name, t in times.items()}
+    samples = timing.interleaved({name: (lambda run=run: timing.timed(run)) for name, run in sides.items()}, repeats)
+    return {name: timing.median(t) for name, t in samples.items()}
 
 
 def _row(name: str, unit: str, ours: float, theirs: float | None) -> dict:
@@ -133,12 +127,11 @@ def tflite_decode_latency(repeats: int) -> list[dict]:
         decoders = {v: export_generation.TFLiteDecoder(LiteRTRunner(p, num_threads=2)) for v, p in paths.items()}
         for decoder in decoders.values():
             decoder.step_latency_ms()  # warm-up
-        samples: dict[str, list[float]] = {v: [] for v in decoders}
-        for _ in range(repeats):
-            for variant, decoder in decoders.items():
-                samples[variant].append(decoder.step_latency_ms()["decode_step_ms"])
+        samples = timing.interleaved(
+            {v: (lambda d=d: d.step_latency_ms()["decode_step_ms"]) for v, d in decoders.items()}, repeats
+        )
         del decoders
-    ms = {v: statistics.median(s) for v, s in samples.items()}
+    ms = {v: timing.median(s) for v, s in samples.items()}
     return [
         _row("TFLite decode step latency, float32 (ms, 2 threads)", "ms", ms["float32"], None),
         _row("TFLite decode step latency, int8 dynamic-range vs float32 (ms, 2 threads)", "ms", ms["int8"], ms["float32"]),
