@@ -2,8 +2,9 @@
 
 1. Calibrate: the converter records every tensor's range over the representative dataset.
 2. Speed: op types whose int8 kernels run slower than float here stay float (`SPEED_FLOAT_OPS`).
-3. Accuracy: TFLite's quantization debugger runs the model with a NumericVerify op beside every
-   quantized layer; a layer whose error exceeds `RMSE_LIMIT` quantization steps stays float.
+3. Accuracy: op types int8 is known to break stay float (`ACCURACY_FLOAT_OPS`); then TFLite's
+   quantization debugger runs the model with a NumericVerify op beside every quantized layer, and
+   a layer whose error exceeds `RMSE_LIMIT` quantization steps stays float.
 4. Quantize with both lists. Inputs stay int32 token ids for text models; the image model gets
    int8 input and output.
 """
@@ -44,6 +45,11 @@ SPEED_FLOAT_OPS = (
     "ADD",
     "GELU",
 )
+# SUB is, in our models, only the attention mask bias (mask - 1) * 1e9. Quantized, it got the range
+# of the product, [-1e9, 0]: a 4e6 step rounds -1 to 0, so int8 BERT attended to padding and int8
+# GPT to later tokens (an int8 classifier flipped 3-24% of its predictions, seed to seed). The
+# debugger measures error in that same step, so it saw 0.00 steps and could not flag it.
+ACCURACY_FLOAT_OPS = ("SUB",)
 # RMSE of a layer's int8 output against float, in quantization steps: pure rounding gives
 # 1/sqrt(12) ~ 0.29; TensorFlow's debugger guide flags layers above 0.7.
 RMSE_LIMIT = 0.7
@@ -54,7 +60,7 @@ DEBUG_EXAMPLES = 32  # the debugger runs unaccelerated kernels: a few dozen exam
 @dataclasses.dataclass
 class Int8Model:
     model: bytes
-    float_ops: list[str]  # op types kept float for speed
+    float_ops: list[str]  # op types kept float for speed or accuracy
     float_layers: list[dict]  # layers kept float for accuracy: name, op, rmse (in quantization steps)
     worst_layers: list[dict]  # the quantized layers with the largest rmse, for the report
     layers_checked: int
@@ -75,13 +81,14 @@ def quantize_int8(
     representative_dataset: RepresentativeDataset,
     int8_io: bool,
     speed_float_ops: tuple[str, ...] = SPEED_FLOAT_OPS,
+    accuracy_float_ops: tuple[str, ...] = ACCURACY_FLOAT_OPS,
     rmse_limit: float = RMSE_LIMIT,
 ) -> Int8Model:
     """Full int8 from a SavedModel; `representative_dataset` yields dicts keyed by input name."""
     with warnings.catch_warnings():  # calibrator and debugger run tf.lite.Interpreter, deprecated for LiteRT's
         warnings.filterwarnings("ignore", message=".*tf.lite.Interpreter is deprecated")
         calibrated = _calibrate(saved_model_dir, representative_dataset)
-        float_ops = sorted(set(speed_float_ops) & _op_types(calibrated))
+        float_ops = sorted(set(speed_float_ops + accuracy_float_ops) & _op_types(calibrated))
         layers = _debug_layers(calibrated, float_ops, representative_dataset)
     float_layers = [layer for layer in layers if not layer["rmse"] <= rmse_limit]  # NaN counts as bad
     worst = sorted((layer for layer in layers if layer["rmse"] <= rmse_limit), key=lambda layer: -layer["rmse"])[:WORST_LAYERS]
