@@ -22,7 +22,8 @@ from absl import logging
 SPLITS = ("train", "validation")
 IMAGE_DATASETS = ("mnist", "digits")
 IMAGE_SIZE = 28
-# (images, labels) file names per split, as MNIST is distributed; each may also end in .gz.
+# (images, labels) file names per split, as MNIST is distributed; each may also end in .gz
+# or be spelled with a dot before "idx" (`_find_file`).
 MNIST_FILES = {
     "train": ("train-images-idx3-ubyte", "train-labels-idx1-ubyte"),
     "validation": ("t10k-images-idx3-ubyte", "t10k-labels-idx1-ubyte"),
@@ -94,7 +95,9 @@ def _load_mnist(data_dir: str | None, splits: Sequence[str]) -> dict[str, tuple[
 
 
 def _find_file(data_dir: str | None, name: str) -> Path | None:
-    for candidate in (name, name + ".gz"):
+    """`name`, gzipped or not, also spelled as Kaggle's MNIST copy does (`train-images.idx3-ubyte`)."""
+    dotted = name.replace("-idx", ".idx")
+    for candidate in (name, name + ".gz", dotted, dotted + ".gz"):
         if data_dir and (Path(data_dir) / candidate).is_file():
             return Path(data_dir) / candidate
     return None

@@ -72,6 +72,16 @@ def test_train_and_test_idx_files_parse_gzipped_or_not(tmp_path):
     assert images.num_classes == 10
 
 
+def test_idx_files_spelled_with_a_dot_as_in_kaggles_copy_are_found(tmp_path):
+    write_mnist(tmp_path, "train", 6, gz=False)
+    _, test_labels = write_mnist(tmp_path, "validation", 4, gz=False)
+    for path in tmp_path.iterdir():  # train-images-idx3-ubyte -> train-images.idx3-ubyte
+        path.rename(tmp_path / path.name.replace("-idx", ".idx"))
+    images = data.load_images("mnist", str(tmp_path))
+    np.testing.assert_array_equal(images.validation_labels, test_labels)
+    assert len(images.train_labels) == 6
+
+
 @needs_t10k
 def test_truncated_gzip_is_reported_by_file_name(tmp_path):
     (tmp_path / "t10k-labels-idx1-ubyte.gz").write_bytes((MNIST_T10K / "t10k-labels-idx1-ubyte.gz").read_bytes())
