@@ -75,7 +75,9 @@ def _prepare_text(config, run_dir: str, data_dir: str | None, init_from: str | N
     validation = windows(_stream(tokenizer, texts.validation_texts), tokenizer, length)
     logging.info("%s: %d training and %d validation examples", task_name, len(train["token_ids"]), len(validation["token_ids"]))
     counts = np.bincount(_targets(train, excluded), minlength=tokenizer.vocab_size) + 1.0  # add-one smoothed
-    unigram = _unigram_loss(counts, _targets(validation, excluded), excluded)
+    # The baseline scores the very examples the final evaluation scores, so the two compare.
+    final = eval_indices(len(validation["token_ids"]), int(config.train.batch_size), int(config.train.final_eval_batches))
+    unigram = _unigram_loss(counts, _targets({k: v[final] for k, v in validation.items()}, excluded), excluded)
     log_prior = np.log(counts / counts.sum()).astype(np.float32)
     return task, TaskData(_with_weight(train), _with_weight(validation), overrides, tokenizer, unigram, log_prior)
 
@@ -200,16 +202,24 @@ def train_dataset_fn(task: Task, arrays: dict[str, np.ndarray], global_batch: in
     return dataset_fn
 
 
+def eval_indices(n: int, global_batch: int, max_batches: int = 0) -> np.ndarray:
+    """The validation examples an evaluation scores: all `n`, or `max_batches` global batches'
+    worth spread evenly over the split. Text examples are in document order, so the first ones
+    would be a few files (for pysource, mostly codec tables), not a sample of the split."""
+    count = min(n, max_batches * global_batch) if max_batches else n
+    if count == n:
+        return np.arange(n)
+    return np.linspace(0, n - 1, count).round().astype(np.int64)  # distinct: the spacing is >= 1
+
+
 def eval_dataset_fn(task: Task, arrays: dict[str, np.ndarray], global_batch: int, seed: int, max_batches: int = 0):
-    """Every validation example once (or the first `max_batches` global batches), padded with
-    weight-0 copies to whole batches so every replica gets the same static shape."""
-    n = len(arrays["weight"])
-    total = -(-n // global_batch) * global_batch
-    if max_batches:
-        total = min(total, max_batches * global_batch)
-    index = np.arange(total) % n
+    """The `eval_indices` examples once each, padded with weight-0 copies to whole batches so every
+    replica gets the same static shape."""
+    chosen = eval_indices(len(arrays["weight"]), global_batch, max_batches)
+    total = -(-len(chosen) // global_batch) * global_batch
+    index = chosen[np.arange(total) % len(chosen)]
     padded = {k: v[index] for k, v in arrays.items()}
-    padded["weight"] = np.where(np.arange(total) < n, padded["weight"], 0.0).astype(np.float32)
+    padded["weight"] = np.where(np.arange(total) < len(chosen), padded["weight"], 0.0).astype(np.float32)
 
     def dataset_fn(context: tf.distribute.InputContext) -> tf.data.Dataset:
         ds = tf.data.Dataset.from_tensor_slices((np.arange(total, dtype=np.int64), padded))
