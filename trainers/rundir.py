@@ -1,11 +1,20 @@
-"""The run directory contract: what is in it, and writing it so a crash never leaves half a file.
+"""The run directory: the one contract between training, export and the on-device runtime.
 
-    RUN/config.json     the resolved config (model name, architecture, data, training)
-    RUN/tokenizer/      text models: the tokenizer the model was trained with
-    RUN/checkpoints/    tf.train.CheckpointManager checkpoints (model, optimizer, step, RNG)
-    RUN/logs/           TensorBoard scalars
-    RUN/metrics.json    final evaluation on the validation split
-    RUN/model.keras     the trained model, loadable with keras.models.load_model after `import zoo`
+    RUN/config.json                the resolved config, written once by the trainer
+    RUN/tokenizer/                 text models: the tokenizer the model was trained with
+    RUN/labels.txt                 classifiers: class names, one per line, in class-id order
+    RUN/examples/validation.npz    the examples the final evaluation scored: model inputs plus
+                                   `targets` and `target_weights`, exactly as the model saw them
+    RUN/examples/calibration.npz   training examples (model inputs) that calibrate full int8
+    RUN/checkpoints/               tf.train.CheckpointManager checkpoints (model, optimizer, step, RNG)
+    RUN/logs/                      TensorBoard scalars
+    RUN/metrics.json               the final evaluation, on RUN/examples/validation.npz
+    RUN/model.keras                the trained model (keras.models.load_model after `import zoo`)
+    RUN/export/                    written by `python -m export.run`
+
+Each stage reads what the one before wrote here and nothing else: export and the runtime never
+reload the training corpus. This module imports neither TensorFlow nor Keras at import time, so
+the on-device runtime (export.runtime) can read a run with numpy alone.
 """
 
 from __future__ import annotations
@@ -15,29 +24,42 @@ import os
 import tempfile
 from typing import Any
 
-import keras
+import numpy as np
 
 CONFIG = "config.json"
 METRICS = "metrics.json"
 MODEL = "model.keras"
 TOKENIZER = "tokenizer"
+LABELS = "labels.txt"
+EXAMPLES = "examples"
 CHECKPOINTS = "checkpoints"
 LOGS = "logs"
+EXPORT = "export"
+VALIDATION, CALIBRATION = "validation", "calibration"
+TARGETS, TARGET_WEIGHTS = "targets", "target_weights"
 
 
 class RunDirError(ValueError):
-    """The output directory cannot be used for this run; the message says why and what to do."""
+    """A run directory cannot be used as asked; the message says why and what to do."""
 
 
-def write_json(path: str, obj: Any) -> None:
-    """Writes JSON via a temporary file and `os.replace`, so readers never see half a file."""
+def _umask() -> int:
+    mask = os.umask(0)
+    os.umask(mask)
+    return mask
+
+
+def atomic_write(path: str, write: Any, mode: str = "w") -> None:
+    """Calls `write(file)` on a temporary file beside `path`, then renames it into place, so a
+    reader never sees half a file. The file gets the umask's permissions, like any other file
+    (mkstemp's 0600 would hide it from a server running as another user)."""
     directory = os.path.dirname(path) or "."
     os.makedirs(directory, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=directory, prefix=".tmp-", suffix=".json")
+    fd, tmp = tempfile.mkstemp(dir=directory, prefix=f".tmp-{os.getpid()}-", suffix=os.path.basename(path))
     try:
-        with os.fdopen(fd, "w") as f:
-            json.dump(obj, f, indent=2, sort_keys=True)
-            f.write("\n")
+        with os.fdopen(fd, mode) as f:
+            write(f)
+        os.chmod(tmp, 0o666 & ~_umask())
         os.replace(tmp, path)
     except BaseException:
         if os.path.exists(tmp):
@@ -45,60 +67,172 @@ def write_json(path: str, obj: Any) -> None:
         raise
 
 
-def save_model(model: keras.Model, path: str) -> None:
-    """`model.save` to a temporary `.keras` file beside `path`, then an atomic rename."""
-    tmp = os.path.join(os.path.dirname(path) or ".", f".tmp-{os.getpid()}-{os.path.basename(path)}")
-    try:
-        model.save(tmp)
-        os.replace(tmp, path)
-    finally:
-        if os.path.exists(tmp):
-            os.remove(tmp)
+def write_json(path: str, obj: Any) -> None:
+    """Strict JSON (no NaN), written atomically."""
+
+    def write(f):
+        json.dump(obj, f, indent=2, sort_keys=True, allow_nan=False)
+        f.write("\n")
+
+    atomic_write(path, write)
 
 
-def read_config(run_dir: str) -> dict | None:
-    path = os.path.join(run_dir, CONFIG)
-    if not os.path.exists(path):
-        return None
-    with open(path) as f:
+def read_json(path: str) -> Any:
+    with open(path, encoding="utf-8") as f:
         return json.load(f)
 
 
-def has_checkpoints(run_dir: str) -> bool:
-    return os.path.exists(os.path.join(run_dir, CHECKPOINTS, "checkpoint"))
+class RunDir:
+    """Paths of a run directory, and the only code that reads or writes its files."""
 
+    def __init__(self, path: str | os.PathLike):
+        self.path = str(path)
 
-def check_compatible(run_dir: str, config: dict, resume: bool) -> None:
-    """Refuses, before any training, an output directory holding another model's run, or a run
-    that `--noresume` would silently overwrite."""
-    if os.path.exists(run_dir) and not os.path.isdir(run_dir):
-        raise RunDirError(f"--output_dir={run_dir} is a file, not a directory; choose another --output_dir")
-    previous = read_config(run_dir)
-    if previous is None:
-        if has_checkpoints(run_dir):
-            raise RunDirError(f"--output_dir={run_dir} holds checkpoints but no {CONFIG}; choose another --output_dir")
-        return
-    for key in ("name", "task"):
-        if previous.get(key) != config.get(key):
+    def __repr__(self) -> str:
+        return f"RunDir({self.path!r})"
+
+    def _join(self, *parts: str) -> str:
+        return os.path.join(self.path, *parts)
+
+    config_path = property(lambda self: self._join(CONFIG))
+    metrics_path = property(lambda self: self._join(METRICS))
+    model_path = property(lambda self: self._join(MODEL))
+    tokenizer_dir = property(lambda self: self._join(TOKENIZER))
+    labels_path = property(lambda self: self._join(LABELS))
+    examples_dir = property(lambda self: self._join(EXAMPLES))
+    checkpoints_dir = property(lambda self: self._join(CHECKPOINTS))
+    logs_dir = property(lambda self: self._join(LOGS))
+    export_dir = property(lambda self: self._join(EXPORT))
+
+    # -- state -------------------------------------------------------------------------------
+    def has_config(self) -> bool:
+        return os.path.isfile(self.config_path)
+
+    def has_checkpoints(self) -> bool:
+        return os.path.exists(os.path.join(self.checkpoints_dir, "checkpoint"))
+
+    def has_tokenizer(self) -> bool:
+        return os.path.isfile(os.path.join(self.tokenizer_dir, "tokenizer.json"))
+
+    def check_finished(self, what: str = "this") -> None:
+        """Refuses a directory that is not a finished run: `what` needs its config and model."""
+        if os.path.exists(self.path) and not os.path.isdir(self.path):
+            raise RunDirError(f"{self.path} is a file, not a run directory")
+        if not self.has_config():
+            raise RunDirError(f"{self.path} is not a run directory (no {CONFIG}); pass the --output_dir of a training run")
+        if not os.path.isfile(self.model_path):
+            raise RunDirError(f"{self.path} has no {MODEL}: the run has not finished; let training end before {what}")
+
+    # -- config, metrics, labels -------------------------------------------------------------
+    def read_config(self) -> dict:
+        """config.json as written by the trainer (plain JSON values)."""
+        if not self.has_config():
+            raise RunDirError(f"{self.path} is not a run directory (no {CONFIG}); pass the --output_dir of a training run")
+        return read_json(self.config_path)
+
+    def write_config(self, config: dict) -> None:
+        write_json(self.config_path, config)
+
+    def read_metrics(self) -> dict:
+        return read_json(self.metrics_path)
+
+    def write_metrics(self, metrics: dict) -> None:
+        write_json(self.metrics_path, metrics)
+
+    def labels(self) -> list[str] | None:
+        """Class names in class-id order, for classifiers that stored them; else None."""
+        if not os.path.isfile(self.labels_path):
+            return None
+        with open(self.labels_path, encoding="utf-8") as f:
+            return [line.rstrip("\n") for line in f]
+
+    def write_labels(self, labels: list[str]) -> None:
+        atomic_write(self.labels_path, lambda f: f.write("".join(f"{label}\n" for label in labels)))
+
+    # -- stored examples ---------------------------------------------------------------------
+    def examples_path(self, split: str) -> str:
+        return os.path.join(self.examples_dir, f"{split}.npz")
+
+    def has_examples(self) -> bool:
+        return all(os.path.isfile(self.examples_path(s)) for s in (VALIDATION, CALIBRATION))
+
+    def write_examples(self, split: str, arrays: dict[str, np.ndarray]) -> None:
+        atomic_write(self.examples_path(split), lambda f: np.savez_compressed(f, **arrays), mode="wb")
+
+    def read_examples(self, split: str) -> dict[str, np.ndarray]:
+        """The stored `validation` or `calibration` examples, arrays keyed by name."""
+        path = self.examples_path(split)
+        if not os.path.isfile(path):
             raise RunDirError(
-                f"--output_dir={run_dir} holds a {previous.get('name')}/{previous.get('task')} run, not "
-                f"{config.get('name')}/{config.get('task')}; choose another --output_dir"
+                f"{self.path} has no {EXAMPLES}/{split}.npz (a run from before stored examples, or an unfinished one); "
+                "run its training command again: it resumes at the last step and writes them"
             )
-    if not resume and has_checkpoints(run_dir):
-        raise RunDirError(
-            f"--output_dir={run_dir} already holds a run and --noresume was given; "
-            "pass --resume to continue it, or choose another --output_dir"
-        )
+        with np.load(path) as data:
+            return {name: data[name] for name in data.files}
 
+    # -- model and tokenizer (Keras and TensorFlow are imported only here) -------------------
+    def load_model(self):
+        """RUN/model.keras as saved by the trainer."""
+        import keras
 
-def check_same_architecture(run_dir: str, model_config: dict) -> None:
-    """Resuming needs the architecture the checkpoints were written with."""
-    previous = (read_config(run_dir) or {}).get("model")
-    if previous is None or not has_checkpoints(run_dir):
-        return
-    changed = sorted(k for k in set(previous) | set(model_config) if previous.get(k) != model_config.get(k))
-    if changed:
-        raise RunDirError(
-            f"--output_dir={run_dir} holds a run with a different architecture ({', '.join(changed)}); "
-            "its checkpoints cannot be resumed: choose another --output_dir"
-        )
+        import zoo  # noqa: F401  (registers the zoo's classes for load_model)
+
+        self.check_finished("loading its model")
+        try:
+            return keras.models.load_model(self.model_path)
+        except Exception as e:  # a truncated or foreign file: Keras' own errors name neither
+            raise RunDirError(f"{self.model_path} cannot be loaded ({type(e).__name__}: {str(e)[:200]}); train the run again") from None
+
+    def save_model(self, model) -> None:
+        """`model.save` to a temporary `.keras` file beside the final one, then an atomic rename."""
+        tmp = self._join(f".tmp-{os.getpid()}-{MODEL}")
+        try:
+            model.save(tmp)
+            os.chmod(tmp, 0o666 & ~_umask())
+            os.replace(tmp, self.model_path)
+        finally:
+            if os.path.exists(tmp):
+                os.remove(tmp)
+
+    def load_tokenizer(self):
+        """The run's own tokenizer; a text run without one is refused, never replaced."""
+        from zoo.tokenizers import Tokenizer
+
+        if not self.has_tokenizer():
+            raise RunDirError(f"{self.path} has no {TOKENIZER}/tokenizer.json; a text model needs the tokenizer it was trained with")
+        return Tokenizer.load(self.tokenizer_dir)
+
+    # -- checks before training --------------------------------------------------------------
+    def check_compatible(self, config: dict, resume: bool) -> None:
+        """Refuses, before any training, a directory holding another model's run, or a run that
+        `--noresume` would silently overwrite."""
+        if os.path.exists(self.path) and not os.path.isdir(self.path):
+            raise RunDirError(f"--output_dir={self.path} is a file, not a directory; choose another --output_dir")
+        if not self.has_config():
+            if self.has_checkpoints():
+                raise RunDirError(f"--output_dir={self.path} holds checkpoints but no {CONFIG}; choose another --output_dir")
+            return
+        previous = self.read_config()
+        for key in ("name", "task"):
+            if previous.get(key) != config.get(key):
+                raise RunDirError(
+                    f"--output_dir={self.path} holds a {previous.get('name')}/{previous.get('task')} run, not "
+                    f"{config.get('name')}/{config.get('task')}; choose another --output_dir"
+                )
+        if not resume and self.has_checkpoints():
+            raise RunDirError(
+                f"--output_dir={self.path} already holds a run and --noresume was given; "
+                "pass --resume to continue it, or choose another --output_dir"
+            )
+
+    def check_same_architecture(self, model_config: dict) -> None:
+        """Resuming needs the architecture the checkpoints were written with."""
+        if not self.has_config() or not self.has_checkpoints():
+            return
+        previous = self.read_config().get("model") or {}
+        changed = sorted(k for k in set(previous) | set(model_config) if previous.get(k) != model_config.get(k))
+        if changed:
+            raise RunDirError(
+                f"--output_dir={self.path} holds a run with a different architecture ({', '.join(changed)}); "
+                "its checkpoints cannot be resumed: choose another --output_dir"
+            )
