@@ -1,4 +1,3 @@
-"""One config file per registered model: architecture changes for training plus training defaults.
-
-`zoo.get_config(name)` merges the registered architecture with `configs/<name>.py`.
-"""
+"""Training configs: one file per model family (`configs/<family>.py`), each `get_config(name)`
+for any size of the family. `trainers.config.defaults(name)` merges it with the registered
+architecture; `trainers.config.resolve` freezes the result."""

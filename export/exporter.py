@@ -11,21 +11,20 @@ import shutil
 import tempfile
 from typing import Iterator
 
+import keras
 import numpy as np
 from absl import logging
 
 from export import formats as formats_lib
 from export import generation
 from export import report as report_lib
-from export.rundata import Run, load_run, make_examples, model_inputs, num_examples, pick
-from export.spec import ExportError
-from trainers import rundir
+from export.spec import ExportError, ModelSpec, model_spec
+from trainers.config import Config
+from trainers.rundir import CALIBRATION, TARGETS, VALIDATION, RunDir, RunDirError, umask, write_json
+from trainers.tasks import TASKS, Task
 
-EXPORT_DIR = "export"
 REPORT = "report.json"
 PARITY_EXAMPLES = 8
-EVAL_EXAMPLES = 1000
-SEED = 0
 
 
 def export_run(
@@ -33,66 +32,78 @@ def export_run(
     formats: str | list[str] | tuple[str, ...] | None = None,
     overwrite: bool = False,
     representative_examples: int = 200,
-    data_dir: str | None = None,
     *,
-    eval_examples: int = EVAL_EXAMPLES,
+    eval_examples: int = 0,
     parity_examples: int = PARITY_EXAMPLES,
     num_threads: int | None = None,
     generation_context: int | None = None,
 ) -> dict:
     """Exports RUN/model.keras into RUN/export/ and returns the report written to report.json.
 
+    Reads the run directory only: the model, its config and the examples the trainer stored
+    (no corpus, no data_dir, no tokenizer training).
+
     Args:
       formats: a comma-separated string or list from `export.formats.FORMATS`; default all.
-      representative_examples: training examples that calibrate full int8.
-      data_dir: where the run's dataset lives, as given to the trainer.
-      eval_examples: validation examples every format is evaluated on (0: all of them).
+      representative_examples: at most this many of the run's stored calibration examples
+        calibrate full int8.
+      eval_examples: evaluate every format on the first N stored validation examples (0: all of
+        them, the examples behind the trainer's metrics.json).
       generation_context: GPT runs with a TFLite format also get gpt_decode{,_int8}.tflite for
         on-device generation, with this fixed context (default: the model's max_sequence_length).
     """
     formats = formats_lib.parse_formats(formats)
     if representative_examples < 1:
         raise ExportError(f"representative_examples={representative_examples}; int8 calibration needs at least 1")
-    destination = os.path.join(run_dir, EXPORT_DIR)
+    run = RunDir(run_dir)
+    destination = run.export_dir
     _check_destination(destination, overwrite)
-    run = load_run(run_dir, data_dir)
-    if generation_context is not None:
-        generation.check_context(run.model, generation_context)
-    validation = make_examples(run.task, run.data.validation, _eval_indices(run, eval_examples))
-    tmp = tempfile.mkdtemp(prefix=".export-tmp-", dir=run_dir)
     try:
-        written = formats_lib.export_formats(
-            run.model, run.spec, tmp, formats, _representative_dataset(run, representative_examples)
-        )
+        run.check_finished("exporting it")
+        config = Config.from_json(run.read_config())
+        validation = run.read_examples(VALIDATION)
+        calibration = run.read_examples(CALIBRATION)
+    except RunDirError as e:
+        raise ExportError(str(e)) from None
+    task = TASKS[config.task]
+    model = float32_model(run.load_model(), config)
+    spec = spec_from_examples(model, task, validation)
+    if eval_examples:
+        validation = {k: v[:eval_examples] for k, v in validation.items()}
+    if generation_context is not None:
+        generation.check_context(model, generation_context)
+    tmp = tempfile.mkdtemp(prefix=".export-tmp-", dir=run.path)
+    try:
+        written = formats_lib.export_formats(model, spec, tmp, formats, _representative_dataset(spec, calibration, representative_examples))
         report_lib.size_ratios(written)
         predictors = {fmt: formats_lib.predictor(fmt, os.path.join(tmp, entry["file"]), num_threads) for fmt, entry in written.items()}
         keras_entry, checks = report_lib.check(
-            run.task, run.spec, formats_lib.keras_predictor(run.model, run.spec), predictors, validation, parity_examples
+            task, spec, formats_lib.keras_predictor(model, spec), predictors, validation, parity_examples
         )
         del predictors  # release interpreters and sessions before the files move
         for fmt, entry in checks.items():
             written[fmt].update(entry)
-        gates = report_lib.gates(run.task.name, keras_entry["metrics"], written)
-        decode = _decode_models(run, tmp, formats, validation, generation_context, num_threads)
+        gates = report_lib.gates(task, keras_entry["metrics"], written)
+        decode = _decode_models(task, model, tmp, formats, validation, generation_context, num_threads)
         if decode:
             mismatches = decode["greedy_check"]["float32_mismatched_prompts"]
             gates["gpt_decode.greedy_mismatched_prompts"] = {"value": mismatches, "limit": 0, "passed": mismatches == 0}
         report = {
-            "run_dir": os.path.abspath(run_dir),
-            "model": run.config.name,
-            "signature": run.spec.to_json(),
-            "keras": {**keras_entry, "parameters": int(run.model.count_params())},
+            "run_dir": os.path.abspath(run.path),
+            "model": config.name,
+            "signature": spec.to_json(),
+            "keras": {**keras_entry, "parameters": int(model.count_params())},
             "formats": written,
             **({"generation": decode} if decode else {}),
             "gates": gates,
             "passed": all(g["passed"] for g in gates.values()),
             "examples": {
-                "parity": min(parity_examples, num_examples(validation)),
-                "evaluation": num_examples(validation),
-                "representative": min(representative_examples, num_examples(run.data.train)),
+                "parity": min(parity_examples, _count(validation)),
+                "evaluation": _count(validation),
+                "representative": min(representative_examples, _count(calibration)),
             },
         }
-        rundir.write_json(os.path.join(tmp, REPORT), report)
+        write_json(os.path.join(tmp, REPORT), report)
         _move_into_place(tmp, destination, overwrite)
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
@@ -103,12 +114,40 @@ def export_run(
     return report
 
 
-def _decode_models(run: Run, directory: str, formats: tuple[str, ...], validation, context, num_threads) -> dict | None:
+def float32_model(model: keras.Model, config: Config) -> keras.Model:
+    """The model computing in float32: a mixed-precision run's layers are rebuilt with its weights.
+
+    Deployment formats are float32 (or quantized from float32); bfloat16/float16 compute would
+    make parity meaningless and does not convert to TFLite builtins.
+    """
+    if all(layer.dtype_policy.compute_dtype == "float32" for layer in model._flatten_layers()):  # noqa: SLF001
+        return model
+    import zoo
+
+    previous = keras.mixed_precision.global_policy()
+    try:
+        keras.mixed_precision.set_global_policy("float32")
+        rebuilt = zoo.get_model(config.name, **config.model)
+    finally:
+        keras.mixed_precision.set_global_policy(previous)
+    rebuilt.set_weights(model.get_weights())
+    return rebuilt
+
+
+def spec_from_examples(model: keras.Model, task: type[Task], examples: dict[str, np.ndarray]) -> ModelSpec:
+    """The export signature: the sequence length (and number of masked positions) the trainer's
+    own stored examples have."""
+    length = examples["token_ids"].shape[1] if "token_ids" in examples else None
+    predictions = examples["mask_positions"].shape[1] if "mask_positions" in examples else None
+    return model_spec(model, task.name, length, predictions)
+
+
+def _decode_models(task: type[Task], model, directory: str, formats: tuple[str, ...], validation, context, num_threads) -> dict | None:
     """GPT runs exported to TFLite also get the prefill/decode models for on-device generation."""
-    if run.task.name != "causal_lm" or not any(f.startswith("tflite_") for f in formats):
+    if not task.exports_decoder or not any(f.startswith("tflite_") for f in formats):
         return None
-    prompts = validation["token_ids"][:PARITY_EXAMPLES // 2]
-    return generation.export_decode_models(run.model, directory, prompts, context, num_threads)
+    prompts = validation["token_ids"][: PARITY_EXAMPLES // 2]
+    return generation.export_decode_models(model, directory, prompts, context, num_threads)
 
 
 def _check_destination(destination: str, overwrite: bool) -> None:
@@ -118,26 +157,27 @@ def _check_destination(destination: str, overwrite: bool) -> None:
 
 def _move_into_place(tmp: str, destination: str, overwrite: bool) -> None:
     _check_destination(destination, overwrite)  # again: another export may have finished meanwhile
+    os.chmod(tmp, 0o777 & ~umask())  # mkdtemp's 0700 would hide the export from other users
     if not os.path.exists(destination):
         os.replace(tmp, destination)
         return
     old = tempfile.mkdtemp(prefix=".export-old-", dir=os.path.dirname(destination))
-    os.replace(destination, os.path.join(old, EXPORT_DIR))
+    os.replace(destination, os.path.join(old, "export"))
     os.replace(tmp, destination)
     shutil.rmtree(old, ignore_errors=True)
 
 
-def _eval_indices(run: Run, eval_examples: int) -> np.ndarray:
-    available = num_examples(run.data.validation)
-    return pick(available, eval_examples or available, SEED)
+def _count(examples: dict[str, np.ndarray]) -> int:
+    return len(examples[TARGETS])
 
 
-def _representative_dataset(run: Run, n: int):
-    """Calibration examples from the run's own training split, one at a time, keyed by input name."""
-    examples = model_inputs(run.spec, make_examples(run.task, run.data.train, pick(num_examples(run.data.train), n, SEED)))
+def _representative_dataset(spec: ModelSpec, calibration: dict[str, np.ndarray], n: int):
+    """The run's stored calibration examples, one at a time, keyed by input name (a positional
+    list would be matched in another order: see DESIGN.md)."""
+    inputs = {t.name: np.asarray(calibration[t.name]).astype(t.dtype)[:n] for t in spec.inputs}
 
     def generate() -> Iterator[dict[str, np.ndarray]]:
-        for i in range(num_examples(examples)):
-            yield {name: value[i : i + 1] for name, value in examples.items()}
+        for i in range(len(next(iter(inputs.values())))):
+            yield {name: value[i : i + 1] for name, value in inputs.items()}
 
     return generate

@@ -19,16 +19,10 @@ PARITY_LIMIT = 1e-4
 PARITY_FORMATS = ("saved_model", "tflite_float32", "onnx")
 # File size as a fraction of the float32 TFLite file.
 SIZE_LIMITS = {"tflite_float16": 0.55, "tflite_dynamic": 0.3, "tflite_int8": 0.3}
-# int8 against the float Keras model, per task: (metric, how the drop is measured, limit).
-INT8_LIMITS = {
-    "image_classification": ("accuracy", "drop", 0.005),  # half a point
-    "classify": ("accuracy", "drop", 0.01),
-    "causal_lm": ("perplexity", "ratio", 1.05),
-}
 
 
 def check(
-    task: Task,
+    task: type[Task],
     spec: ModelSpec,
     reference: Predictor,
     predictors: dict[str, Predictor],
@@ -40,18 +34,18 @@ def check(
     inputs = {name: examples[name] for name in spec.input_names}
     fixed = {k: v[:parity_examples] for k, v in inputs.items()}
     expected = predict_in_batches(reference, fixed, batch_size)
-    keras_metrics = evaluate(task, spec.input_names, reference, examples, batch_size)
+    keras_metrics = evaluate(spec.input_names, reference, examples, task.reports_perplexity, batch_size)
     results = {}
     for fmt, predict in predictors.items():
         results[fmt] = {
             "max_abs_diff": max_abs_diff(predict_in_batches(predict, fixed, batch_size), expected),
-            "metrics": evaluate(task, spec.input_names, predict, examples, batch_size),
+            "metrics": evaluate(spec.input_names, predict, examples, task.reports_perplexity, batch_size),
         }
         logging.info("%s: max-abs-diff %.3g, %s", fmt, results[fmt]["max_abs_diff"], results[fmt]["metrics"])
     return {"metrics": keras_metrics}, results
 
 
-def gates(task_name: str, keras_metrics: dict, formats: dict[str, dict]) -> dict[str, dict]:
+def gates(task: type[Task], keras_metrics: dict, formats: dict[str, dict]) -> dict[str, dict]:
     """Each applicable gate as {value, limit, passed}; a gate whose inputs were not exported is absent."""
     result = {}
 
@@ -65,8 +59,8 @@ def gates(task_name: str, keras_metrics: dict, formats: dict[str, dict]) -> dict
         for fmt, limit in SIZE_LIMITS.items():
             if fmt in formats:
                 gate(f"{fmt}.size_vs_float32", formats[fmt]["size_vs_float32"], limit)
-    if task_name in INT8_LIMITS and "metrics" in formats.get("tflite_int8", {}):
-        metric, kind, limit = INT8_LIMITS[task_name]
+    if task.int8_gate and "metrics" in formats.get("tflite_int8", {}):
+        metric, kind, limit = task.int8_gate
         ours, theirs = formats["tflite_int8"]["metrics"][metric], keras_metrics[metric]
         value = theirs - ours if kind == "drop" else ours / theirs
         gate(f"tflite_int8.{metric}_{kind}", value, limit)

@@ -14,15 +14,15 @@ import sys
 
 from absl import app, flags, logging
 
-from export.exporter import EVAL_EXAMPLES, export_run
+from export.exporter import export_run
 from export.formats import FORMATS
 
 flags.DEFINE_string("run_dir", None, "The training run to export (its --output_dir).", required=True)
 flags.DEFINE_string("formats", ",".join(FORMATS), f"Comma-separated formats to write, from: {', '.join(FORMATS)}.")
 flags.DEFINE_bool("overwrite", False, "Replace an existing RUN/export.")
-flags.DEFINE_integer("representative_examples", 200, "Training examples that calibrate full int8.", lower_bound=1)
-flags.DEFINE_integer("eval_examples", EVAL_EXAMPLES, "Validation examples every format is evaluated on (0: all).", lower_bound=0)
-flags.DEFINE_string("data_dir", None, "Where the run's dataset lives, as given to the trainer.")
+flags.DEFINE_integer("representative_examples", 200, "At most this many of the run's stored calibration examples calibrate full int8.", lower_bound=1)
+flags.DEFINE_integer("eval_examples", 0, "Evaluate on the first N stored validation examples (0: all, as metrics.json).", lower_bound=0)
+flags.DEFINE_string("data_dir", None, "Ignored: export reads only the run directory (kept so older scripts still run).")
 flags.DEFINE_integer(
     "generation_context", None, "GPT runs: fixed context of gpt_decode*.tflite (default: the model's max_sequence_length).", lower_bound=2
 )
@@ -38,7 +38,6 @@ def main(argv: list[str]) -> None:
             formats=FLAGS.formats,
             overwrite=FLAGS.overwrite,
             representative_examples=FLAGS.representative_examples,
-            data_dir=FLAGS.data_dir,
             eval_examples=FLAGS.eval_examples,
             generation_context=FLAGS.generation_context,
         )

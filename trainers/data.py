@@ -49,7 +49,8 @@ def default_cache_dir() -> str:
 
 @dataclasses.dataclass
 class ImageData:
-    """Images (N, 28, 28, 1) float32 in [0, 1] with int32 labels; an unrequested split is empty."""
+    """Images (N, 28, 28, 1) as uint8 pixels (0..255) with int32 labels; an unrequested split is
+    empty. Pixels stay uint8 until the task scales them to [0, 1], once."""
 
     train_images: np.ndarray
     train_labels: np.ndarray
@@ -71,7 +72,7 @@ def load_images(name: str, data_dir: str | None = None, *, splits: Sequence[str]
         arrays = _load_digits()
     else:
         raise DataError(f"unknown image dataset {name!r}; choose one of: {', '.join(IMAGE_DATASETS)}")
-    empty = (np.zeros((0, IMAGE_SIZE, IMAGE_SIZE), np.float32), np.zeros((0,), np.int32))
+    empty = (np.zeros((0, IMAGE_SIZE, IMAGE_SIZE), np.uint8), np.zeros((0,), np.int32))
     (train_x, train_y), (val_x, val_y) = (arrays[s] if s in splits else empty for s in SPLITS)
     logging.info("%s: %d train and %d validation images", name, len(train_y), len(val_y))
     # (N, 28, 28) -> (N, 28, 28, 1): one grey channel, as Keras image layers expect.
@@ -104,14 +105,14 @@ def _find_file(data_dir: str | None, name: str) -> Path | None:
 
 
 def _read_idx_pair(images_path: Path, labels_path: Path) -> tuple[np.ndarray, np.ndarray]:
-    """One MNIST split: images scaled to [0, 1], labels checked to match them."""
+    """One MNIST split: uint8 images, labels checked to match them."""
     images = read_idx(images_path, IDX_IMAGES_MAGIC)
     labels = read_idx(labels_path, IDX_LABELS_MAGIC)
     if images.shape[1:] != (IMAGE_SIZE, IMAGE_SIZE):
         raise DataError(f"{images_path} holds {images.shape[1:]} images, not 28x28; is it really MNIST?")
     if len(images) != len(labels) or labels.max(initial=0) > 9:
         raise DataError(f"{labels_path} does not match {images_path}; download both from the same MNIST mirror")
-    return images.astype(np.float32) / 255.0, labels.astype(np.int32)
+    return images, labels.astype(np.int32)
 
 
 def read_idx(path: str | os.PathLike, magic: int) -> np.ndarray:
@@ -142,7 +143,7 @@ def _mnist_split_from_tfds(builder: Any, split: str) -> tuple[np.ndarray, np.nda
 
     ds = builder.as_dataset(split="test" if split == "validation" else split, shuffle_files=False)
     batches = list(tfds.as_numpy(ds.batch(10_000)))
-    images = np.concatenate([b["image"][..., 0] for b in batches]).astype(np.float32) / 255.0
+    images = np.concatenate([b["image"][..., 0] for b in batches]).astype(np.uint8)
     return images, np.concatenate([b["label"] for b in batches]).astype(np.int32)
 
 
@@ -160,8 +161,9 @@ def _load_digits() -> dict[str, tuple[np.ndarray, np.ndarray]]:
     boxed = np.einsum("ij,njk,lk->nil", resize, digits.images / 16.0, resize)  # (N, 20, 20)
     border = (IMAGE_SIZE - DIGITS_BOX) // 2
     images = np.clip(np.pad(boxed, ((0, 0), (border, border), (border, border))), 0.0, 1.0)
+    pixels = np.round(images * 255.0).astype(np.uint8)  # stored as MNIST stores its pixels
     train_x, val_x, train_y, val_y = train_test_split(
-        images.astype(np.float32),
+        pixels,
         digits.target.astype(np.int32),
         test_size=DIGITS_VALIDATION_FRACTION,
         random_state=SEED,

@@ -15,7 +15,7 @@ import sys
 
 from absl import app, flags, logging
 
-from trainers import rundir
+from trainers.rundir import TOKENIZER, RunDir, RunDirError
 from zoo.generation import SAMPLERS
 
 TASKS = ("generate", "fill_mask")
@@ -34,23 +34,13 @@ flags.DEFINE_bool("jit_compile", True, "generate: compile the decode loop with X
 FLAGS = flags.FLAGS
 
 
-class RunError(ValueError):
-    """The run directory cannot be used for this task; the message says why."""
-
-
 def load(run_dir: str):
-    """(model, tokenizer) of a finished text run."""
-    import keras
-
-    import zoo  # noqa: F401  (registers the zoo's layers for load_model)
-    from zoo.tokenizers import FILENAME, Tokenizer
-
-    model_path = os.path.join(run_dir, rundir.MODEL)
-    if not os.path.isfile(model_path):
-        raise RunError(f"no {rundir.MODEL} in {run_dir}; pass the --output_dir of a finished training run")
-    if not os.path.isfile(os.path.join(run_dir, rundir.TOKENIZER, FILENAME)):
-        raise RunError(f"{run_dir} has no {rundir.TOKENIZER}/{FILENAME}; generation needs a text model's run")
-    return keras.models.load_model(model_path), Tokenizer.load(os.path.join(run_dir, rundir.TOKENIZER))
+    """(model, tokenizer) of a finished text run, read from the run directory only."""
+    run = RunDir(run_dir)
+    run.check_finished("generating with it")
+    if not run.has_tokenizer():
+        raise RunDirError(f"{run_dir} has no {TOKENIZER}/tokenizer.json; generation needs a text model's run")
+    return run.load_model(), run.load_tokenizer()
 
 
 def main(argv: list[str]) -> None:
@@ -68,7 +58,7 @@ def main(argv: list[str]) -> None:
             temperature=FLAGS.temperature, top_k=FLAGS.top_k or 50, top_p=FLAGS.top_p, seed=FLAGS.seed,
             jit_compile=FLAGS.jit_compile,
         )
-    except ValueError as e:  # GenerationError, RunError: one user sentence each
+    except ValueError as e:  # GenerationError, RunDirError: one user sentence each
         logging.flush()
         print(f"trainers.generate: error: {e}", file=sys.stderr)
         sys.exit(2)

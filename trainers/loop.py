@@ -23,25 +23,25 @@ class TrainingError(RuntimeError):
     """Training cannot go on (e.g. the loss became NaN); the last good checkpoint is intact."""
 
 
-def make_optimizer(train_config, mixed_precision: str) -> keras.optimizers.Optimizer:
+def make_optimizer(train_config) -> keras.optimizers.Optimizer:
     """AdamW with linear warmup then cosine decay to zero; no decay on biases and LayerNorm."""
-    steps = int(train_config.train_steps)
-    warmup = min(int(train_config.warmup_steps), max(steps - 1, 0))
+    steps = train_config.train_steps
+    warmup = min(train_config.warmup_steps, max(steps - 1, 0))
     schedule = keras.optimizers.schedules.CosineDecay(
         initial_learning_rate=0.0,
         decay_steps=max(steps - warmup, 1),
-        warmup_target=float(train_config.learning_rate),
+        warmup_target=train_config.learning_rate,
         warmup_steps=warmup,
     )
     optimizer = keras.optimizers.AdamW(
         learning_rate=schedule,
-        weight_decay=float(train_config.weight_decay),
+        weight_decay=train_config.weight_decay,
         beta_1=0.9,
         beta_2=0.999,
         epsilon=1e-6,
     )
     optimizer.exclude_from_weight_decay(var_names=["bias", "gamma", "beta"])
-    if mixed_precision == "float16":
+    if train_config.mixed_precision == "float16":
         optimizer = keras.optimizers.LossScaleOptimizer(optimizer)
     return optimizer
 

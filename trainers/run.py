@@ -15,13 +15,12 @@ from absl import app, flags, logging
 from ml_collections import config_flags
 
 import zoo
-from export.spec import ExportError  # --export: this entry point composes training and export
+from trainers.config import TASKS, ConfigError, defaults, resolve
 from trainers.data import DataError
 from trainers.loop import TrainingError
 from trainers.rundir import RunDirError
 from trainers.strategy import STRATEGIES, StrategyError, get_strategy, is_chief
-from trainers.tasks import TASKS
-from trainers.train import ConfigError, train_and_evaluate
+from trainers.train import train_and_evaluate
 
 flags.DEFINE_string("model", None, "Registered model name, e.g. bert_small (see zoo.list_models()).")
 flags.DEFINE_enum("task", None, TASKS, "Overrides the config's task, e.g. classify to fine-tune BERT.")
@@ -58,10 +57,10 @@ SHORTCUTS = {
     "seed": "train.seed",
 }
 
-USER_ERRORS = (ConfigError, DataError, ExportError, RunDirError, StrategyError, TrainingError)
+USER_ERRORS = (ConfigError, DataError, RunDirError, StrategyError, TrainingError)
 
 
-def resolve_config(config):
+def apply_shortcuts(config):
     """Applies the shortcut flags on top of the config (and its `--config.*` overrides)."""
     for flag, field in SHORTCUTS.items():
         value = FLAGS[flag].value
@@ -73,20 +72,22 @@ def resolve_config(config):
 
 def main(argv: list[str]) -> None:
     del argv
-    config = resolve_config(FLAGS.config)
+    from export.spec import ExportError  # --export: this entry point composes training and export
+
     run_dir = FLAGS.output_dir or os.path.join("runs", FLAGS.model)
     try:
+        config = resolve(apply_shortcuts(FLAGS.config))
         formats = _export_formats(FLAGS.export)  # checked now, not after an hour of training
         strategy = get_strategy(FLAGS.strategy, FLAGS.tpu)
         metrics = train_and_evaluate(
             config, run_dir, data_dir=FLAGS.data_dir, strategy=strategy, resume=FLAGS.resume, init_from=FLAGS.init_from
         )
         if formats and is_chief(strategy):
-            import export
+            from export.exporter import export_run
 
-            report = export.export_run(run_dir, formats=formats, overwrite=True, data_dir=FLAGS.data_dir)
+            report = export_run(run_dir, formats=formats, overwrite=True)
             print(f"exported {', '.join(formats)} -> {os.path.join(run_dir, 'export')} (gates passed: {report['passed']})")
-    except USER_ERRORS as e:
+    except USER_ERRORS + (ExportError,) as e:
         _fail(e.args[0] if e.args else str(e))
     print(f"{FLAGS.model}: {' '.join(f'{k}={v:.4g}' for k, v in metrics.items())} -> {run_dir}")
 
@@ -122,7 +123,7 @@ def run() -> None:
     if name is None:
         _fail(f"--model is required; one of: {', '.join(zoo.list_models())}")
     try:
-        config = zoo.get_config(name)
+        config = defaults(name)
     except KeyError as e:
         _fail(e.args[0])
     try:  # ml_collections reads the `--config.*` overrides here already

@@ -43,7 +43,7 @@ class RunDirError(ValueError):
     """A run directory cannot be used as asked; the message says why and what to do."""
 
 
-def _umask() -> int:
+def umask() -> int:
     mask = os.umask(0)
     os.umask(mask)
     return mask
@@ -59,7 +59,7 @@ def atomic_write(path: str, write: Any, mode: str = "w") -> None:
     try:
         with os.fdopen(fd, mode) as f:
             write(f)
-        os.chmod(tmp, 0o666 & ~_umask())
+        os.chmod(tmp, 0o666 & ~umask())
         os.replace(tmp, path)
     except BaseException:
         if os.path.exists(tmp):
@@ -188,7 +188,7 @@ class RunDir:
         tmp = self._join(f".tmp-{os.getpid()}-{MODEL}")
         try:
             model.save(tmp)
-            os.chmod(tmp, 0o666 & ~_umask())
+            os.chmod(tmp, 0o666 & ~umask())
             os.replace(tmp, self.model_path)
         finally:
             if os.path.exists(tmp):

@@ -1,21 +1,26 @@
-"""Tasks: turn raw data into model inputs, and a batch into a loss and metric sums.
+"""Tasks: everything task-specific, one class each — the data it builds, its tokenizer kind, its
+examples, loss and metrics, and what export needs of it (signature lengths, int8 gate, decoders).
 
-Every task returns *sums* (loss, weight, correct) per replica; the loop divides by the weight
-summed over all replicas, so a batch split across devices gives the same gradient as one device.
-Each example carries a `weight` (1 for real examples, 0 for padding added to fill the last
-evaluation batch), so evaluation covers the validation split exactly.
+Every example a task makes holds the model inputs plus `targets` and `target_weights` (0 = not
+scored), so one loss serves every task, and the examples stored in a run directory can be scored
+by any runtime. Tasks return *sums* (loss, weight, correct) per replica; the loop divides by the
+weight summed over all replicas, so a batch split across devices gives the same gradient as one.
 """
 
 from __future__ import annotations
 
 import dataclasses
 import math
-from typing import Any
+from typing import Any, ClassVar
 
 import numpy as np
 import tensorflow as tf
+from absl import logging
 
-from zoo.tokenizers import Tokenizer
+from trainers import data, text_data
+from trainers.config import Config, ConfigError
+from trainers.rundir import TARGET_WEIGHTS, TARGETS
+from zoo.tokenizers import BYTE_BPE, WORDPIECE, Tokenizer
 
 
 @dataclasses.dataclass
@@ -26,26 +31,50 @@ class TaskData:
     validation: dict[str, np.ndarray]
     model_overrides: dict[str, Any] = dataclasses.field(default_factory=dict)
     tokenizer: Tokenizer | None = None
+    label_names: list[str] | None = None  # classifiers: class names in class-id order
     # Language models: validation cross-entropy of a unigram model fitted on the training tokens,
     # the bar a model that ignores context reaches; reported beside the model's loss.
     unigram_loss: float | None = None
     # Language models: log of the smoothed training token frequencies, (vocab,).
     unigram_log_prior: np.ndarray | None = None
 
+    @property
+    def tokens_per_example(self) -> int:
+        ids = self.train.get("token_ids")
+        return int(ids.shape[1]) if ids is not None else 0
+
 
 class Task:
-    """Base: subclasses set `name`, `features` (model input names) and implement two methods."""
+    """Base: a subclass names its inputs and families and makes its data and examples."""
 
-    name = ""
-    features: tuple[str, ...] = ()
-    reports_perplexity = False  # language models: exp(loss) beside loss and accuracy
+    name: ClassVar[str] = ""
+    features: ClassVar[tuple[str, ...]] = ()  # model input names
+    families: ClassVar[tuple[str, ...]] = ()  # model families that can do this task
+    tokenizer_kind: ClassVar[str | None] = None  # text tasks: the tokenizer a new run trains
+    labeled: ClassVar[bool] = False  # text tasks: the corpus needs labels
+    reports_perplexity: ClassVar[bool] = False  # language models: exp(loss) beside loss and accuracy
+    # Export: the int8 TFLite file against the float Keras model (metric, "drop"|"ratio", limit).
+    int8_gate: ClassVar[tuple[str, str, float] | None] = None
+    exports_decoder: ClassVar[bool] = False  # GPT: prefill/decode models for on-device generation
+
+    @classmethod
+    def prepare(cls, config: Config, source: Any, tokenizer: Tokenizer | None) -> tuple[Task, TaskData]:
+        """The task and its arrays from the loaded data (`ImageData` or `TextData`)."""
+        raise NotImplementedError
 
     def make_example(self, example: dict[str, tf.Tensor], seed: tf.Tensor) -> dict[str, tf.Tensor]:
-        """One example's model inputs and targets; `seed` (shape (2,)) drives any randomness."""
-        return example
+        """One example's model inputs, `targets` and `target_weights`; `seed` (shape (2,)) drives
+        any randomness."""
+        raise NotImplementedError
 
     def loss_and_stats(self, model, batch: dict[str, tf.Tensor], training: bool) -> dict[str, tf.Tensor]:
-        raise NotImplementedError
+        """Weighted sums of cross-entropy and of correct argmax predictions over the targets."""
+        logits = tf.cast(model(self.inputs(batch), training=training), tf.float32)
+        labels = tf.cast(batch[TARGETS], tf.int32)
+        weights = tf.cast(batch[TARGET_WEIGHTS], tf.float32)
+        ce = tf.nn.sparse_softmax_cross_entropy_with_logits(labels=labels, logits=logits)
+        correct = tf.cast(tf.equal(tf.argmax(logits, -1, output_type=tf.int32), labels), tf.float32)
+        return {"loss": tf.reduce_sum(ce * weights), "weight": tf.reduce_sum(weights), "correct": tf.reduce_sum(correct * weights)}
 
     def initialize(self, model, data: TaskData) -> None:
         """Data-dependent initialisation of a freshly built model (not of a resumed one)."""
@@ -65,53 +94,75 @@ class Task:
         return {name: batch[name] for name in self.features}
 
 
-def _cross_entropy_stats(logits, labels, weights) -> dict[str, tf.Tensor]:
-    """Weighted sums of sparse cross-entropy and of correct argmax predictions."""
-    logits = tf.cast(logits, tf.float32)
-    weights = tf.cast(weights, tf.float32)
-    ce = tf.nn.sparse_softmax_cross_entropy_with_logits(labels=tf.cast(labels, tf.int32), logits=logits)
-    correct = tf.cast(tf.equal(tf.argmax(logits, -1, output_type=tf.int32), tf.cast(labels, tf.int32)), tf.float32)
-    return {
-        "loss": tf.reduce_sum(ce * weights),
-        "weight": tf.reduce_sum(weights),
-        "correct": tf.reduce_sum(correct * weights),
-    }
-
-
 class ImageClassification(Task):
-    """Sparse categorical cross-entropy on class logits; images stored as uint8 to keep memory low."""
+    """Class logits from an image; images are stored uint8 and scaled to [0, 1] once, here."""
 
     name = "image_classification"
     features = ("image",)
+    families = ("mlp",)
+    int8_gate = ("accuracy", "drop", 0.005)  # half a point
+
+    @classmethod
+    def prepare(cls, config, source: data.ImageData, tokenizer=None):
+        def arrays(images: np.ndarray, labels: np.ndarray) -> dict[str, np.ndarray]:
+            return _with_weight({"image": images, "label": labels})
+
+        names = [str(i) for i in range(source.num_classes)]
+        return cls(), TaskData(
+            arrays(source.train_images, source.train_labels),
+            arrays(source.validation_images, source.validation_labels),
+            {"num_classes": source.num_classes},
+            label_names=names,
+        )
 
     def make_example(self, example, seed):
-        image = tf.cast(example["image"], tf.float32) / 255.0
-        return {"image": image, "label": example["label"], "weight": example["weight"]}
+        return {
+            "image": tf.cast(example["image"], tf.float32) / 255.0,
+            TARGETS: tf.cast(example["label"], tf.int32),
+            TARGET_WEIGHTS: tf.cast(example["weight"], tf.float32),
+        }
 
-    def loss_and_stats(self, model, batch, training):
-        logits = model(self.inputs(batch), training=training)
-        return _cross_entropy_stats(logits, batch["label"], batch["weight"])
 
-
-class SequenceClassification(Task):
+class TextClassification(Task):
     """BERT fine-tuning: [CLS] text [SEP] -> class logits."""
 
     name = "classify"
     features = ("token_ids", "segment_ids", "padding_mask")
+    families = ("bert",)
+    tokenizer_kind = WORDPIECE
+    labeled = True
+    int8_gate = ("accuracy", "drop", 0.01)
+
+    @classmethod
+    def prepare(cls, config, source: text_data.TextData, tokenizer):
+        from trainers.pipeline import encode_texts
+
+        length = config.data.sequence_length
+        num_classes = source.num_classes or int(np.max(source.train_labels)) + 1
+
+        def arrays(texts, labels) -> dict[str, np.ndarray]:
+            return _with_weight({**encode_texts(tokenizer, texts, length), "label": np.asarray(labels, np.int32)})
+
+        overrides = {"vocab_size": tokenizer.vocab_size, "head": "classifier", "num_classes": num_classes}
+        names = source.label_names or [str(i) for i in range(num_classes)]
+        task_data = TaskData(
+            arrays(source.train_texts, source.train_labels),
+            arrays(source.validation_texts, source.validation_labels),
+            overrides,
+            tokenizer,
+            label_names=names,
+        )
+        return cls(), task_data
 
     def make_example(self, example, seed):
-        token_ids = example["token_ids"]
+        token_ids = tf.cast(example["token_ids"], tf.int32)
         return {
             "token_ids": token_ids,
             "segment_ids": tf.zeros_like(token_ids),
             "padding_mask": tf.cast(example["padding_mask"], tf.int32),
-            "label": example["label"],
-            "weight": example["weight"],
+            TARGETS: tf.cast(example["label"], tf.int32),
+            TARGET_WEIGHTS: tf.cast(example["weight"], tf.float32),
         }
-
-    def loss_and_stats(self, model, batch, training):
-        logits = model(self.inputs(batch), training=training)
-        return _cross_entropy_stats(logits, batch["label"], batch["weight"])
 
 
 @dataclasses.dataclass
@@ -130,7 +181,15 @@ class MaskedLM(Task):
 
     name = "masked_lm"
     features = ("token_ids", "segment_ids", "padding_mask", "mask_positions")
+    families = ("bert",)
+    tokenizer_kind = WORDPIECE
     reports_perplexity = True
+
+    @classmethod
+    def prepare(cls, config, source: text_data.TextData, tokenizer):
+        task = cls(tokenizer.vocab_size, tokenizer.mask_id, tokenizer.special_ids, config.data.sequence_length, config.data.mask_rate)
+        # Masked LM never predicts a special token.
+        return task, _language_model_data(config, source, tokenizer, _mlm_windows, set(tokenizer.special_ids))
 
     @property
     def max_predictions(self) -> int:
@@ -157,13 +216,9 @@ class MaskedLM(Task):
             "segment_ids": tf.zeros_like(token_ids),
             "padding_mask": tf.cast(example["padding_mask"], tf.int32),
             "mask_positions": positions,
-            "mask_ids": targets,
-            "mask_weights": mask_weights,
+            TARGETS: targets,
+            TARGET_WEIGHTS: mask_weights,
         }
-
-    def loss_and_stats(self, model, batch, training):
-        logits = model(self.inputs(batch), training=training)  # (batch, max_predictions, vocab)
-        return _cross_entropy_stats(logits, batch["mask_ids"], batch["mask_weights"])
 
     def initialize(self, model, data: TaskData) -> None:
         """Starts the output bias at the log unigram prior, so the model predicts token frequencies
@@ -172,8 +227,7 @@ class MaskedLM(Task):
         loss for all 200 Quickstart steps).
         """
         if data.unigram_log_prior is not None:
-            model.head.bias.assign(data.unigram_log_prior)
-
+            model.set_output_bias(data.unigram_log_prior)
 
 
 class CausalLM(Task):
@@ -181,7 +235,15 @@ class CausalLM(Task):
 
     name = "causal_lm"
     features = ("token_ids", "padding_mask")
+    families = ("gpt",)
+    tokenizer_kind = BYTE_BPE
     reports_perplexity = True
+    int8_gate = ("perplexity", "ratio", 1.05)
+    exports_decoder = True
+
+    @classmethod
+    def prepare(cls, config, source: text_data.TextData, tokenizer):
+        return cls(), _language_model_data(config, source, tokenizer, _lm_windows, {tokenizer.pad_id})
 
     def make_example(self, example, seed):
         window = tf.cast(example["token_ids"], tf.int32)  # (seq + 1,)
@@ -189,14 +251,85 @@ class CausalLM(Task):
         return {
             "token_ids": window[:-1],
             "padding_mask": valid[:-1],
-            "labels": window[1:],
-            "label_weights": tf.cast(valid[1:], tf.float32) * tf.cast(example["weight"], tf.float32),
+            TARGETS: window[1:],
+            TARGET_WEIGHTS: tf.cast(valid[1:], tf.float32) * tf.cast(example["weight"], tf.float32),
         }
 
-    def loss_and_stats(self, model, batch, training):
-        logits = model(self.inputs(batch), training=training)  # (batch, seq, vocab)
-        return _cross_entropy_stats(logits, batch["labels"], batch["label_weights"])
+
+TASKS: dict[str, type[Task]] = {t.name: t for t in (ImageClassification, MaskedLM, TextClassification, CausalLM)}
 
 
+def task_class(config: Config) -> type[Task]:
+    """The class of `config.task`, refusing a model family that cannot do it."""
+    cls = TASKS[config.task]
+    import zoo
 
-TASKS = ("image_classification", "masked_lm", "classify", "causal_lm")
+    family = zoo.get_spec(config.name).family
+    if family not in cls.families:
+        able = [name for name, t in TASKS.items() if family in t.families]
+        raise ConfigError(f"{config.name} cannot do task {config.task}; a {family} model does {', '.join(able)}")
+    return cls
+
+
+# ---------------------------------------------------------------------------------------------
+# Language-model windows
+
+
+def _language_model_data(config: Config, source: text_data.TextData, tokenizer: Tokenizer, windows, excluded: set[int]) -> TaskData:
+    from trainers.pipeline import eval_indices, token_stream
+
+    length = config.data.sequence_length
+    train = windows(token_stream(tokenizer, source.train_texts), tokenizer, length)
+    validation = windows(token_stream(tokenizer, source.validation_texts), tokenizer, length)
+    logging.info("%s: %d training and %d validation examples", config.task, len(train["token_ids"]), len(validation["token_ids"]))
+    counts = np.bincount(_targets(train, excluded), minlength=tokenizer.vocab_size) + 1.0  # add-one smoothed
+    # The baseline scores the very examples the final evaluation scores, so the two compare.
+    final = eval_indices(len(validation["token_ids"]), config.train.batch_size, config.train.final_eval_batches)
+    unigram = _unigram_loss(counts, _targets({k: v[final] for k, v in validation.items()}, excluded), excluded)
+    log_prior = np.log(counts / counts.sum()).astype(np.float32)
+    return TaskData(_with_weight(train), _with_weight(validation), {"vocab_size": tokenizer.vocab_size}, tokenizer, None, unigram, log_prior)
+
+
+def _targets(arrays: dict, excluded: set[int]) -> np.ndarray:
+    """The token ids a language model is asked to predict: real tokens, specials excluded."""
+    ids = arrays["token_ids"][arrays["padding_mask"] > 0]
+    return ids[~np.isin(ids, list(excluded))]
+
+
+def _unigram_loss(counts: np.ndarray, validation_targets: np.ndarray, excluded: set[int]) -> float:
+    """Validation cross-entropy (nats) of the training token frequencies `counts`."""
+    counts = counts.copy()
+    counts[list(excluded)] = 0.0
+    log_p = np.log(counts / counts.sum(), where=counts > 0, out=np.full(len(counts), -np.inf))
+    return float(-log_p[validation_targets].mean())
+
+
+def _mlm_windows(stream: np.ndarray, tokenizer: Tokenizer, length: int) -> dict[str, np.ndarray]:
+    """[CLS] + (length - 2) tokens + [SEP], non-overlapping; the last window padded."""
+    body = length - 2
+    chunks = _chunks(stream, body, body, tokenizer.pad_id)
+    n = len(chunks)
+    token_ids = np.concatenate([np.full((n, 1), tokenizer.cls_id), chunks, np.full((n, 1), tokenizer.sep_id)], axis=1).astype(np.int32)
+    padding_mask = (token_ids != tokenizer.pad_id).astype(np.int8)
+    return {"token_ids": token_ids, "padding_mask": padding_mask}
+
+
+def _lm_windows(stream: np.ndarray, tokenizer: Tokenizer, length: int) -> dict[str, np.ndarray]:
+    """Windows of length + 1 tokens with stride `length`, so every token is a target exactly once."""
+    token_ids = _chunks(stream, length + 1, length, -1)
+    padding_mask = (token_ids >= 0).astype(np.int8)
+    return {"token_ids": np.where(token_ids >= 0, token_ids, tokenizer.pad_id).astype(np.int32), "padding_mask": padding_mask}
+
+
+def _chunks(stream: np.ndarray, size: int, stride: int, pad: int) -> np.ndarray:
+    """(n, size) windows of `stream` every `stride` tokens; the last one padded with `pad`."""
+    n = max(1, int(np.ceil(max(len(stream) - (size - stride), 1) / stride)))
+    padded = np.full(n * stride + size, pad, dtype=np.int64)
+    padded[: len(stream)] = stream
+    index = np.arange(n)[:, None] * stride + np.arange(size)[None, :]
+    return padded[index]
+
+
+def _with_weight(arrays: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+    n = len(next(iter(arrays.values())))
+    return {**arrays, "weight": np.ones(n, dtype=np.float32)}

@@ -1,29 +1,46 @@
-"""`train_and_evaluate(config, run_dir)`: the one function behind `python -m trainers.run`."""
+"""`train_and_evaluate(config, run_dir)`: the one function behind `python -m trainers.run`.
+
+Four steps, flax style: create the state, restore it or initialize it, run the loop, finish
+(evaluate, then write the model, metrics and stored examples into the run directory).
+"""
 
 from __future__ import annotations
 
+import contextlib
+import dataclasses
 import json
-import os
 import shutil
 import tempfile
 
 import keras
+import ml_collections
 import tensorflow as tf
 from absl import logging
 
 import zoo
-from trainers import loop, pipeline, rundir
+from trainers import loop, pipeline
+from trainers.config import Config, ConfigError, resolve
+from trainers.rundir import CALIBRATION, VALIDATION, RunDir, RunDirError
 from trainers.strategy import get_strategy, is_chief
+from trainers.tasks import Task, TaskData, task_class
 
 POLICIES = {"none": "float32", "bfloat16": "mixed_bfloat16", "float16": "mixed_float16"}
 
 
-class ConfigError(ValueError):
-    """A config value that cannot work; the message names it and what to use instead."""
+@dataclasses.dataclass
+class TrainState:
+    """What a checkpoint holds, and the manager that writes it."""
+
+    model: keras.Model
+    optimizer: keras.optimizers.Optimizer
+    step: tf.Variable  # optimizer steps taken
+    examples_seen: tf.Variable  # the data position: a resumed run continues the same stream
+    checkpoint: tf.train.Checkpoint
+    manager: tf.train.CheckpointManager
 
 
 def train_and_evaluate(
-    config,
+    config: Config | ml_collections.ConfigDict,
     run_dir: str,
     *,
     data_dir: str | None = None,
@@ -36,164 +53,174 @@ def train_and_evaluate(
     Resumes from the newest checkpoint in `run_dir` when `resume`; with `init_from` (a
     pretraining run directory) a new run starts from that run's backbone weights.
     """
-    config = config.copy_and_resolve_references()  # the caller's config stays as it was
-    config.unlock()
+    config = resolve(config)
     strategy = strategy or get_strategy("auto")
-    train = config.train
-    _validate(config, strategy)
-    rundir.check_compatible(run_dir, _plain(config), resume)
+    run = RunDir(run_dir)
+    _check_replicas(config, strategy)
+    task_class(config)  # a family that cannot do the task is refused before any data loads
+    run.check_compatible(config.to_json(), resume)
     if init_from:
-        _adopt_architecture(config, init_from)
+        config = _adopt_architecture(config, RunDir(init_from))
     chief = is_chief(strategy)
-    write_dir = run_dir if chief else tempfile.mkdtemp(prefix="modelzoo-worker-")
-    previous_policy = keras.mixed_precision.global_policy()
+    # Only the chief writes the run; other workers checkpoint into a scratch directory.
+    write_dir = run if chief else RunDir(tempfile.mkdtemp(prefix="modelzoo-worker-"))
     try:
-        keras.mixed_precision.set_global_policy(POLICIES[str(train.mixed_precision)])
-        keras.utils.set_random_seed(int(train.seed))
-        return _train(config, run_dir, write_dir, chief, strategy, data_dir, resume, init_from)
+        with _precision(config.train.mixed_precision):
+            keras.utils.set_random_seed(config.train.seed)
+            task, task_data = pipeline.prepare(config, run, data_dir, init_from)
+            config = config.with_model(**task_data.model_overrides)
+            run.check_same_architecture(config.to_json()["model"])
+            if chief:
+                _write_run_start(run, config, task_data)
+            state = create_state(config, strategy, write_dir)
+            restore_or_initialize(state, run if resume else None, init_from, task, task_data)
+            writer = tf.summary.create_file_writer(run.logs_dir) if chief else tf.summary.create_noop_writer()
+            evaluate = make_evaluate(state.model, strategy, task, config.train.batch_size)
+            run_loop(state, config, strategy, task, task_data, evaluate, writer)
+            return finish(state, config, task, task_data, evaluate, writer, run if chief else None)
     finally:
-        keras.mixed_precision.set_global_policy(previous_policy)
         if not chief:
-            shutil.rmtree(write_dir, ignore_errors=True)
+            shutil.rmtree(write_dir.path, ignore_errors=True)
 
 
-def _train(config, run_dir, write_dir, chief, strategy, data_dir, resume, init_from) -> dict[str, float]:
-    train = config.train
-    task, task_data = pipeline.prepare(config, run_dir, data_dir, init_from)
-    config.model.update(task_data.model_overrides)
-    rundir.check_same_architecture(run_dir, _plain(config)["model"])
-    os.makedirs(write_dir, exist_ok=True)
-    if chief:
-        rundir.write_json(os.path.join(run_dir, rundir.CONFIG), _plain(config))
-        if task_data.tokenizer is not None and not os.path.exists(os.path.join(run_dir, rundir.TOKENIZER)):
-            task_data.tokenizer.save(os.path.join(run_dir, rundir.TOKENIZER))
-
+def create_state(config: Config, strategy: tf.distribute.Strategy, write_dir: RunDir) -> TrainState:
     with strategy.scope():
         model = zoo.get_model(config.name, **config.model)
-        optimizer = loop.make_optimizer(train, str(train.mixed_precision))
+        optimizer = loop.make_optimizer(config.train)
         optimizer.build(model.trainable_variables)
-    # Outside the scope: plain host variables the Python loop reads and advances. The data
-    # position is the number of examples drawn, so a resumed run continues the same stream even
-    # if its batch size changed.
+    # Outside the scope: plain host variables the Python loop reads and advances (a variable made
+    # in the scope is a MirroredVariable that int() cannot read).
     step = tf.Variable(0, dtype=tf.int64, trainable=False, name="step")
     examples_seen = tf.Variable(0, dtype=tf.int64, trainable=False, name="examples_seen")
     rng_states = [v.value for v in model.non_trainable_variables if "seed_generator" in v.path]
-    checkpoint = tf.train.Checkpoint(
-        model=model, optimizer=optimizer, step=step, examples_seen=examples_seen, rng=rng_states
-    )
+    checkpoint = tf.train.Checkpoint(model=model, optimizer=optimizer, step=step, examples_seen=examples_seen, rng=rng_states)
     manager = tf.train.CheckpointManager(
-        checkpoint, os.path.join(write_dir, rundir.CHECKPOINTS), max_to_keep=int(train.keep_checkpoints), step_counter=step
+        checkpoint, write_dir.checkpoints_dir, max_to_keep=config.train.keep_checkpoints, step_counter=step
     )
-    latest = tf.train.latest_checkpoint(os.path.join(run_dir, rundir.CHECKPOINTS)) if resume else None
-    if latest:
-        checkpoint.restore(latest).assert_existing_objects_matched()
-        logging.info("resumed from %s at step %d", latest, int(step))
-    elif init_from:
-        _load_backbone(model, init_from)
-    else:
-        task.initialize(model, task_data)
+    return TrainState(model, optimizer, step, examples_seen, checkpoint, manager)
 
-    total_steps = int(train.train_steps)
-    global_batch = int(train.batch_size)
-    seed = int(train.seed)
+
+def restore_or_initialize(state: TrainState, run: RunDir | None, init_from: str | None, task: Task, task_data: TaskData) -> None:
+    """The newest checkpoint of `run` (None: do not resume), else `init_from`'s backbone, else the
+    task's data-dependent initialisation of a fresh model."""
+    latest = tf.train.latest_checkpoint(run.checkpoints_dir) if run is not None else None
+    if latest:
+        state.checkpoint.restore(latest).assert_existing_objects_matched()
+        logging.info("resumed from %s at step %d", latest, int(state.step))
+    elif init_from:
+        _load_backbone(state.model, RunDir(init_from))
+    else:
+        task.initialize(state.model, task_data)
+
+
+def run_loop(state: TrainState, config: Config, strategy, task: Task, task_data: TaskData, evaluate, writer) -> None:
+    """Trains until `train_steps`, checkpointing, logging and evaluating on the way."""
+    train = config.train
     train_iter = iter(
         strategy.distribute_datasets_from_function(
-            pipeline.train_dataset_fn(task, task_data.train, global_batch, seed, int(examples_seen))
+            pipeline.train_dataset_fn(task, task_data.train, train.batch_size, train.seed, int(state.examples_seen))
         )
     )
-    train_steps = loop.make_train_function(strategy, task, model, optimizer, float(train.clip_norm))
-    evaluate_fn = loop.make_eval_function(strategy, task, model)
-
-    def evaluate(max_batches: int) -> dict[str, float]:
-        dataset = strategy.distribute_datasets_from_function(
-            pipeline.eval_dataset_fn(task, task_data.validation, global_batch, seed, max_batches)
-        )
-        return task.summarize(loop.to_floats(evaluate_fn(dataset)))
-
-    writer = tf.summary.create_file_writer(os.path.join(run_dir, rundir.LOGS)) if chief else tf.summary.create_noop_writer()
-    tokens_per_example = _tokens_per_example(task_data)
-    progress = loop.Progress(total_steps, int(step))
-    every = [int(train.steps_per_loop), int(train.checkpoint_every), int(train.eval_every)]
-    last_saved = int(step) if latest else None
-    while int(step) < total_steps:
-        current = int(step)
-        num_steps = min([total_steps - current] + [n - current % n for n in every if n > 0])
-        sums = loop.to_floats(train_steps(train_iter, tf.constant(num_steps)))
-        metrics = {**task.summarize(sums), "lr": loop.current_learning_rate(optimizer)}
+    train_fn = loop.make_train_function(strategy, task, state.model, state.optimizer, train.clip_norm)
+    progress = loop.Progress(train.train_steps, int(state.step))
+    every = [train.steps_per_loop, train.checkpoint_every, train.eval_every]
+    last_saved = int(state.step) if state.manager.latest_checkpoint else None
+    while int(state.step) < train.train_steps:
+        current = int(state.step)
+        num_steps = min([train.train_steps - current] + [n - current % n for n in every if n > 0])
+        sums = loop.to_floats(train_fn(train_iter, tf.constant(num_steps)))
+        metrics = {**task.summarize(sums), "lr": loop.current_learning_rate(state.optimizer)}
         loop.check_finite(metrics, current + num_steps, last_saved)
-        step.assign_add(num_steps)
-        examples_seen.assign_add(num_steps * global_batch)
-        current = int(step)
-        rates = progress.update(current, metrics, num_steps * global_batch, num_steps * global_batch * tokens_per_example)
+        state.step.assign_add(num_steps)
+        state.examples_seen.assign_add(num_steps * train.batch_size)
+        current = int(state.step)
+        drawn = num_steps * train.batch_size
+        rates = progress.update(current, metrics, drawn, drawn * task_data.tokens_per_example)
         _log_scalars(writer, "train", {**metrics, **rates}, current)
-        if current == total_steps or (train.checkpoint_every and current % int(train.checkpoint_every) == 0):
-            manager.save(checkpoint_number=current)
+        if current == train.train_steps or (train.checkpoint_every and current % train.checkpoint_every == 0):
+            state.manager.save(checkpoint_number=current)
             last_saved = current
-        if train.eval_every and current % int(train.eval_every) == 0 and current < total_steps:
-            _log_scalars(writer, "validation", evaluate(int(train.eval_batches)), current)
+        if train.eval_every and current % train.eval_every == 0 and current < train.train_steps:
+            examples = pipeline.eval_examples(task, task_data.validation, train.batch_size, train.seed, train.eval_batches)
+            _log_scalars(writer, "validation", evaluate(examples), current)
         progress.reset_clock()
 
-    metrics = {**evaluate(int(train.final_eval_batches)), "step": int(step)}
+
+def make_evaluate(model: keras.Model, strategy, task: Task, global_batch: int):
+    """`evaluate(examples) -> metrics`: the task's metrics of `model` over `examples`, each scored
+    once, under `strategy` (one compiled function for the whole run)."""
+    eval_fn = loop.make_eval_function(strategy, task, model)
+
+    def evaluate(examples: dict) -> dict[str, float]:
+        dataset = strategy.distribute_datasets_from_function(pipeline.eval_dataset_fn(examples, global_batch))
+        return task.summarize(loop.to_floats(eval_fn(dataset)))
+
+    return evaluate
+
+
+def finish(state: TrainState, config: Config, task: Task, task_data: TaskData, evaluate, writer, run: RunDir | None) -> dict[str, float]:
+    """The final evaluation; the chief then writes the model, its metrics and the examples they
+    were computed on (plus calibration examples), so export needs nothing but the run."""
+    train = config.train
+    validation = pipeline.eval_examples(task, task_data.validation, train.batch_size, train.seed, train.final_eval_batches)
+    metrics = {**evaluate(validation), "step": int(state.step)}
     if task_data.unigram_loss is not None:
         metrics["unigram_loss"] = task_data.unigram_loss
-    _log_scalars(writer, "validation", metrics, int(step))
+    _log_scalars(writer, "validation", metrics, int(state.step))
     logging.info("final validation metrics: %s", json.dumps(metrics))
-    if chief:
-        rundir.save_model(model, os.path.join(run_dir, rundir.MODEL))
-        rundir.write_json(os.path.join(run_dir, rundir.METRICS), metrics)
-    logging.info("weights checksum: %.10g", _checksum(model))
+    if run is not None:
+        run.write_examples(VALIDATION, validation)
+        run.write_examples(CALIBRATION, pipeline.calibration_examples(task, task_data.train, config.data.calibration_examples, train.seed))
+        run.save_model(state.model)
+        run.write_metrics(metrics)
+    logging.info("weights checksum: %.10g", _checksum(state.model))
     return metrics
 
 
-def _validate(config, strategy: tf.distribute.Strategy) -> None:
-    """Catches config values that would otherwise fail deep inside TensorFlow, before any work."""
-    train = config.train
-    if str(train.mixed_precision) not in POLICIES:
-        raise ConfigError(f"mixed_precision={train.mixed_precision!r}; choose one of {', '.join(POLICIES)}")
-    for key in ("batch_size", "train_steps", "steps_per_loop"):
-        if int(train[key]) < 1:
-            raise ConfigError(f"config.train.{key}={train[key]} must be >= 1")
-    if float(train.learning_rate) <= 0:
-        raise ConfigError(f"config.train.learning_rate={train.learning_rate} must be > 0")
+def _write_run_start(run: RunDir, config: Config, task_data: TaskData) -> None:
+    """config.json (resolved, once), the tokenizer and the label names, before the first step."""
+    run.write_config(config.to_json())
+    if task_data.tokenizer is not None and not run.has_tokenizer():
+        task_data.tokenizer.save(run.tokenizer_dir)
+    if task_data.label_names is not None:
+        run.write_labels(task_data.label_names)
+
+
+@contextlib.contextmanager
+def _precision(mixed_precision: str):
+    previous = keras.mixed_precision.global_policy()
+    keras.mixed_precision.set_global_policy(POLICIES[mixed_precision])
+    try:
+        yield
+    finally:
+        keras.mixed_precision.set_global_policy(previous)
+
+
+def _check_replicas(config: Config, strategy: tf.distribute.Strategy) -> None:
     replicas = strategy.num_replicas_in_sync
-    if int(train.batch_size) % replicas:
+    if config.train.batch_size % replicas:
         raise ConfigError(
-            f"batch size {train.batch_size} does not split evenly over {replicas} replicas; use a multiple of {replicas}"
+            f"batch size {config.train.batch_size} does not split evenly over {replicas} replicas; use a multiple of {replicas}"
         )
-    valid = zoo.get_spec(config.name).valid_keys()
-    unknown = sorted(set(config.model) - set(valid))
-    if unknown:
-        raise ConfigError(f"config.model has no field {', '.join(unknown)} for {config.name}; valid: {', '.join(valid)}")
 
 
-def _plain(config) -> dict:
-    """The config as plain JSON values (tuples become lists), as written to config.json."""
-    return json.loads(config.to_json())
-
-
-def _adopt_architecture(config, init_from: str) -> None:
+def _adopt_architecture(config: Config, source: RunDir) -> Config:
     """Fine-tuning keeps the pretraining run's architecture (and so its tokenizer's vocabulary)."""
-    source = rundir.read_config(init_from)
-    if source is None or not os.path.exists(os.path.join(init_from, rundir.MODEL)):
-        raise rundir.RunDirError(
-            f"--init_from={init_from} is not a finished run directory (needs {rundir.CONFIG} and {rundir.MODEL})"
-        )
-    if source["name"] != config.name:
-        raise rundir.RunDirError(f"--init_from={init_from} is a {source['name']} run; it cannot initialise {config.name}")
-    keep = {k: v for k, v in source["model"].items() if k not in ("head", "num_classes")}
-    config.model.update(keep)
+    try:
+        source.check_finished("initialising another run from it")
+    except RunDirError as e:
+        raise RunDirError(f"--init_from: {e}") from None
+    previous = source.read_config()
+    if previous["name"] != config.name:
+        raise RunDirError(f"--init_from={source.path} is a {previous['name']} run; it cannot initialise {config.name}")
+    return config.with_model(**{k: v for k, v in previous["model"].items() if k not in ("head", "num_classes")})
 
 
-def _load_backbone(model: keras.Model, init_from: str) -> None:
-    source = keras.models.load_model(os.path.join(init_from, rundir.MODEL))
+def _load_backbone(model: keras.Model, source: RunDir) -> None:
+    pretrained = source.load_model()
     target = getattr(model, "backbone", model)
-    target.set_weights(getattr(source, "backbone", source).get_weights())
-    logging.info("initialised %s from %s", target.name, init_from)
-
-
-def _tokens_per_example(task_data) -> int:
-    ids = task_data.train.get("token_ids")
-    return int(ids.shape[1]) if ids is not None else 0
+    target.set_weights(getattr(pretrained, "backbone", pretrained).get_weights())
+    logging.info("initialised %s from %s", target.name, source.path)
 
 
 def _log_scalars(writer, prefix: str, metrics: dict[str, float], step: int) -> None:
@@ -206,4 +233,3 @@ def _log_scalars(writer, prefix: str, metrics: dict[str, float], step: int) -> N
 def _checksum(model: keras.Model) -> float:
     """A cheap fingerprint of the weights, logged so workers can be compared."""
     return float(sum(float(tf.reduce_sum(tf.cast(w, tf.float64))) for w in model.weights))
-

@@ -6,7 +6,7 @@ was not imported.
 
 from zoo import bert, gpt, mlp, tokenizers  # noqa: F401  (importing a family registers it)
 from zoo.generation import GenerationError, Generator, Sampler, fill_mask, generate
-from zoo.registry import ModelSpec, get_config, get_model, get_spec, list_models, register_model
+from zoo.registry import ModelSpec, get_model, get_spec, list_models, register_model
 
 __all__ = [
     "GenerationError",
@@ -15,7 +15,6 @@ __all__ = [
     "Sampler",
     "fill_mask",
     "generate",
-    "get_config",
     "get_model",
     "get_spec",
     "list_models",

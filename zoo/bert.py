@@ -191,6 +191,10 @@ class BertMaskedLM(keras.Model):
         super().__init__(inputs=inputs, outputs=logits, **kwargs)
         self.backbone = backbone
 
+    def set_output_bias(self, values) -> None:
+        """Sets the vocabulary bias of the logits, e.g. to the training text's log unigram prior."""
+        self.head.bias.assign(values)
+
     def get_config(self) -> dict:
         return {"name": self.name, "trainable": self.trainable, "backbone": keras.layers.serialize(self.backbone)}
 

@@ -10,12 +10,10 @@ from __future__ import annotations
 import dataclasses
 import difflib
 import fnmatch
-import importlib
 import inspect
 from typing import Any, Callable
 
 import keras
-import ml_collections
 
 Builder = Callable[..., keras.Model]
 
@@ -100,18 +98,3 @@ def list_models(pattern: str | None = None, family: str | None = None, task: str
         and (family is None or spec.family == family)
         and (task is None or spec.task == task)
     )
-
-
-def get_config(name: str) -> ml_collections.ConfigDict:
-    """Defaults for `name`: `model` (architecture) plus training settings from `configs/<name>.py`.
-
-    The architecture starts from every registered hyper-parameter (so each one can be overridden
-    and is recorded); the config file's `model` section may change some of them for training
-    (e.g. a vocabulary trained on the run's own data).
-    """
-    spec = get_spec(name)
-    config = importlib.import_module(f"configs.{name}").get_config()
-    file_model = config.model.to_dict() if "model" in config else {}
-    config.model = ml_collections.ConfigDict({**spec.hyperparameters(), **file_model})
-    config.name = name
-    return config

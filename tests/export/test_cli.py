@@ -23,7 +23,7 @@ def run_export(*args: str) -> subprocess.CompletedProcess:
 def test_cli_exports_prints_a_table_and_refuses_a_second_export(tmp_path, mnist_run, mnist_halves):
     run_dir = str(tmp_path / "run")
     shutil.copytree(mnist_run, run_dir, ignore=shutil.ignore_patterns("export", "checkpoints", "logs"))
-    args = [f"--run_dir={run_dir}", "--formats=tflite_float32,tflite_int8", f"--data_dir={mnist_halves}", "--eval_examples=200",
+    args = [f"--run_dir={run_dir}", "--formats=tflite_float32,tflite_int8", "--eval_examples=200",
             "--representative_examples=50"]
     result = run_export(*args)
     assert result.returncode == 0, result.stderr

@@ -14,7 +14,9 @@ from ai_edge_litert.interpreter import Interpreter
 from export import generation
 from export.evaluate import predict_in_batches
 from export.formats import FILES, keras_predictor, predictor
-from export.rundata import load_run, make_examples, model_inputs, num_examples
+from export.exporter import spec_from_examples
+from trainers.rundir import RunDir
+from trainers.tasks import TASKS
 
 pytestmark = pytest.mark.slow
 
@@ -122,10 +124,11 @@ def test_int8_bert_classifier_agrees_with_float_on_99_percent_of_validation_line
     # Stricter than the accuracy drop, which flips in both directions can hide: an int8 model that
     # ignored the padding mask lost 0 to 8 points depending on the seed but always disagreed on 3-24%.
     run_dir, _ = bert_classifier_export
-    run = load_run(run_dir)
-    validation = make_examples(run.task, run.data.validation, np.arange(num_examples(run.data.validation)))
-    inputs = model_inputs(run.spec, validation)
-    float_labels = predict_in_batches(keras_predictor(run.model, run.spec), inputs).argmax(-1)
+    run = RunDir(run_dir)
+    validation, model = run.read_examples("validation"), run.load_model()
+    spec = spec_from_examples(model, TASKS["classify"], validation)
+    inputs = {name: validation[name] for name in spec.input_names}
+    float_labels = predict_in_batches(keras_predictor(model, spec), inputs).argmax(-1)
     int8_labels = predict_in_batches(predictor("tflite_int8", os.path.join(run_dir, "export", FILES["tflite_int8"])), inputs).argmax(-1)
     assert len(float_labels) == 1000
     assert np.mean(int8_labels == float_labels) >= 0.99

@@ -43,10 +43,10 @@ def fresh_run(tmp_path, mnist_run) -> str:
 
 @pytest.mark.slow
 def test_export_refuses_to_overwrite_unless_asked(fresh_run, mnist_halves):
-    export.export_run(fresh_run, formats="tflite_float32", data_dir=mnist_halves, eval_examples=50)
+    export.export_run(fresh_run, formats="tflite_float32", eval_examples=50)
     with pytest.raises(ExportError, match="already exists; pass --overwrite"):
-        export.export_run(fresh_run, formats="tflite_dynamic", data_dir=mnist_halves, eval_examples=50)
-    report = export.export_run(fresh_run, formats="tflite_dynamic", overwrite=True, data_dir=mnist_halves, eval_examples=50)
+        export.export_run(fresh_run, formats="tflite_dynamic", eval_examples=50)
+    report = export.export_run(fresh_run, formats="tflite_dynamic", overwrite=True, eval_examples=50)
     assert sorted(os.listdir(os.path.join(fresh_run, "export"))) == ["model_dynamic.tflite", "report.json"]
     assert list(report["formats"]) == ["tflite_dynamic"]
     assert not [name for name in os.listdir(fresh_run) if name.startswith(".export")]
@@ -63,15 +63,15 @@ def test_a_failed_export_leaves_no_partial_files_and_keeps_the_old_export(fresh_
 
     monkeypatch.setattr(formats, "_write", fail_on_onnx)
     with pytest.raises(RuntimeError, match="disk full"):
-        export.export_run(fresh_run, formats="saved_model,tflite_float32,onnx", data_dir=mnist_halves)
+        export.export_run(fresh_run, formats="saved_model,tflite_float32,onnx")
     assert not os.path.exists(os.path.join(fresh_run, "export"))
     assert not [name for name in os.listdir(fresh_run) if name.startswith(".export")]
 
     monkeypatch.setattr(formats, "_write", write)
-    export.export_run(fresh_run, formats="tflite_float32", data_dir=mnist_halves, eval_examples=50)
+    export.export_run(fresh_run, formats="tflite_float32", eval_examples=50)
     monkeypatch.setattr(formats, "_write", fail_on_onnx)
     with pytest.raises(RuntimeError, match="disk full"):
-        export.export_run(fresh_run, formats="onnx", overwrite=True, data_dir=mnist_halves)
+        export.export_run(fresh_run, formats="onnx", overwrite=True)
     assert sorted(os.listdir(os.path.join(fresh_run, "export"))) == ["model_float32.tflite", "report.json"]
     assert not [name for name in os.listdir(fresh_run) if name.startswith(".export")]
 

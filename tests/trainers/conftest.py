@@ -11,16 +11,16 @@ from pathlib import Path
 import pytest
 import tensorflow as tf
 
-import zoo
+from trainers.config import defaults
 
 REPO = Path(__file__).resolve().parents[2]
-MNIST_T10K = REPO.parent / "shared" / "data" / "mnist-t10k"
+MNIST_T10K = REPO / "tests" / "data" / "mnist-t10k"  # shipped with the repository (see its README)
 TINY_TRANSFORMER = dict(num_layers=2, hidden_dim=32, num_heads=2, intermediate_dim=64, vocab_size=512, max_sequence_length=32)
 
 
 def tiny_config(name: str, **train):
-    """`zoo.get_config(name)` shrunk for tests: tiny model, short sequences, frequent checkpoints."""
-    config = zoo.get_config(name)
+    """`trainers.config.defaults(name)` shrunk for tests: tiny model, short sequences, frequent checkpoints."""
+    config = defaults(name)
     if config.task != "image_classification":
         config.model.update(TINY_TRANSFORMER)
         config.data.sequence_length = 32

@@ -40,8 +40,8 @@ def write_mnist(directory: Path, split: str, count: int, *, gz: bool) -> tuple[n
 def test_real_mnist_test_set_loads_for_evaluation_only():
     images = data.load_images("mnist", str(MNIST_T10K), splits=("validation",))
     assert images.validation_images.shape == (10_000, 28, 28, 1)
-    assert images.validation_images.dtype == np.float32
-    assert 0.0 == images.validation_images.min() and images.validation_images.max() == 1.0
+    assert images.validation_images.dtype == np.uint8  # pixels; the task scales them to [0, 1] once
+    assert 0 == images.validation_images.min() and images.validation_images.max() == 255
     assert images.validation_labels.dtype == np.int32
     assert images.validation_labels[0] == 7  # the first t10k digit is a 7
     assert set(np.unique(images.validation_labels)) == set(range(10))
@@ -65,9 +65,9 @@ def test_train_and_test_idx_files_parse_gzipped_or_not(tmp_path):
     train_images, train_labels = write_mnist(tmp_path, "train", 6, gz=False)
     test_images, test_labels = write_mnist(tmp_path, "validation", 4, gz=True)
     images = data.load_images("mnist", str(tmp_path))
-    np.testing.assert_allclose(images.train_images[..., 0], train_images / 255.0, rtol=1e-6)
+    np.testing.assert_allclose(images.train_images[..., 0], train_images)
     np.testing.assert_array_equal(images.train_labels, train_labels)
-    np.testing.assert_allclose(images.validation_images[..., 0], test_images / 255.0, rtol=1e-6)
+    np.testing.assert_allclose(images.validation_images[..., 0], test_images)
     np.testing.assert_array_equal(images.validation_labels, test_labels)
     assert images.num_classes == 10
 
@@ -128,7 +128,7 @@ def test_prepared_tfds_mnist_is_preferred_over_idx_files(tmp_path):
         prepare_fake_tfds("mnist", tmp_path, {"train": 12, "test": 12})
         images = data.load_images("mnist", str(tmp_path))
     assert images.train_images.shape == images.validation_images.shape == (12, 28, 28, 1)
-    assert images.train_images.dtype == np.float32 and images.train_images.max() <= 1.0
+    assert images.train_images.dtype == np.uint8
     assert images.validation_labels.dtype == np.int32 and images.validation_labels.max() <= 9
 
 
@@ -138,8 +138,8 @@ def test_prepared_tfds_mnist_is_preferred_over_idx_files(tmp_path):
 def test_digits_look_like_mnist_and_split_deterministically():
     first, second = data.load_images("digits"), data.load_images("digits")
     assert first.train_images.shape == (1437, 28, 28, 1) and first.validation_images.shape == (360, 28, 28, 1)
-    assert first.train_images.dtype == np.float32 and first.train_labels.dtype == np.int32
-    assert first.train_images.min() >= 0.0 and first.train_images.max() == pytest.approx(1.0)
+    assert first.train_images.dtype == np.uint8 and first.train_labels.dtype == np.int32
+    assert first.train_images.min() == 0 and first.train_images.max() == 255
     assert not first.train_images[:, :4].any() and not first.train_images[:, -4:].any()  # MNIST's empty border
     assert set(first.validation_labels) == set(range(10))  # stratified
     np.testing.assert_array_equal(first.train_images, second.train_images)

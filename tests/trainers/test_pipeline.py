@@ -7,17 +7,20 @@ import pytest
 import tensorflow as tf
 
 from tests.trainers.conftest import tiny_config
-from trainers import pipeline
+from trainers import pipeline, tasks
+from trainers.config import resolve
+from trainers.rundir import RunDir
 from trainers.tasks import ImageClassification
 
 
 def _scored_labels(n: int, global_batch: int, max_batches: int) -> np.ndarray:
     """Labels (= example numbers) that carry weight in the evaluation dataset."""
     arrays = {"image": np.zeros((n, 2, 2, 1), np.uint8), "label": np.arange(n, dtype=np.int32), "weight": np.ones(n, np.float32)}
-    dataset = pipeline.eval_dataset_fn(ImageClassification(), arrays, global_batch, 0, max_batches)(tf.distribute.InputContext())
+    examples = pipeline.eval_examples(ImageClassification(), arrays, global_batch, 0, max_batches)
+    dataset = pipeline.eval_dataset_fn(examples, global_batch)(tf.distribute.InputContext())
     batches = list(dataset.as_numpy_iterator())
-    assert all(len(b["label"]) == global_batch for b in batches)  # whole batches: static shapes for every replica
-    return np.concatenate([b["label"][b["weight"] > 0] for b in batches])
+    assert all(len(b["targets"]) == global_batch for b in batches)  # whole batches: static shapes for every replica
+    return np.concatenate([b["targets"][b["target_weights"] > 0] for b in batches])
 
 
 def test_capped_evaluation_scores_examples_from_across_the_whole_split_not_its_first_files():
@@ -36,12 +39,12 @@ def test_uncapped_evaluation_scores_every_example_once():
 def test_unigram_baseline_scores_the_examples_the_final_evaluation_scores(tmp_path, stdlib_corpus):
     config = tiny_config("gpt_mini", final_eval_batches=3)
     config.data.dataset = f"text:{stdlib_corpus}"
-    _, capped = pipeline.prepare(config, str(tmp_path / "a"), None)
+    _, capped = pipeline.prepare(resolve(config), RunDir(tmp_path / "a"), None)
     config.train.final_eval_batches = 0
-    _, full = pipeline.prepare(config, str(tmp_path / "b"), None)
+    _, full = pipeline.prepare(resolve(config), RunDir(tmp_path / "b"), None)
     chosen = pipeline.eval_indices(len(full.validation["token_ids"]), 8, 3)
     targets = full.validation["token_ids"][chosen][full.validation["padding_mask"][chosen] > 0]
-    counts = np.bincount(pipeline._targets(full.train, {full.tokenizer.pad_id}), minlength=full.tokenizer.vocab_size) + 1.0
+    counts = np.bincount(tasks._targets(full.train, {full.tokenizer.pad_id}), minlength=full.tokenizer.vocab_size) + 1.0
     counts[full.tokenizer.pad_id] = 0  # never a target
     expected = -np.mean(np.log(counts[targets] / counts.sum()))
     assert capped.unigram_loss == pytest.approx(expected, rel=1e-9)

@@ -12,13 +12,14 @@ import tensorflow as tf
 
 import zoo
 from tests.trainers.conftest import one_device, tiny_config
-from trainers import rundir
+from trainers.config import ConfigError, defaults
+from trainers.rundir import RunDir
 from trainers.loop import TrainingError
-from trainers.train import ConfigError, train_and_evaluate
+from trainers.train import train_and_evaluate
 
 
 def test_mnist_mlp_reaches_95_percent_on_digits_with_default_config(tmp_path):
-    metrics = train_and_evaluate(zoo.get_config("mnist_mlp"), str(tmp_path / "run"), strategy=one_device())
+    metrics = train_and_evaluate(defaults("mnist_mlp"), str(tmp_path / "run"), strategy=one_device())
     assert metrics["accuracy"] >= 0.95, metrics
 
 
@@ -33,8 +34,8 @@ def bert_run(tmp_path_factory, stdlib_corpus):
 
 def test_run_directory_holds_config_tokenizer_checkpoints_logs_metrics_and_model(bert_run):
     run_dir, metrics = bert_run
-    assert sorted(os.listdir(run_dir)) == ["checkpoints", "config.json", "logs", "metrics.json", "model.keras", "tokenizer"]
-    config = rundir.read_config(run_dir)
+    assert sorted(os.listdir(run_dir)) == ["checkpoints", "config.json", "examples", "logs", "metrics.json", "model.keras", "tokenizer"]
+    config = RunDir(run_dir).read_config()
     assert config["name"] == "bert_small" and config["task"] == "masked_lm"
     assert config["model"]["num_layers"] == 2
     with open(os.path.join(run_dir, "metrics.json")) as f:
@@ -48,7 +49,7 @@ def test_run_directory_holds_config_tokenizer_checkpoints_logs_metrics_and_model
 def test_saved_model_keras_loads_and_predicts_masked_tokens(bert_run):
     run_dir, _ = bert_run
     model = keras.models.load_model(os.path.join(run_dir, "model.keras"))
-    vocab = rundir.read_config(run_dir)["model"]["vocab_size"]
+    vocab = RunDir(run_dir).read_config()["model"]["vocab_size"]
     ids = np.full((1, 16), 5, "int32")
     logits = model({"token_ids": ids, "segment_ids": np.zeros_like(ids), "padding_mask": np.ones_like(ids),
                     "mask_positions": np.array([[3, 7]], "int32")})
@@ -57,7 +58,7 @@ def test_saved_model_keras_loads_and_predicts_masked_tokens(bert_run):
 
 def test_masked_lm_loss_falls_well_below_a_uniform_guess(bert_run):
     run_dir, metrics = bert_run
-    vocab = rundir.read_config(run_dir)["model"]["vocab_size"]
+    vocab = RunDir(run_dir).read_config()["model"]["vocab_size"]
     assert metrics["loss"] < np.log(vocab) - 0.5, metrics
 
 
@@ -67,7 +68,7 @@ def test_masked_lm_starts_from_the_unigram_loss_not_a_uniform_guess(tmp_path, st
     config = tiny_config("bert_small", train_steps=1, learning_rate=1e-12, warmup_steps=0, eval_every=0)
     config.data.dataset = f"text:{stdlib_corpus}"
     metrics = train_and_evaluate(config, str(tmp_path / "run"), strategy=one_device())
-    vocab = rundir.read_config(str(tmp_path / "run"))["model"]["vocab_size"]
+    vocab = RunDir(str(tmp_path / "run")).read_config()["model"]["vocab_size"]
     assert metrics["loss"] < min(metrics["unigram_loss"] + 0.3, np.log(vocab) - 0.5), metrics  # untrained: ln(vocab)
 
 
@@ -75,7 +76,7 @@ def test_gpt_causal_lm_trains_and_reports_perplexity(tmp_path, stdlib_corpus):
     config = tiny_config("gpt_mini", train_steps=80, learning_rate=3e-3, checkpoint_every=40, eval_every=40)
     config.data.dataset = f"text:{stdlib_corpus}"
     metrics = train_and_evaluate(config, str(tmp_path / "gpt"), strategy=one_device())
-    vocab = rundir.read_config(str(tmp_path / "gpt"))["model"]["vocab_size"]
+    vocab = RunDir(str(tmp_path / "gpt")).read_config()["model"]["vocab_size"]
     assert metrics["perplexity"] == pytest.approx(np.exp(metrics["loss"]), rel=1e-6)
     assert metrics["perplexity"] < vocab / 2, metrics
 

@@ -12,7 +12,7 @@ ALL_NAMES = [
     "mnist_mlp",
 ]
 
-# Architecture keys a config file may change for its training data (see `zoo.get_config`).
+# Architecture keys a config file may change for its training data (see `trainers.config.defaults`).
 DATA_DEPENDENT_KEYS = {"vocab_size", "max_sequence_length"}
 
 

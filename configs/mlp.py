@@ -9,7 +9,8 @@ Real MNIST (tensorflow-datasets prepared in DIR, or the four standard IDX files 
 import ml_collections
 
 
-def get_config() -> ml_collections.ConfigDict:
+def get_config(name: str) -> ml_collections.ConfigDict:
+    del name  # one size
     config = ml_collections.ConfigDict()
     config.task = "image_classification"
     config.model = dict()

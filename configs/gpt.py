@@ -1,4 +1,4 @@
-"""gpt_mini: causal-LM pretraining (L6/H384) on the offline `pysource` corpus.
+"""GPT sizes (gpt_tiny, gpt_mini, gpt_small): causal-LM pretraining on the offline `pysource` corpus.
 
     python -m trainers.run --model=gpt_mini
 
@@ -8,22 +8,22 @@ The defaults are a short Quickstart run (minutes on 2 CPU cores); pretrain for r
 
 import ml_collections
 
+# Training context per size (the registered architectures allow up to 1024 positions for gpt_small).
+CONTEXT = {"gpt_tiny": 128, "gpt_mini": 256, "gpt_small": 512}
+LEARNING_RATE = {"gpt_tiny": 1e-3, "gpt_mini": 1e-3, "gpt_small": 3e-4}
 
-def get_config() -> ml_collections.ConfigDict:
+
+def get_config(name: str) -> ml_collections.ConfigDict:
     config = ml_collections.ConfigDict()
     config.task = "causal_lm"
+    context = CONTEXT[name]
     # A byte-level BPE vocabulary trained on the run's own text.
-    config.model = dict(vocab_size=8192, max_sequence_length=256, dropout=0.0)
-    config.data = dict(
-        dataset="pysource",
-        sequence_length=256,
-        text_field="text",
-        label_field="label",
-    )
+    config.model = dict(vocab_size=8192, max_sequence_length=context, dropout=0.0)
+    config.data = dict(dataset="pysource", sequence_length=context, text_field="text", label_field="label")
     config.train = dict(
         batch_size=16,
         train_steps=120,
-        learning_rate=1e-3,
+        learning_rate=LEARNING_RATE[name],
         warmup_steps=12,
         weight_decay=0.01,
         clip_norm=1.0,

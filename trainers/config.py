@@ -1,0 +1,170 @@
+"""A run's config, in one direction: registered architecture → `configs/<family>.py` → flags →
+data-derived values (vocabulary size, number of classes), resolved once into a frozen, typed
+`Config` and written to RUN/config.json once.
+
+`defaults(name)` is the `ml_collections.ConfigDict` that `--config.*` flags override;
+`resolve(config)` checks and freezes it; `Config.with_model(...)` adds what only the data knows.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import difflib
+import importlib
+import json
+import types
+from typing import Any, Mapping
+
+import ml_collections
+
+import zoo
+
+TASKS = ("image_classification", "masked_lm", "classify", "causal_lm")
+MIXED_PRECISION = ("none", "bfloat16", "float16")
+
+
+class ConfigError(ValueError):
+    """A config value that cannot work; the message names it and what to use instead."""
+
+
+@dataclasses.dataclass(frozen=True)
+class DataConfig:
+    dataset: str
+    sequence_length: int = 0  # text models: tokens per example (0 for images)
+    mask_rate: float = 0.15  # masked LM: share of tokens picked per example
+    text_field: str = "text"
+    label_field: str = "label"
+    calibration_examples: int = 200  # training examples stored in the run for full-int8 calibration
+
+
+@dataclasses.dataclass(frozen=True)
+class TrainConfig:
+    batch_size: int  # global, split across replicas
+    train_steps: int
+    learning_rate: float
+    warmup_steps: int = 0
+    weight_decay: float = 0.0
+    clip_norm: float = 0.0  # global-norm gradient clipping; 0 = off
+    steps_per_loop: int = 50  # optimizer steps per tf.function call
+    checkpoint_every: int = 0
+    keep_checkpoints: int = 3
+    eval_every: int = 0
+    eval_batches: int = 0  # global batches per intermediate evaluation (0: the whole split)
+    final_eval_batches: int = 0  # the final evaluation's, whose examples are stored in the run
+    mixed_precision: str = "none"
+    seed: int = 0
+
+
+@dataclasses.dataclass(frozen=True)
+class Config:
+    name: str  # the registered model
+    task: str
+    model: Mapping[str, Any]  # zoo.get_model(name, **model): every architecture hyper-parameter
+    data: DataConfig
+    train: TrainConfig
+
+    def with_model(self, **values: Any) -> Config:
+        """The same config with architecture values the data decided (vocabulary, classes)."""
+        return dataclasses.replace(self, model=types.MappingProxyType({**self.model, **values}))
+
+    def to_json(self) -> dict:
+        """Plain JSON values, as written to config.json (tuples become lists)."""
+        plain = {
+            "name": self.name,
+            "task": self.task,
+            "model": dict(self.model),
+            "data": dataclasses.asdict(self.data),
+            "train": dataclasses.asdict(self.train),
+        }
+        return json.loads(json.dumps(plain))
+
+    @classmethod
+    def from_json(cls, values: Mapping[str, Any]) -> Config:
+        """A config.json read back (older runs lack newer fields: they take their defaults)."""
+        return resolve(values, check_architecture=False)
+
+
+def defaults(name: str) -> ml_collections.ConfigDict:
+    """The overridable defaults for registered model `name`: its whole architecture (so every
+    hyper-parameter can be set by flag and is recorded) plus the family config file's settings."""
+    spec = zoo.get_spec(name)
+    config = importlib.import_module(f"configs.{spec.family}").get_config(name)
+    file_model = config.model.to_dict() if "model" in config else {}
+    config.model = ml_collections.ConfigDict({**spec.hyperparameters(), **file_model})
+    config.name = name
+    return config
+
+
+def resolve(config: ml_collections.ConfigDict | Mapping[str, Any] | Config, *, check_architecture: bool = True) -> Config:
+    """Checks every section's keys and types and freezes the config."""
+    if isinstance(config, Config):
+        return config
+    values = config.to_dict() if isinstance(config, ml_collections.ConfigDict) else dict(config)
+    name, task = values.get("name"), values.get("task")
+    if task not in TASKS:
+        raise ConfigError(f"task={task!r}; choose one of {', '.join(TASKS)}")
+    model = dict(values.get("model") or {})
+    if check_architecture:
+        valid = zoo.get_spec(name).valid_keys()
+        _check_keys("model", model, valid)
+    resolved = Config(
+        name=name,
+        task=task,
+        model=types.MappingProxyType(model),
+        data=_section(DataConfig, "data", values.get("data") or {}),
+        train=_section(TrainConfig, "train", values.get("train") or {}),
+    )
+    _validate(resolved)
+    return resolved
+
+
+def _section(cls, section: str, values: Mapping[str, Any]):
+    fields = {f.name: f for f in dataclasses.fields(cls)}
+    _check_keys(section, values, list(fields))
+    missing = [k for k, f in fields.items() if k not in values and f.default is dataclasses.MISSING]
+    if missing:
+        raise ConfigError(f"config.{section} lacks {', '.join(missing)}")
+    typed = {}
+    for key, value in values.items():
+        kind = fields[key].type
+        if kind == "float" and isinstance(value, int) and not isinstance(value, bool):
+            value = float(value)
+        expected = {"int": int, "float": float, "str": str}[kind]
+        if not isinstance(value, expected) or isinstance(value, bool):
+            raise ConfigError(f"config.{section}.{key}={value!r} must be {'a number' if kind == 'float' else 'an ' + kind if kind == 'int' else 'a string'}")
+        typed[key] = value
+    return cls(**typed)
+
+
+def _check_keys(section: str, values: Mapping[str, Any], valid: list[str]) -> None:
+    for key in values:
+        if key not in valid:
+            close = difflib.get_close_matches(key, valid, n=1)
+            hint = f"did you mean {close[0]}? " if close else ""
+            raise ConfigError(f"config.{section} has no field {key}; {hint}valid: {', '.join(sorted(valid))}")
+
+
+def _validate(config: Config) -> None:
+    """Values that would otherwise fail deep inside TensorFlow, caught before any work."""
+    train = config.train
+    if train.mixed_precision not in MIXED_PRECISION:
+        raise ConfigError(f"mixed_precision={train.mixed_precision!r}; choose one of {', '.join(MIXED_PRECISION)}")
+    for key in ("batch_size", "train_steps", "steps_per_loop", "keep_checkpoints"):
+        if getattr(train, key) < 1:
+            raise ConfigError(f"config.train.{key}={getattr(train, key)} must be >= 1")
+    for key in ("warmup_steps", "checkpoint_every", "eval_every", "eval_batches", "final_eval_batches"):
+        if getattr(train, key) < 0:
+            raise ConfigError(f"config.train.{key}={getattr(train, key)} must be >= 0")
+    if train.learning_rate <= 0:
+        raise ConfigError(f"config.train.learning_rate={train.learning_rate} must be > 0")
+    if config.data.calibration_examples < 1:
+        raise ConfigError(f"config.data.calibration_examples={config.data.calibration_examples} must be >= 1")
+    if config.task != "image_classification":
+        limit = config.model.get("max_sequence_length")
+        if config.data.sequence_length < 2:
+            raise ConfigError(f"config.data.sequence_length={config.data.sequence_length} must be >= 2 for a text model")
+        if limit is not None and config.data.sequence_length > limit:
+            raise ConfigError(
+                f"data.sequence_length={config.data.sequence_length} exceeds model.max_sequence_length={limit}; "
+                "lower one or raise the other"
+            )
