@@ -103,7 +103,7 @@ def resolve(config: ml_collections.ConfigDict | Mapping[str, Any] | Config, *, c
     name, task = values.get("name"), values.get("task")
     if task not in TASKS:
         raise ConfigError(f"task={task!r}; choose one of {', '.join(TASKS)}")
-    model = dict(values.get("model") or {})
+    model = json.loads(json.dumps(dict(values.get("model") or {})))  # as config.json holds it: tuples are lists
     if check_architecture:
         valid = zoo.get_spec(name).valid_keys()
         _check_keys("model", model, valid)

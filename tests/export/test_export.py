@@ -182,3 +182,15 @@ def test_masked_lm_and_causal_lm_report_perplexity_per_format(bert_mlm_export, g
         assert report["signature"]["task"] in ("masked_lm", "causal_lm")
         for entry in report["formats"].values():
             assert entry["metrics"]["perplexity"] == pytest.approx(np.exp(entry["metrics"]["loss"]), rel=1e-6)
+
+
+def test_keras_metrics_in_the_report_are_the_trainers_metrics_json(any_export):
+    """Export scores the examples the trainer's final evaluation stored in the run, so its Keras
+    numbers are metrics.json's, and every format's numbers are on those same examples."""
+    run_dir, report = any_export
+    with open(os.path.join(run_dir, "metrics.json")) as f:
+        trained = json.load(f)
+    for name, value in report["keras"]["metrics"].items():
+        assert value == pytest.approx(trained[name], rel=1e-5, abs=1e-6), name
+    stored = np.load(os.path.join(run_dir, "examples", "validation.npz"))
+    assert report["examples"]["evaluation"] == len(stored["targets"])

@@ -64,7 +64,7 @@ def test_two_workers_on_loopback_finish_with_identical_weights_and_only_the_chie
         assert p.returncode == 0, err[-3000:]
     checksums = [re.findall(r"weights checksum: (\S+)", err) for _, err in outputs]
     assert checksums[0] and checksums[0] == checksums[1]
-    assert sorted(os.listdir(run_dir)) == ["checkpoints", "config.json", "logs", "metrics.json", "model.keras"]
+    assert sorted(os.listdir(run_dir)) == ["checkpoints", "config.json", "examples", "labels.txt", "logs", "metrics.json", "model.keras"]
     assert sorted(os.listdir(run_dir / "checkpoints")) == [
         "checkpoint", "ckpt-10.data-00000-of-00001", "ckpt-10.index", "ckpt-20.data-00000-of-00001", "ckpt-20.index",
     ]
