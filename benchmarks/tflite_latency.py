@@ -40,7 +40,7 @@ def export_fresh(
     if model_name.startswith("bert"):
         overrides.setdefault("head", head)
     model = zoo.get_model(model_name, **overrides)
-    task = zoo.get_config(model_name).task
+    task = zoo.get_spec(model_name).task
     spec = model_spec(model, task, sequence_length, max(1, int(np.ceil(0.15 * sequence_length))))
     rng = np.random.default_rng(0)
 

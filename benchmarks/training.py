@@ -24,6 +24,8 @@ import tensorflow as tf
 import zoo
 from benchmarks.timing import interleaved, matmul_loop, median
 from trainers import loop, pipeline
+from trainers.config import Config, defaults, resolve
+from trainers.rundir import TARGET_WEIGHTS, TARGETS, RunDir
 from trainers.strategy import get_strategy
 from trainers.tasks import CausalLM, MaskedLM, Task, TaskData
 from trainers.train import POLICIES
@@ -62,9 +64,9 @@ def quick_workloads() -> list[Workload]:
     ]
 
 
-def workload_config(workload: Workload, total_steps: int, mixed_precision: str):
+def workload_config(workload: Workload, total_steps: int, mixed_precision: str) -> Config:
     """The model's own config file, resized to the workload; the LR schedule spans the benchmark."""
-    config = zoo.get_config(workload.model)
+    config = defaults(workload.model)
     config.model.update(workload.overrides)
     config.data.sequence_length = workload.sequence_length
     config.train.batch_size = workload.batch_size
@@ -72,17 +74,16 @@ def workload_config(workload: Workload, total_steps: int, mixed_precision: str):
     config.train.warmup_steps = max(1, total_steps // 10)
     config.train.steps_per_loop = workload.steps_per_call
     config.train.mixed_precision = mixed_precision
-    return config
+    return resolve(config)
 
 
-def task_and_data(config, workload: Workload) -> tuple[Task, TaskData]:
+def task_and_data(config: Config, workload: Workload) -> tuple[Task, TaskData, Config]:
     """Real pysource text through the trainer's own preparation, or random tokens for --quick."""
     if workload.real_data:
         with tempfile.TemporaryDirectory() as run_dir:
-            task, data = pipeline.prepare(config, run_dir, None)
-        config.model.update(data.model_overrides)
-        return task, data
-    vocab, length = int(config.model.vocab_size), workload.sequence_length
+            task, data = pipeline.prepare(config, RunDir(run_dir), None)
+        return task, data, config.with_model(**data.model_overrides)
+    vocab, length = config.model["vocab_size"], workload.sequence_length
     rng = np.random.default_rng(0)
     n = 64 * workload.batch_size
     if config.task == "masked_lm":
@@ -92,7 +93,7 @@ def task_and_data(config, workload: Workload) -> tuple[Task, TaskData]:
         task, length = CausalLM(), length + 1
         token_ids = rng.integers(0, vocab, (n, length), dtype=np.int32)
     arrays = {"token_ids": token_ids, "padding_mask": np.ones((n, length), np.int8), "weight": np.ones(n, np.float32)}
-    return task, TaskData(arrays, arrays)
+    return task, TaskData(arrays, arrays), config
 
 
 def our_trainer(config, task: Task, data: TaskData) -> tuple[keras.Model, Measure]:
@@ -101,20 +102,20 @@ def our_trainer(config, task: Task, data: TaskData) -> tuple[keras.Model, Measur
     train = config.train
     strategy = get_strategy("auto")
     previous = keras.mixed_precision.global_policy()
-    keras.mixed_precision.set_global_policy(POLICIES[str(train.mixed_precision)])
-    keras.utils.set_random_seed(int(train.seed))
+    keras.mixed_precision.set_global_policy(POLICIES[train.mixed_precision])
+    keras.utils.set_random_seed(train.seed)
     try:
         with strategy.scope():
             model = zoo.get_model(config.name, **config.model)
-            optimizer = loop.make_optimizer(train, str(train.mixed_precision))
+            optimizer = loop.make_optimizer(train)
             optimizer.build(model.trainable_variables)
     finally:
         keras.mixed_precision.set_global_policy(previous)
     task.initialize(model, data)
-    dataset_fn = pipeline.train_dataset_fn(task, data.train, int(train.batch_size), int(train.seed), 0)
+    dataset_fn = pipeline.train_dataset_fn(task, data.train, train.batch_size, train.seed, 0)
     iterator = iter(strategy.distribute_datasets_from_function(dataset_fn))
-    train_steps = loop.make_train_function(strategy, task, model, optimizer, float(train.clip_norm))
-    num_steps = tf.constant(int(train.steps_per_loop))
+    train_steps = loop.make_train_function(strategy, task, model, optimizer, train.clip_norm)
+    num_steps = tf.constant(train.steps_per_loop)
 
     def measure() -> tuple[float, float]:
         start = time.perf_counter()
@@ -130,30 +131,30 @@ def their_trainer(config, task: Task, arrays: dict[str, np.ndarray]) -> tuple[ke
 
     train = config.train
     m = config.model
-    dtype = POLICIES[str(train.mixed_precision)]
+    dtype = POLICIES[train.mixed_precision]
     common = dict(
-        vocabulary_size=int(m.vocab_size),
-        num_layers=int(m.num_layers),
-        num_heads=int(m.num_heads),
-        hidden_dim=int(m.hidden_dim),
-        intermediate_dim=int(m.intermediate_dim),
-        dropout=float(m.dropout),
-        max_sequence_length=int(m.max_sequence_length),
+        vocabulary_size=m["vocab_size"],
+        num_layers=m["num_layers"],
+        num_heads=m["num_heads"],
+        hidden_dim=m["hidden_dim"],
+        intermediate_dim=m["intermediate_dim"],
+        dropout=m["dropout"],
+        max_sequence_length=m["max_sequence_length"],
         dtype=dtype,
     )
-    keras.utils.set_random_seed(int(train.seed))
+    keras.utils.set_random_seed(train.seed)
     if config.task == "masked_lm":
         model = keras_hub.models.BertMaskedLM(keras_hub.models.BertBackbone(**common), preprocessor=None)
-        features, target, weight = ("token_ids", "segment_ids", "padding_mask", "mask_positions"), "mask_ids", "mask_weights"
+        features = ("token_ids", "segment_ids", "padding_mask", "mask_positions")
     else:
         model = keras_hub.models.GPT2CausalLM(keras_hub.models.GPT2Backbone(**common), preprocessor=None)
-        features, target, weight = ("token_ids", "padding_mask"), "labels", "label_weights"
-    optimizer = loop.make_optimizer(train, "none")
-    optimizer.global_clipnorm = float(train.clip_norm)  # our loop clips the global norm too
+        features = ("token_ids", "padding_mask")
+    optimizer = loop.make_optimizer(dataclasses.replace(train, mixed_precision="none"))  # no loss scaling
+    optimizer.global_clipnorm = train.clip_norm  # our loop clips the global norm too
     model.compile(optimizer=optimizer)  # keras-hub's defaults: sparse CE from logits, weighted accuracy
-    dataset = pipeline.train_dataset_fn(task, arrays, int(train.batch_size), int(train.seed), 0)(tf.distribute.InputContext())
-    batches = iter(dataset.map(lambda b: ({k: b[k] for k in features}, b[target], b[weight])))
-    num_steps = int(train.steps_per_loop)
+    dataset = pipeline.train_dataset_fn(task, arrays, train.batch_size, train.seed, 0)(tf.distribute.InputContext())
+    batches = iter(dataset.map(lambda b: ({k: b[k] for k in features}, b[TARGETS], b[TARGET_WEIGHTS])))
+    num_steps = train.steps_per_loop
 
     def measure() -> tuple[float, float]:
         model.reset_metrics()  # so the returned loss is the mean over these steps
@@ -177,8 +178,8 @@ def training_flops_per_step(config, task: Task) -> float:
     multiply-add is 2 FLOPs, so FLOPs = 6 × multiply-adds.
     """
     m = config.model
-    h, f, layers, v = int(m.hidden_dim), int(m.intermediate_dim), int(m.num_layers), int(m.vocab_size)
-    s, b = int(config.data.sequence_length), int(config.train.batch_size)
+    h, f, layers, v = m["hidden_dim"], m["intermediate_dim"], m["num_layers"], m["vocab_size"]
+    s, b = config.data.sequence_length, config.train.batch_size
     body = b * s * layers * (4 * h * h + 2 * h * f + 2 * s * h)
     if isinstance(task, MaskedLM):
         head = b * task.max_predictions * (h * h + h * v)
@@ -191,7 +192,7 @@ def compare(workload: Workload, repeats: int, mixed_precision: str, with_theirs:
     """Warms both sides up, then times them alternately; medians of `repeats` measurements."""
     total_steps = workload.steps_per_call * (repeats + 1)
     config = workload_config(workload, total_steps, mixed_precision)
-    task, data = task_and_data(config, workload)
+    task, data, config = task_and_data(config, workload)
     tokens = workload.steps_per_call * workload.batch_size * workload.sequence_length
     sides = {"ours": our_trainer(config, task, data)[1]}
     if with_theirs:

@@ -173,7 +173,7 @@ def _count(examples: dict[str, np.ndarray]) -> int:
 
 def _representative_dataset(spec: ModelSpec, calibration: dict[str, np.ndarray], n: int):
     """The run's stored calibration examples, one at a time, keyed by input name (a positional
-    list would be matched in another order: see DESIGN.md)."""
+    list is matched in another order and fails with "gather index out of bounds")."""
     inputs = {t.name: np.asarray(calibration[t.name]).astype(t.dtype)[:n] for t in spec.inputs}
 
     def generate() -> Iterator[dict[str, np.ndarray]]:

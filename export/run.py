@@ -10,12 +10,11 @@ This module only parses flags and calls `export.exporter.export_run`.
 
 from __future__ import annotations
 
-import sys
-
-from absl import app, flags, logging
+from absl import app, flags
 
 from export.exporter import export_run
 from export.formats import FORMATS
+from trainers import cli
 
 flags.DEFINE_string("run_dir", None, "The training run to export (its --output_dir).", required=True)
 flags.DEFINE_string("formats", ",".join(FORMATS), f"Comma-separated formats to write, from: {', '.join(FORMATS)}.")
@@ -42,9 +41,7 @@ def main(argv: list[str]) -> None:
             generation_context=FLAGS.generation_context,
         )
     except ValueError as e:  # ExportError, and the trainers' DataError / RunDirError: one user sentence each
-        logging.flush()
-        print(f"export.run: error: {e}", file=sys.stderr)
-        sys.exit(2)
+        cli.fail("export.run", str(e))
     print(summary(report))
 
 
@@ -70,7 +67,7 @@ def summary(report: dict) -> str:
 
 
 def run() -> None:
-    app.run(main)
+    app.run(main, flags_parser=cli.flags_parser("export.run"))
 
 
 if __name__ == "__main__":

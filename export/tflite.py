@@ -12,7 +12,6 @@ import tensorflow as tf
 
 from export.spec import ExportError
 
-MODES = ("float32", "dynamic", "float16", "int8")
 _FLEX_LIST = re.compile(r"TF Select ops: ([^\n]+)")
 _FLEX_OP = re.compile(r"'tf\.(\w+)' op is neither a custom op nor a flex op")
 

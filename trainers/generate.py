@@ -10,13 +10,13 @@ Loads RUN/model.keras and RUN/tokenizer; this module only parses flags and calls
 
 from __future__ import annotations
 
-import os
-import sys
+from absl import app, flags
 
-from absl import app, flags, logging
-
+from trainers import cli
 from trainers.rundir import TOKENIZER, RunDir, RunDirError
 from zoo.generation import SAMPLERS
+
+PROGRAM = "trainers.generate"
 
 TASKS = ("generate", "fill_mask")
 
@@ -59,23 +59,12 @@ def main(argv: list[str]) -> None:
             jit_compile=FLAGS.jit_compile,
         )
     except ValueError as e:  # GenerationError, RunDirError: one user sentence each
-        logging.flush()
-        print(f"trainers.generate: error: {e}", file=sys.stderr)
-        sys.exit(2)
+        cli.fail(PROGRAM, str(e))
     print(FLAGS.prompt + text)
 
 
-def _parse_flags(argv: list[str]) -> list[str]:
-    """absl's parsing, with a bad flag reported in one line and exit code 2, as trainers.run does."""
-    try:
-        return FLAGS(argv)
-    except flags.Error as e:
-        print(f"trainers.generate: error: {e}", file=sys.stderr)
-        sys.exit(2)
-
-
 def run() -> None:
-    app.run(main, flags_parser=_parse_flags)
+    app.run(main, flags_parser=cli.flags_parser(PROGRAM))
 
 
 if __name__ == "__main__":

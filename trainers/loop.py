@@ -1,6 +1,6 @@
 """The training loop: `strategy.run` inside `tf.function`, several steps per call.
 
-Not `model.fit`: it fails under MultiWorkerMirroredStrategy with Keras 3 (see DESIGN.md). The
+Not `model.fit`: it fails under MultiWorkerMirroredStrategy with Keras 3 (keras-team/keras#20585). The
 same code runs under the default, OneDevice, Mirrored, MultiWorkerMirrored and TPU strategies.
 """
 

@@ -11,19 +11,21 @@ from __future__ import annotations
 import os
 import sys
 
-from absl import app, flags, logging
+from absl import app, flags
 from ml_collections import config_flags
 
 import zoo
-from trainers.config import TASKS, ConfigError, defaults, resolve
+from trainers import cli
+from trainers.config import ConfigError, defaults, resolve
 from trainers.data import DataError
 from trainers.loop import TrainingError
 from trainers.rundir import RunDirError
 from trainers.strategy import STRATEGIES, StrategyError, get_strategy, is_chief
+from trainers.tasks import TASKS
 from trainers.train import train_and_evaluate
 
 flags.DEFINE_string("model", None, "Registered model name, e.g. bert_small (see zoo.list_models()).")
-flags.DEFINE_enum("task", None, TASKS, "Overrides the config's task, e.g. classify to fine-tune BERT.")
+flags.DEFINE_enum("task", None, list(TASKS), "Overrides the config's task, e.g. classify to fine-tune BERT.")
 flags.DEFINE_string(
     "dataset", None, "mnist | digits | pysource | text:PATH | csv:PATH | jsonl:PATH | tfds:NAME (default: the config's)."
 )
@@ -72,7 +74,9 @@ def apply_shortcuts(config):
 
 def main(argv: list[str]) -> None:
     del argv
-    from export.spec import ExportError  # --export: this entry point composes training and export
+    from export.spec import (
+        ExportError,  # --export: this entry point composes training and export
+    )
 
     run_dir = FLAGS.output_dir or os.path.join("runs", FLAGS.model)
     try:
@@ -101,9 +105,7 @@ def _export_formats(value: str | None) -> tuple[str, ...]:
 
 
 def _fail(message: str) -> None:
-    logging.flush()
-    print(f"trainers.run: error: {message}", file=sys.stderr)
-    sys.exit(2)
+    cli.fail("trainers.run", message)
 
 
 def _model_from_argv(argv: list[str]) -> str | None:

@@ -17,6 +17,7 @@ import numpy as np
 import tensorflow as tf
 from absl import logging
 
+import zoo
 from trainers import data, text_data
 from trainers.config import Config, ConfigError
 from trainers.rundir import TARGET_WEIGHTS, TARGETS
@@ -56,6 +57,17 @@ class Task:
     # Export: the int8 TFLite file against the float Keras model (metric, "drop"|"ratio", limit).
     int8_gate: ClassVar[tuple[str, str, float] | None] = None
     exports_decoder: ClassVar[bool] = False  # GPT: prefill/decode models for on-device generation
+
+    @classmethod
+    def check_config(cls, config: Config) -> None:
+        """Refuses settings this task cannot train with, before any data loads."""
+        if cls.tokenizer_kind is None:
+            return
+        length, limit = config.data.sequence_length, config.model.get("max_sequence_length")
+        if length < 2:
+            raise ConfigError(f"config.data.sequence_length={length} must be >= 2 for a text model")
+        if limit is not None and length > limit:
+            raise ConfigError(f"data.sequence_length={length} exceeds model.max_sequence_length={limit}; lower one or raise the other")
 
     @classmethod
     def prepare(cls, config: Config, source: Any, tokenizer: Tokenizer | None) -> tuple[Task, TaskData]:
@@ -260,14 +272,16 @@ TASKS: dict[str, type[Task]] = {t.name: t for t in (ImageClassification, MaskedL
 
 
 def task_class(config: Config) -> type[Task]:
-    """The class of `config.task`, refusing a model family that cannot do it."""
+    """The class of `config.task`, refusing a model family that cannot do it and settings it
+    cannot train with."""
+    if config.task not in TASKS:
+        raise ConfigError(f"task={config.task!r}; choose one of {', '.join(TASKS)}")
     cls = TASKS[config.task]
-    import zoo
-
     family = zoo.get_spec(config.name).family
     if family not in cls.families:
         able = [name for name, t in TASKS.items() if family in t.families]
         raise ConfigError(f"{config.name} cannot do task {config.task}; a {family} model does {', '.join(able)}")
+    cls.check_config(config)
     return cls
 
 

@@ -13,7 +13,6 @@ import hashlib
 import json
 import os
 import re
-import tempfile
 from pathlib import Path
 from typing import Any
 
@@ -21,6 +20,7 @@ import numpy as np
 from absl import logging
 
 from trainers.data import DataError, prepared_tfds_builder
+from trainers.rundir import atomic_write
 
 TEXT_SPECS = ("pysource", "text:PATH", "csv:PATH", "jsonl:PATH", "tfds:NAME")
 VALIDATION_SPLIT_NAMES = ("validation", "dev", "test")  # first one present is the validation set
@@ -150,9 +150,8 @@ def _pysource_documents() -> list[tuple[str, str]]:
 
     `pydoc_data/topics.py` itself is left out: its topics are added one per document instead.
     """
-    import sysconfig
-
     import pydoc_data.topics
+    import sysconfig
 
     stdlib = Path(sysconfig.get_paths()["stdlib"])
     documents = []
@@ -365,16 +364,8 @@ def _encode_stream(texts: list[str], tokenizer: Any, separator_id: int) -> np.nd
 
 
 def _save_atomically(path: Path, array: np.ndarray) -> None:
-    """Writes to a temporary file and renames it, so a reader never sees half a cache file."""
+    """A token cache file, written atomically; a cache that cannot be written is only a warning."""
     try:
-        path.parent.mkdir(parents=True, exist_ok=True)
-        fd, temporary = tempfile.mkstemp(dir=path.parent, prefix=path.name, suffix=".tmp")
-        try:
-            with os.fdopen(fd, "wb") as f:
-                np.save(f, array)
-            os.replace(temporary, path)
-        finally:
-            if os.path.exists(temporary):
-                os.remove(temporary)
+        atomic_write(str(path), lambda f: np.save(f, array), mode="wb")
     except OSError as e:
         logging.warning("Could not write token cache %s (%s); the next run will tokenize again", path, e)

@@ -55,7 +55,6 @@ def test_resolved_config_is_frozen_and_typed():
         ("train.learning_rate", "fast", r"config.train.learning_rate='fast' must be a number"),
         ("train.warmup_step", 3, r"config.train has no field warmup_step; did you mean warmup_steps\?"),
         ("model.num_layerz", 3, r"config.model has no field num_layerz; did you mean num_layers\?"),
-        ("data.sequence_length", 4096, r"data.sequence_length=4096 exceeds model.max_sequence_length=128"),
     ],
 )
 def test_bad_values_are_refused_in_one_sentence_naming_the_field(field, value, message):
@@ -64,6 +63,13 @@ def test_bad_values_are_refused_in_one_sentence_naming_the_field(field, value, m
     config[section][key] = value
     with pytest.raises(ConfigError, match=message):
         resolve(config)
+
+
+def test_a_sequence_longer_than_the_model_is_refused_before_training(tmp_path):
+    config = tiny_config("bert_small")
+    config.data.sequence_length = 4096
+    with pytest.raises(ConfigError, match=r"data.sequence_length=4096 exceeds model.max_sequence_length=32"):
+        train_and_evaluate(config, str(tmp_path / "run"), strategy=one_device())
 
 
 def test_a_family_is_refused_a_task_it_cannot_do(tmp_path):
