@@ -236,3 +236,24 @@ class RunDir:
                 f"--output_dir={self.path} holds a run with a different architecture ({', '.join(changed)}); "
                 "its checkpoints cannot be resumed: choose another --output_dir"
             )
+
+
+# --- Temporary shims for the old trainer (branch runtime only; main replaces the callers) ------
+def read_config(run_dir: str) -> dict | None:
+    return RunDir(run_dir).read_config() if RunDir(run_dir).has_config() else None
+
+
+def has_checkpoints(run_dir: str) -> bool:
+    return RunDir(run_dir).has_checkpoints()
+
+
+def check_compatible(run_dir: str, config: dict, resume: bool) -> None:
+    RunDir(run_dir).check_compatible(config, resume)
+
+
+def check_same_architecture(run_dir: str, model_config: dict) -> None:
+    RunDir(run_dir).check_same_architecture(model_config)
+
+
+def save_model(model, path: str) -> None:
+    RunDir(os.path.dirname(path) or ".").save_model(model)
