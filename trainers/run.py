@@ -82,9 +82,9 @@ def main(argv: list[str]) -> None:
             config, run_dir, data_dir=FLAGS.data_dir, strategy=strategy, resume=FLAGS.resume, init_from=FLAGS.init_from
         )
         if formats and is_chief(strategy):
-            import export
+            from export.exporter import export_run
 
-            report = export.export_run(run_dir, formats=formats, overwrite=True, data_dir=FLAGS.data_dir)
+            report = export_run(run_dir, formats=formats, overwrite=True, data_dir=FLAGS.data_dir)
             print(f"exported {', '.join(formats)} -> {os.path.join(run_dir, 'export')} (gates passed: {report['passed']})")
     except USER_ERRORS as e:
         _fail(e.args[0] if e.args else str(e))

@@ -13,10 +13,11 @@ import pytest
 from ai_edge_litert.interpreter import Interpreter
 
 import zoo
-from export import generation, inference
-from export.litert import LiteRTRunner, RunnerError
+from export import generation
+from export.runtime import tasks as inference
+from export.runtime.litert import LiteRTRunner, RunnerError
+from export.runtime.sampling import GenerationError, Sampler
 from tests.trainers.conftest import REPO, TINY_TRANSFORMER
-from zoo.generation import GenerationError, Sampler
 from zoo.tokenizers import Tokenizer
 
 PROMPT = "def main("

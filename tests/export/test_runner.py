@@ -9,9 +9,9 @@ import sys
 import numpy as np
 import pytest
 
-from export import inference
-from export.litert import LiteRTRunner, RunnerError
 from export.runner import LiteRTRunner as ExportedName
+from export.runtime import tasks as inference
+from export.runtime.litert import LiteRTRunner, RunnerError
 from tests.trainers.conftest import MNIST_T10K, REPO
 
 
