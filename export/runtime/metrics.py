@@ -13,7 +13,8 @@ from typing import Callable, Mapping, Sequence
 
 import numpy as np
 
-TARGETS, TARGET_WEIGHTS = "targets", "target_weights"
+from trainers.rundir import TARGET_WEIGHTS, TARGETS
+
 PERPLEXITY_TASKS = ("masked_lm", "causal_lm")
 MAX_LOG_PERPLEXITY = 50.0  # exp(50) is already meaningless; it keeps an untrained model finite
 

@@ -57,6 +57,7 @@ class Task:
 
     @staticmethod
     def recognizes(input_names: set[str]) -> bool:
+        """Whether a signature with these inputs is this task's; the base takes any (benchmark only)."""
         return True
 
     @property
@@ -110,6 +111,8 @@ class Classifier(Task):
 
 
 class ImageClassifier(Classifier):
+    """An `image` input, (batch, 28, 28, 1) float32 in [0, 1] (or int8 for full-int8 files)."""
+
     name = "image_classification"
 
     @staticmethod
@@ -122,6 +125,8 @@ class ImageClassifier(Classifier):
 
 
 class TextClassifier(Classifier):
+    """BERT fine-tuned: texts in, encoded [CLS] text [SEP] with the run's tokenizer."""
+
     name = "classify"
 
     @staticmethod
@@ -136,6 +141,8 @@ class TextClassifier(Classifier):
 
 
 class MaskedLM(Task):
+    """BERT pretraining: logits at `mask_positions` only."""
+
     name = "masked_lm"
 
     @staticmethod
@@ -166,6 +173,8 @@ class MaskedLM(Task):
 
 
 class CausalLM(Task):
+    """GPT: model_*.tflite scores windows (evaluate); gpt_decode*.tflite generates."""
+
     name = "causal_lm"
 
     @staticmethod

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import shutil
 import subprocess
 import sys
 
@@ -105,8 +106,9 @@ def test_evaluate_int8_on_the_full_real_mnist_test_set_matches_float(mnist_run, 
 
 
 @pytest.mark.slow
-def test_evaluate_on_the_run_dataset_reproduces_the_export_report(gpt_export):
+def test_evaluate_on_the_runs_stored_examples_reproduces_the_export_report(tmp_path, gpt_export):
     run_dir, report = gpt_export
+    run_dir = _with_stored_examples(run_dir, str(tmp_path / "run"), eval_examples=300)
     runner = LiteRTRunner(os.path.join(run_dir, "export", "model_int8.tflite"))
     metrics = inference.evaluate(runner)  # the run is found from the file's location
     assert metrics["perplexity"] == pytest.approx(report["formats"]["tflite_int8"]["metrics"]["perplexity"], rel=0.05)
@@ -150,6 +152,21 @@ def test_cli_fill_mask_and_benchmark(bert_mlm_export):
     result = run_runner("benchmark", model, "--num_threads=1", "--iterations=5", "--warmup=1")
     assert result.returncode == 0, result.stderr
     assert "p50_ms  p90_ms  p99_ms" in result.stdout
+
+
+def _with_stored_examples(run_dir: str, copy: str, eval_examples: int) -> str:
+    """A copy of an old-trainer run with RUN/examples/validation.npz written as the issue-18 trainer
+    writes it: here, the very examples the export evaluated (the old trainer stores none)."""
+    from export.exporter import SEED
+    from export.rundata import load_run, make_examples, num_examples, pick
+    from trainers.rundir import RunDir
+
+    shutil.copytree(run_dir, copy, ignore=shutil.ignore_patterns("checkpoints", "logs"))
+    run = load_run(copy)
+    examples = make_examples(run.task, run.data.validation, pick(num_examples(run.data.validation), eval_examples, SEED))
+    stored = {"token_ids": examples["token_ids"], "padding_mask": examples["padding_mask"]}
+    RunDir(copy).write_examples("validation", {**stored, "targets": examples["labels"], "target_weights": examples["label_weights"]})
+    return copy
 
 
 def _write(directory: str, name: str, content: bytes) -> str:
