@@ -21,6 +21,7 @@ setup(
         "tensorflow-datasets>=4.9",
         "tensorboard>=2.20",  # tf.summary needs it; TF 2.21 no longer installs it
         "ai-edge-litert>=2.3",  # the LiteRT interpreter: export's parity checks and export.runner (tf.lite.Interpreter is deprecated)
+        "pillow>=10",  # export.runtime decodes PNG/JPEG inputs without TensorFlow
         "tf2onnx>=1.17",  # ONNX export (from_function; from_keras fails on Keras 3); co-installs with TF 2.21's protobuf
         "onnx>=1.17",  # the ONNX format itself (tf2onnx writes it; tests read its opset)
         "onnxruntime>=1.20",  # runs the exported ONNX for the parity check

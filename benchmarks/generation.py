@@ -27,7 +27,8 @@ import tensorflow as tf
 import zoo
 from benchmarks import timing
 from export import generation as export_generation
-from export.litert import LiteRTRunner
+from export.runtime.decoder import TFLiteDecoder
+from export.runtime.litert import LiteRTRunner
 from zoo.generation import Generator
 
 GEOMETRY = dict(num_layers=6, hidden_dim=384, num_heads=6, intermediate_dim=1536, max_sequence_length=256, vocab_size=8192)
@@ -124,7 +125,7 @@ def tflite_decode_latency(repeats: int) -> list[dict]:
     model = zoo.get_model("gpt_mini", **GEOMETRY)
     with tempfile.TemporaryDirectory(prefix="gpt-decode-") as directory:
         paths = export_generation.write_decode_models(model, directory)
-        decoders = {v: export_generation.TFLiteDecoder(LiteRTRunner(p, num_threads=2)) for v, p in paths.items()}
+        decoders = {v: TFLiteDecoder(LiteRTRunner(p, num_threads=2)) for v, p in paths.items()}
         for decoder in decoders.values():
             decoder.step_latency_ms()  # warm-up
         samples = timing.interleaved(

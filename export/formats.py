@@ -15,7 +15,7 @@ from absl import logging
 
 from export import int8, onnx, saved_model, tflite
 from export.evaluate import Predictor
-from export.litert import LiteRTRunner
+from export.runtime.litert import LiteRTRunner
 from export.spec import ExportError, ModelSpec
 
 FILES = {

@@ -6,14 +6,14 @@
 The key/value cache, (1, layers, 2, heads, context, head_dim) float32, is an explicit input and
 output, so the app owns it and the model has no state. The prompt is right-padded to the fixed
 context: the causal mask keeps padding out of the real tokens' attention, and decoding writes
-over the padding's cache slots. `TFLiteDecoder` runs the two signatures with LiteRT.
+over the padding's cache slots. This module writes and checks the models; the runtime's
+`export.runtime.decoder.TFLiteDecoder` runs them.
 """
 
 from __future__ import annotations
 
 import os
 import shutil
-import time
 from typing import Sequence
 
 import keras
@@ -21,16 +21,15 @@ import numpy as np
 import tensorflow as tf
 
 from export import tflite
-from export.litert import LiteRTRunner, RunnerError
+from export.runtime.decoder import DECODE, DECODE_FILE, PREFILL, TFLiteDecoder
+from export.runtime.litert import LiteRTRunner
 from export.spec import ExportError
 from zoo import generation
 
-PREFILL, DECODE = "prefill", "decode"
-FILES = {"float32": "gpt_decode.tflite", "int8": "gpt_decode_int8.tflite"}
+FILES = {"float32": DECODE_FILE, "int8": "gpt_decode_int8.tflite"}
 # int8 weights with float activations: the cache stays float32 and every op a builtin; full int8
 # would quantize the cache and attention, which the export keeps float anyway (export.int8).
 INT8_MODE = "dynamic-range (int8 weights; float32 activations and KV cache)"
-LATENCY_STEPS = 20
 
 
 def decode_functions(model: keras.Model, context: int) -> dict[str, tf.types.experimental.GenericFunction]:
@@ -116,76 +115,3 @@ def export_decode_models(
             "int8_token_agreement_with_float32": round(float(agree), 4),
         },
     }
-
-
-class TFLiteDecoder:
-    """Generates with a decode model: one interpreter, its `prefill` and `decode` signature runners."""
-
-    def __init__(self, runner: LiteRTRunner):
-        signatures = runner.interpreter.get_signature_list()
-        if PREFILL not in signatures or DECODE not in signatures:
-            raise RunnerError(
-                f"{runner.path} has no prefill/decode signatures; generate with RUN/export/{FILES['float32']} "
-                "(written by `python -m export.run` for GPT runs)"
-            )
-        self.path = runner.path
-        self._prefill = runner.interpreter.get_signature_runner(PREFILL)
-        self._decode = runner.interpreter.get_signature_runner(DECODE)
-        self.context = int(self._prefill.get_input_details()["token_ids"]["shape"][1])
-        self.vocab_size = int(self._prefill.get_output_details()["logits"]["shape"][1])
-        self.cache_shape = tuple(int(d) for d in self._decode.get_input_details()["cache"]["shape"])
-
-    def prefill(self, prompt: Sequence[int]) -> tuple[np.ndarray, np.ndarray]:
-        """(logits (1, vocab) after the prompt, cache)."""
-        token_ids = np.zeros((1, self.context), np.int32)
-        token_ids[0, : len(prompt)] = prompt
-        out = self._prefill(token_ids=token_ids, prompt_length=np.asarray([len(prompt)], np.int32))
-        return out["logits"], out["cache"]
-
-    def decode(self, token: int, index: int, cache: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        """(logits (1, vocab) after `token` at position `index`, updated cache)."""
-        out = self._decode(token_ids=np.asarray([[token]], np.int32), cache_index=np.asarray([index], np.int32), cache=cache)
-        return out["logits"], out["cache"]
-
-    def generate_ids(
-        self,
-        prompt: Sequence[int],
-        max_new_tokens: int,
-        sampler: generation.Sampler = generation.Sampler(),
-        seed: int | None = None,
-        stop_token_ids: Sequence[int] = (),
-    ) -> list[int]:
-        """New token ids after `prompt`, stopping before a stop token; samplers as `zoo.generate`'s."""
-        prompt = [int(t) for t in prompt]
-        generation.check_request([len(prompt)], max_new_tokens, self.context, self.vocab_size, [prompt])
-        seed = np.random.randint(0, 2**31 - 1) if seed is None else seed
-        logits, cache = self.prefill(prompt)
-        tokens: list[int] = []
-        for step in range(max_new_tokens):
-            token = int(_pick(logits, sampler, seed, step))
-            if token in stop_token_ids:
-                break
-            tokens.append(token)
-            if step + 1 < max_new_tokens:
-                logits, cache = self.decode(token, len(prompt) + step, cache)
-        return tokens
-
-    def step_latency_ms(self, steps: int = LATENCY_STEPS) -> dict[str, float]:
-        """Median milliseconds of one decode step (cache in and out included) and of a prefill."""
-        logits, cache = self.prefill([0])
-        self.decode(0, 1, cache)  # warm-up
-        times = []
-        for i in range(steps):
-            start = time.perf_counter()
-            _, cache = self.decode(0, 1 + i % (self.context - 1), cache)
-            times.append(time.perf_counter() - start)
-        start = time.perf_counter()
-        self.prefill([0])
-        return {"decode_step_ms": round(float(np.median(times)) * 1e3, 3), "prefill_ms": round((time.perf_counter() - start) * 1e3, 3)}
-
-
-def _pick(logits: np.ndarray, sampler: generation.Sampler, seed: int, step: int) -> int:
-    """The sampler of `zoo.generate`, on the interpreter's logits (argmax needs no TensorFlow)."""
-    if sampler.name == "greedy":
-        return int(np.argmax(logits[0]))
-    return int(generation.sample(tf.constant(logits), sampler, tf.constant([seed, step], tf.int32))[0])

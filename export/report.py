@@ -10,7 +10,8 @@ from __future__ import annotations
 import numpy as np
 from absl import logging
 
-from export.evaluate import Predictor, evaluate, max_abs_diff, predict_in_batches
+from export.evaluate import Predictor, max_abs_diff, predict_in_batches
+from export.runtime.metrics import evaluate_predictor
 from export.spec import ModelSpec
 from trainers.tasks import Task
 
@@ -34,12 +35,12 @@ def check(
     inputs = {name: examples[name] for name in spec.input_names}
     fixed = {k: v[:parity_examples] for k, v in inputs.items()}
     expected = predict_in_batches(reference, fixed, batch_size)
-    keras_metrics = evaluate(spec.input_names, reference, examples, task.reports_perplexity, batch_size)
+    keras_metrics = evaluate_predictor(reference, examples, spec.input_names, task.name, batch_size)
     results = {}
     for fmt, predict in predictors.items():
         results[fmt] = {
             "max_abs_diff": max_abs_diff(predict_in_batches(predict, fixed, batch_size), expected),
-            "metrics": evaluate(spec.input_names, predict, examples, task.reports_perplexity, batch_size),
+            "metrics": evaluate_predictor(predict, examples, spec.input_names, task.name, batch_size),
         }
         logging.info("%s: max-abs-diff %.3g, %s", fmt, results[fmt]["max_abs_diff"], results[fmt]["metrics"])
     return {"metrics": keras_metrics}, results

@@ -8,7 +8,8 @@
     python -m export.runner benchmark RUN/export/model_int8.tflite --num_threads=2 --iterations=200
 
 The command can also be given as a flag after the model: `MODEL.tflite --task=generate`.
-From Python: `LiteRTRunner(path).predict(inputs)`; the tasks are functions in `export.inference`.
+From Python: `LiteRTRunner(path).predict(inputs)`; the commands are functions in `export.runtime`.
+This entry point imports the runtime only (and absl): no TensorFlow, no trainer.
 """
 
 from __future__ import annotations
@@ -17,8 +18,8 @@ import sys
 
 from absl import app, flags, logging
 
-from export import inference
-from export.litert import LiteRTRunner, RunnerError
+from export.runtime import tasks
+from export.runtime.litert import LiteRTRunner, RunnerError
 
 __all__ = ["LiteRTRunner", "RunnerError"]
 
@@ -26,7 +27,9 @@ COMMANDS = ("classify", "fill_mask", "generate", "evaluate", "benchmark")
 DEFAULT_TOP_K = {"generate": 50}  # tokens a top_k sampler draws from; elsewhere: results shown (5)
 
 flags.DEFINE_integer("num_threads", None, "Interpreter threads (default: LiteRT's choice).", lower_bound=1)
-flags.DEFINE_string("run_dir", None, "The training run (tokenizer, config, data); default: the run the file was exported into.")
+flags.DEFINE_string(
+    "run_dir", None, "The training run (tokenizer, labels, stored examples); default: the run the file was exported into."
+)
 flags.DEFINE_enum("task", None, COMMANDS, "The command, as a flag instead of the first argument: MODEL.tflite --task=generate.")
 flags.DEFINE_integer(
     "top_k", None, "classify / fill_mask: how many classes or tokens to show (default 5); generate: top_k sampler's k (default 50).",
@@ -38,9 +41,9 @@ flags.DEFINE_string("sampler", "greedy", "generate: greedy | temperature | top_k
 flags.DEFINE_float("temperature", 1.0, "generate: softmax temperature of the sampling samplers.")
 flags.DEFINE_float("top_p", 0.9, "generate: top_p sampler's nucleus probability mass, in (0, 1].")
 flags.DEFINE_integer("seed", None, "generate: seed of the sampling samplers (default: random).")
-flags.DEFINE_string("dataset", None, "evaluate: a dataset other than the run's (same names as the trainer's --dataset).")
-flags.DEFINE_string("data_dir", None, "evaluate: where the dataset lives (as for the trainer).")
-flags.DEFINE_integer("max_examples", 0, "evaluate: use only this many validation examples (0: all).", lower_bound=0)
+flags.DEFINE_string("dataset", None, "evaluate, image models: a dataset's test split (mnist, digits) instead of the run's examples.")
+flags.DEFINE_string("data_dir", None, "evaluate --dataset: where the dataset lives (as for the trainer).")
+flags.DEFINE_integer("max_examples", 0, "evaluate: use only this many examples, spread evenly over the set (0: all).", lower_bound=0)
 flags.DEFINE_integer("batch_size", None, "Examples per invocation (benchmark default 1, evaluate 64).", lower_bound=1)
 flags.DEFINE_integer("warmup", 10, "benchmark: untimed invocations first.", lower_bound=0)
 flags.DEFINE_integer("iterations", 100, "benchmark: timed invocations.", lower_bound=1)
@@ -59,12 +62,12 @@ def main(argv: list[str]) -> None:
         elif command == "generate":
             _generate(runner, inputs)
         elif command == "evaluate":
-            metrics = inference.evaluate(
+            metrics = tasks.evaluate(
                 runner, FLAGS.run_dir, FLAGS.dataset, FLAGS.data_dir, FLAGS.max_examples, FLAGS.batch_size or 64
             )
             print(" ".join(f"{k}={v:.4f}" for k, v in metrics.items()))
         else:
-            stats = inference.benchmark(runner, FLAGS.batch_size or 1, FLAGS.warmup, FLAGS.iterations)
+            stats = tasks.benchmark(runner, FLAGS.batch_size or 1, FLAGS.warmup, FLAGS.iterations)
             threads = FLAGS.num_threads or "default"
             print(f"{model_path}: threads={threads} batch={stats['batch_size']} iterations={stats['iterations']}")
             print("p50_ms  p90_ms  p99_ms  mean_ms  examples/s")
@@ -72,7 +75,7 @@ def main(argv: list[str]) -> None:
                 f"{stats['p50_ms']:6.2f}  {stats['p90_ms']:6.2f}  {stats['p99_ms']:6.2f}  "
                 f"{stats['mean_ms']:7.2f}  {stats['examples_per_second']:10.1f}"
             )
-    except (RunnerError, ValueError) as e:  # trainers' DataError and friends are ValueErrors with a user sentence
+    except (RunnerError, ValueError) as e:  # RunDirError, TokenizerError, GenerationError, DataError: a user sentence
         _fail(str(e))
 
 
@@ -96,17 +99,18 @@ def _top_k(command: str) -> int:
 def _classify(runner: LiteRTRunner, inputs: list[str]) -> None:
     if not inputs:
         _fail("classify needs inputs: image files or .npy arrays, or texts for a text classifier")
-    tokenizer = inference.load_tokenizer(runner.path, FLAGS.run_dir) if inference.task_of(runner) == "classify" else None
-    for label, p in inference.classify(runner, inputs, tokenizer):
+    task = tasks.classifier_for(runner, FLAGS.run_dir)
+    results = task.classify(inputs)
+    names = task.class_names(len(results[0][1]))
+    for label, p in results:
         best = p.argsort()[::-1][: _top_k("classify")]
-        print(f"{label}: " + "  ".join(f"{c}={p[c]:.3f}" for c in best))
+        print(f"{label}: " + "  ".join(f"{names[c]}={p[c]:.3f}" for c in best))
 
 
 def _fill_mask(runner: LiteRTRunner, inputs: list[str]) -> None:
     if len(inputs) != 1:
         _fail('fill_mask takes one text with [MASK] in it, quoted: "def [MASK](self):"')
-    tokenizer = inference.load_tokenizer(runner.path, FLAGS.run_dir)
-    for i, candidates in enumerate(inference.fill_mask(runner, inputs[0], tokenizer, _top_k("fill_mask"))):
+    for i, candidates in enumerate(tasks.fill_mask(runner, inputs[0], top_k=_top_k("fill_mask"), run_dir=FLAGS.run_dir)):
         print(f"[MASK] {i + 1}: " + "  ".join(f"{token}={p:.3f}" for token, p in candidates))
 
 
@@ -114,10 +118,9 @@ def _generate(runner: LiteRTRunner, inputs: list[str]) -> None:
     prompts = ([FLAGS.prompt] if FLAGS.prompt is not None else []) + inputs
     if len(prompts) != 1:
         _fail('generate takes one prompt: --prompt="def main(" (or the quoted text after the model)')
-    tokenizer = inference.load_tokenizer(runner.path, FLAGS.run_dir)
-    text = inference.generate(
-        runner, prompts[0], tokenizer, FLAGS.max_new_tokens, FLAGS.sampler, FLAGS.temperature, _top_k("generate"),
-        FLAGS.top_p, FLAGS.seed,
+    text = tasks.generate(
+        runner, prompts[0], None, FLAGS.max_new_tokens, FLAGS.sampler, FLAGS.temperature, _top_k("generate"),
+        FLAGS.top_p, FLAGS.seed, run_dir=FLAGS.run_dir,
     )
     print(prompts[0] + text)
 
@@ -128,8 +131,16 @@ def _fail(message: str) -> None:
     sys.exit(2)
 
 
+def _parse_flags(argv: list[str]) -> list[str]:
+    """absl's parsing, with a bad flag reported in one line (exit 2), not absl's usage dump."""
+    try:
+        return FLAGS(argv)
+    except flags.Error as e:
+        _fail(str(e))
+
+
 def run() -> None:
-    app.run(main)
+    app.run(main, flags_parser=_parse_flags)
 
 
 if __name__ == "__main__":

@@ -70,13 +70,12 @@ def token_stream(tokenizer: Tokenizer, texts: list[str]) -> np.ndarray:
 
 def encode_texts(tokenizer: Tokenizer, texts: list[str], length: int) -> dict[str, np.ndarray]:
     """[CLS] text [SEP], truncated and padded to `length`: how classifiers see text, in training
-    and at inference (`export.inference`)."""
-    token_ids = np.full((len(texts), length), tokenizer.pad_id, dtype=np.int32)
-    for row, ids in enumerate(tokenizer.encode_batch(texts)):
-        ids = [tokenizer.cls_id] + ids[: length - 2] + [tokenizer.sep_id]
-        token_ids[row, : len(ids)] = ids
-    padding_mask = (np.arange(length)[None, :] < (token_ids != tokenizer.pad_id).sum(1)[:, None]).astype(np.int8)
-    return {"token_ids": token_ids, "padding_mask": padding_mask}
+    and on device; one encoder, the runtime's (`export.runtime.tokenizer.encode_texts`)."""
+    from export.runtime.tokenizer import encode_texts as encode  # numpy + tokenizers only
+
+    encoded = encode(tokenizer, texts, length)
+    # int8 holds the mask in a quarter of the memory; the task casts it to int32.
+    return {"token_ids": encoded["token_ids"], "padding_mask": encoded["padding_mask"].astype(np.int8)}
 
 
 def _gather(arrays: dict[str, tf.Tensor], index) -> dict[str, tf.Tensor]:

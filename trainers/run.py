@@ -84,7 +84,7 @@ def main(argv: list[str]) -> None:
         formats = _export_formats(FLAGS.export)  # checked now, not after an hour of training
         strategy = get_strategy(FLAGS.strategy, FLAGS.tpu)
         metrics = train_and_evaluate(
-            config, run_dir, data_dir=FLAGS.data_dir, strategy=strategy, resume=FLAGS.resume, init_from=FLAGS.init_from
+            config, run_dir, strategy=strategy, resume=FLAGS.resume, init_from=FLAGS.init_from
         )
         if formats and is_chief(strategy):
             from export.exporter import export_run

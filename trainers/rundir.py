@@ -236,3 +236,4 @@ class RunDir:
                 f"--output_dir={self.path} holds a run with a different architecture ({', '.join(changed)}); "
                 "its checkpoints cannot be resumed: choose another --output_dir"
             )
+

@@ -11,7 +11,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-import export
+from export.exporter import export_run
 import zoo
 from export import formats
 from export.spec import model_spec
@@ -56,7 +56,7 @@ def mnist_run(tmp_path_factory, mnist_halves) -> str:
 @pytest.fixture(scope="session")
 def mnist_export(mnist_run, mnist_halves) -> dict:
     """All formats, every one evaluated on all 5,000 held-out real MNIST test digits."""
-    return export.export_run(mnist_run)
+    return export_run(mnist_run)
 
 
 def _which_module(path: Path, corpus: Path) -> str:
@@ -85,7 +85,7 @@ def bert_classifier_export(tmp_path_factory, stdlib_corpus) -> tuple[str, dict]:
     config.task = "classify"
     config.data.dataset = _which_module(tmp_path_factory.mktemp("data") / "which_module", stdlib_corpus)
     run_dir = _train(config, str(tmp_path_factory.mktemp("runs") / "bert_classifier"))
-    return run_dir, export.export_run(run_dir, representative_examples=100)
+    return run_dir, export_run(run_dir, representative_examples=100)
 
 
 @pytest.fixture(scope="session")
@@ -93,7 +93,7 @@ def bert_mlm_export(tmp_path_factory, stdlib_corpus) -> tuple[str, dict]:  # noq
     config = tiny_config("bert_small", train_steps=40, learning_rate=3e-3, eval_every=0)
     config.data.dataset = f"text:{stdlib_corpus}"
     run_dir = _train(config, str(tmp_path_factory.mktemp("runs") / "bert_mlm"))
-    return run_dir, export.export_run(run_dir, representative_examples=100)
+    return run_dir, export_run(run_dir, representative_examples=100)
 
 
 @pytest.fixture(scope="session")
@@ -101,7 +101,7 @@ def gpt_export(tmp_path_factory, stdlib_corpus) -> tuple[str, dict]:  # noqa: F8
     config = tiny_config("gpt_mini", train_steps=60, learning_rate=3e-3, eval_every=0)
     config.data.dataset = f"text:{stdlib_corpus}"
     run_dir = _train(config, str(tmp_path_factory.mktemp("runs") / "gpt"))
-    return run_dir, export.export_run(run_dir, representative_examples=100)
+    return run_dir, export_run(run_dir, representative_examples=100)
 
 
 @pytest.fixture(scope="session")

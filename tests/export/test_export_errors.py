@@ -8,7 +8,7 @@ import shutil
 import pytest
 import tensorflow as tf
 
-import export
+from export.exporter import export_run
 from export import formats, tflite
 from export.spec import ExportError
 
@@ -22,7 +22,7 @@ def test_unknown_format_is_named_with_the_valid_ones():
 
 def test_a_directory_without_a_run_is_refused(tmp_path):
     with pytest.raises(ExportError, match="not a run directory"):
-        export.export_run(str(tmp_path))
+        export_run(str(tmp_path))
 
 
 def test_a_model_needing_flex_ops_fails_naming_the_op(tmp_path):
@@ -43,10 +43,10 @@ def fresh_run(tmp_path, mnist_run) -> str:
 
 @pytest.mark.slow
 def test_export_refuses_to_overwrite_unless_asked(fresh_run, mnist_halves):
-    export.export_run(fresh_run, formats="tflite_float32", eval_examples=50)
+    export_run(fresh_run, formats="tflite_float32", eval_examples=50)
     with pytest.raises(ExportError, match="already exists; pass --overwrite"):
-        export.export_run(fresh_run, formats="tflite_dynamic", eval_examples=50)
-    report = export.export_run(fresh_run, formats="tflite_dynamic", overwrite=True, eval_examples=50)
+        export_run(fresh_run, formats="tflite_dynamic", eval_examples=50)
+    report = export_run(fresh_run, formats="tflite_dynamic", overwrite=True, eval_examples=50)
     assert sorted(os.listdir(os.path.join(fresh_run, "export"))) == ["model_dynamic.tflite", "report.json"]
     assert list(report["formats"]) == ["tflite_dynamic"]
     assert not [name for name in os.listdir(fresh_run) if name.startswith(".export")]
@@ -63,15 +63,15 @@ def test_a_failed_export_leaves_no_partial_files_and_keeps_the_old_export(fresh_
 
     monkeypatch.setattr(formats, "_write", fail_on_onnx)
     with pytest.raises(RuntimeError, match="disk full"):
-        export.export_run(fresh_run, formats="saved_model,tflite_float32,onnx")
+        export_run(fresh_run, formats="saved_model,tflite_float32,onnx")
     assert not os.path.exists(os.path.join(fresh_run, "export"))
     assert not [name for name in os.listdir(fresh_run) if name.startswith(".export")]
 
     monkeypatch.setattr(formats, "_write", write)
-    export.export_run(fresh_run, formats="tflite_float32", eval_examples=50)
+    export_run(fresh_run, formats="tflite_float32", eval_examples=50)
     monkeypatch.setattr(formats, "_write", fail_on_onnx)
     with pytest.raises(RuntimeError, match="disk full"):
-        export.export_run(fresh_run, formats="onnx", overwrite=True)
+        export_run(fresh_run, formats="onnx", overwrite=True)
     assert sorted(os.listdir(os.path.join(fresh_run, "export"))) == ["model_float32.tflite", "report.json"]
     assert not [name for name in os.listdir(fresh_run) if name.startswith(".export")]
 
@@ -81,7 +81,7 @@ def test_int8_keeps_layers_the_debugger_flags_in_float_and_says_which(tmp_path):
 
     import zoo
     from export import int8, saved_model
-    from export.litert import LiteRTRunner
+    from export.runtime.litert import LiteRTRunner
     from export.spec import model_spec
 
     model = zoo.get_model("mnist_mlp", hidden_units=(16,))
@@ -113,5 +113,5 @@ def test_a_mixed_precision_run_exports_float32_files_that_match_keras(tmp_path, 
     config.data.dataset = f"text:{stdlib_corpus}"
     run_dir = str(tmp_path / "bf16")
     train_and_evaluate(config, run_dir, strategy=one_device())
-    report = export.export_run(run_dir, formats="tflite_float32,onnx", eval_examples=16, representative_examples=4)
+    report = export_run(run_dir, formats="tflite_float32,onnx", eval_examples=16, representative_examples=4)
     assert report["gates"]["tflite_float32.max_abs_diff"]["passed"] and report["gates"]["onnx.max_abs_diff"]["passed"]

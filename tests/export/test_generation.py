@@ -13,10 +13,11 @@ import pytest
 from ai_edge_litert.interpreter import Interpreter
 
 import zoo
-from export import generation, inference
-from export.litert import LiteRTRunner, RunnerError
+from export import generation
+from export.runtime import tasks
+from export.runtime.litert import LiteRTRunner, RunnerError
+from export.runtime.sampling import GenerationError, Sampler
 from tests.trainers.conftest import REPO, TINY_TRANSFORMER
-from zoo.generation import GenerationError, Sampler
 from zoo.tokenizers import Tokenizer
 
 PROMPT = "def main("
@@ -119,7 +120,7 @@ def test_keras_fill_mask_ranks_tokens_as_the_tflite_model_does(bert_mlm_export):
     tokenizer = Tokenizer.load(os.path.join(run_dir, "tokenizer"))
     text = "def [MASK](self):\n    return [MASK]"
     ours = zoo.fill_mask(model, text, tokenizer, top_k=3)
-    theirs = inference.fill_mask(LiteRTRunner(os.path.join(run_dir, "export", "model_float32.tflite")), text, tokenizer, 3)
+    theirs = tasks.fill_mask(LiteRTRunner(os.path.join(run_dir, "export", "model_float32.tflite")), text, tokenizer, 3)
     assert [[t for t, _ in row] for row in ours] == [[t for t, _ in row] for row in theirs]
     np.testing.assert_allclose([[p for _, p in row] for row in ours], [[p for _, p in row] for row in theirs], atol=1e-4)
     result = run_module("trainers.generate", f"--run_dir={run_dir}", "--task=fill_mask", f"--prompt={text}", "--top_k=3")

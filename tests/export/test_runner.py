@@ -9,9 +9,9 @@ import sys
 import numpy as np
 import pytest
 
-from export import inference
-from export.litert import LiteRTRunner, RunnerError
 from export.runner import LiteRTRunner as ExportedName
+from export.runtime import tasks
+from export.runtime.litert import LiteRTRunner, RunnerError
 from tests.trainers.conftest import MNIST_T10K, REPO
 
 
@@ -66,7 +66,7 @@ def test_wrong_shape_dtype_or_names_name_what_was_expected(small_mlp_tflite):
 
 
 def test_benchmark_reports_latency_percentiles_and_throughput(small_mlp_tflite):
-    stats = inference.benchmark(LiteRTRunner(small_mlp_tflite["int8"], num_threads=1), batch_size=4, warmup=2, iterations=20)
+    stats = tasks.benchmark(LiteRTRunner(small_mlp_tflite["int8"], num_threads=1), batch_size=4, warmup=2, iterations=20)
     assert 0 < stats["p50_ms"] <= stats["p90_ms"] <= stats["p99_ms"]
     assert stats["examples_per_second"] > 0 and stats["batch_size"] == 4
 
@@ -78,7 +78,7 @@ def test_classify_reads_npy_arrays_and_image_files(tmp_path, small_mlp_tflite):
     np.save(tmp_path / "digits.npy", digits)
     tf.io.write_file(str(tmp_path / "digit.png"), tf.io.encode_png(digits[0][..., None]))
     runner = LiteRTRunner(small_mlp_tflite["float32"])
-    results = inference.classify(runner, [str(tmp_path / "digits.npy"), str(tmp_path / "digit.png")])
+    results = tasks.classify(runner, [str(tmp_path / "digits.npy"), str(tmp_path / "digit.png")])
     assert [name for name, _ in results] == [f"{tmp_path}/digits.npy[{i}]" for i in range(3)] + [f"{tmp_path}/digit.png"]
     np.testing.assert_allclose(results[0][1], results[3][1], atol=1e-5)  # same pixels either way
     assert all(p.shape == (10,) and abs(p.sum() - 1) < 1e-6 for _, p in results)
@@ -99,29 +99,29 @@ def test_evaluate_int8_on_the_full_real_mnist_test_set_matches_float(mnist_run, 
     metrics = {}
     for mode in ("float32", "int8"):
         runner = LiteRTRunner(os.path.join(mnist_run, "export", f"model_{mode}.tflite"), num_threads=2)
-        metrics[mode] = inference.evaluate(runner, dataset="mnist", data_dir=str(MNIST_T10K))
+        metrics[mode] = tasks.evaluate(runner, dataset="mnist", data_dir=str(MNIST_T10K))
     assert metrics["float32"]["accuracy"] >= 0.9
     assert abs(metrics["float32"]["accuracy"] - metrics["int8"]["accuracy"]) <= 0.005, metrics
 
 
 @pytest.mark.slow
-def test_evaluate_on_the_run_dataset_reproduces_the_export_report(gpt_export):
+def test_evaluate_on_the_runs_stored_examples_reproduces_the_export_report(gpt_export):
     run_dir, report = gpt_export
     runner = LiteRTRunner(os.path.join(run_dir, "export", "model_int8.tflite"))
-    metrics = inference.evaluate(runner)  # the run is found from the file's location
-    assert metrics["perplexity"] == pytest.approx(report["formats"]["tflite_int8"]["metrics"]["perplexity"], rel=0.05)
+    metrics = tasks.evaluate(runner)  # the run is found from the file's location
+    assert metrics == pytest.approx(report["formats"]["tflite_int8"]["metrics"], rel=1e-6)
 
 
 @pytest.mark.slow
 def test_fill_mask_returns_top_k_tokens_for_each_mask(bert_mlm_export):
     run_dir, _ = bert_mlm_export
     runner = LiteRTRunner(os.path.join(run_dir, "export", "model_int8.tflite"))
-    tokenizer = inference.load_tokenizer(runner.path)
-    candidates = inference.fill_mask(runner, "def [MASK](self, [MASK]):", tokenizer, top_k=3)
+    tokenizer = tasks.load_tokenizer(runner.path)
+    candidates = tasks.fill_mask(runner, "def [MASK](self, [MASK]):", tokenizer, top_k=3)
     assert len(candidates) == 2 and all(len(c) == 3 for c in candidates)
     assert all(isinstance(token, str) and 0 <= p <= 1 for c in candidates for token, p in c)
     with pytest.raises(RunnerError, match=r"no \[MASK\] in"):
-        inference.fill_mask(runner, "no mask here", tokenizer)
+        tasks.fill_mask(runner, "no mask here", tokenizer)
 
 
 @pytest.mark.slow

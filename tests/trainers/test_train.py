@@ -10,7 +10,6 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-import zoo
 from tests.trainers.conftest import one_device, tiny_config
 from trainers.config import ConfigError, defaults
 from trainers.rundir import RunDir

@@ -1,4 +1,4 @@
-"""`LiteRTRunner`: any exported .tflite behind one `predict(inputs) -> logits` call.
+"""`LiteRTRunner`: any exported .tflite behind one `predict(inputs) -> logits` call (LiteRT, no TensorFlow).
 
 It runs the model's signature (inputs by name, as exported), quantizes float inputs of int8
 models and dequantizes int8 outputs from the tensors' own quantization parameters, and checks
