@@ -23,7 +23,7 @@ import zoo
 from export import formats
 from export.runtime.tasks import benchmark
 from export.runtime.litert import LiteRTRunner
-from export.spec import model_spec
+from export.spec import signature_of
 
 FORMATS = ("tflite_float32", "tflite_dynamic", "tflite_int8")
 
@@ -41,7 +41,7 @@ def export_fresh(
         overrides.setdefault("head", head)
     model = zoo.get_model(model_name, **overrides)
     task = zoo.get_spec(model_name).task
-    spec = model_spec(model, task, sequence_length, max(1, int(np.ceil(0.15 * sequence_length))))
+    spec = signature_of(model, task, sequence_length, max(1, int(np.ceil(0.15 * sequence_length))))
     rng = np.random.default_rng(0)
 
     def example(t) -> np.ndarray:

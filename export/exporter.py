@@ -18,7 +18,7 @@ from absl import logging
 from export import formats as formats_lib
 from export import generation
 from export import report as report_lib
-from export.spec import ExportError, ModelSpec, model_spec
+from export.spec import ExportError, Signature, signature_of
 from trainers.config import Config
 from trainers.rundir import CALIBRATION, TARGETS, VALIDATION, RunDir, RunDirError, umask, write_json
 from trainers.tasks import TASKS, Task
@@ -134,12 +134,12 @@ def float32_model(model: keras.Model, config: Config) -> keras.Model:
     return rebuilt
 
 
-def spec_from_examples(model: keras.Model, task: type[Task], examples: dict[str, np.ndarray]) -> ModelSpec:
+def spec_from_examples(model: keras.Model, task: type[Task], examples: dict[str, np.ndarray]) -> Signature:
     """The export signature: the sequence length (and number of masked positions) the trainer's
     own stored examples have."""
     length = examples["token_ids"].shape[1] if "token_ids" in examples else None
     predictions = examples["mask_positions"].shape[1] if "mask_positions" in examples else None
-    return model_spec(model, task.name, length, predictions)
+    return signature_of(model, task.name, length, predictions)
 
 
 def _decode_models(task: type[Task], model, directory: str, formats: tuple[str, ...], validation, context, num_threads) -> dict | None:
@@ -171,7 +171,7 @@ def _count(examples: dict[str, np.ndarray]) -> int:
     return len(examples[TARGETS])
 
 
-def _representative_dataset(spec: ModelSpec, calibration: dict[str, np.ndarray], n: int):
+def _representative_dataset(spec: Signature, calibration: dict[str, np.ndarray], n: int):
     """The run's stored calibration examples, one at a time, keyed by input name (a positional
     list is matched in another order and fails with "gather index out of bounds")."""
     inputs = {t.name: np.asarray(calibration[t.name]).astype(t.dtype)[:n] for t in spec.inputs}

@@ -16,7 +16,7 @@ from absl import logging
 from export import int8, onnx, saved_model, tflite
 from export.evaluate import Predictor
 from export.runtime.litert import LiteRTRunner
-from export.spec import ExportError, ModelSpec
+from export.spec import ExportError, Signature
 
 FILES = {
     "saved_model": "saved_model",
@@ -42,7 +42,7 @@ def parse_formats(formats: str | list[str] | tuple[str, ...] | None) -> tuple[st
 
 def export_formats(
     model: keras.Model,
-    spec: ModelSpec,
+    spec: Signature,
     directory: str,
     formats: tuple[str, ...],
     representative_dataset: int8.RepresentativeDataset | None = None,
@@ -66,7 +66,7 @@ def export_formats(
     return written
 
 
-def _write(fmt: str, model, spec: ModelSpec, path: str, saved_model_dir: str, representative_dataset) -> dict:
+def _write(fmt: str, model, spec: Signature, path: str, saved_model_dir: str, representative_dataset) -> dict:
     if fmt == "saved_model":
         saved_model.export_saved_model(model, spec, path)
         return {}
@@ -97,7 +97,7 @@ def predictor(fmt: str, path: str, num_threads: int | None = None) -> Predictor:
     return LiteRTRunner(path, num_threads=num_threads).predict
 
 
-def keras_predictor(model: keras.Model, spec: ModelSpec) -> Predictor:
+def keras_predictor(model: keras.Model, spec: Signature) -> Predictor:
     return lambda inputs: np.asarray(model(spec.model_inputs(inputs), training=False))
 
 

@@ -10,12 +10,12 @@ import keras
 import numpy as np
 
 from export.evaluate import Predictor
-from export.spec import OUTPUT, ExportError, ModelSpec, serving_function
+from export.spec import OUTPUT, ExportError, Signature, serving_function
 
 OPSET = 17
 
 
-def export_onnx(model: keras.Model, spec: ModelSpec, path: str, opset: int = OPSET) -> None:
+def export_onnx(model: keras.Model, spec: Signature, path: str, opset: int = OPSET) -> None:
     import tf2onnx  # slow to import; only export needs it
 
     if opset < OPSET:

@@ -12,7 +12,7 @@ from absl import logging
 
 from export.evaluate import Predictor, max_abs_diff, predict_in_batches
 from export.runtime.metrics import evaluate_predictor
-from export.spec import ModelSpec
+from export.spec import Signature
 from trainers.tasks import Task
 
 # SavedModel, float32 TFLite and ONNX compute in float32 like Keras: only op order differs.
@@ -24,7 +24,7 @@ SIZE_LIMITS = {"tflite_float16": 0.55, "tflite_dynamic": 0.3, "tflite_int8": 0.3
 
 def check(
     task: type[Task],
-    spec: ModelSpec,
+    spec: Signature,
     reference: Predictor,
     predictors: dict[str, Predictor],
     examples: dict[str, np.ndarray],

@@ -14,12 +14,12 @@ This entry point imports the runtime only (and absl): no TensorFlow, no trainer.
 
 from __future__ import annotations
 
-import sys
 
-from absl import app, flags, logging
+from absl import app, flags
 
 from export.runtime import tasks
 from export.runtime.litert import LiteRTRunner, RunnerError
+from trainers import cli
 
 __all__ = ["LiteRTRunner", "RunnerError"]
 
@@ -126,21 +126,11 @@ def _generate(runner: LiteRTRunner, inputs: list[str]) -> None:
 
 
 def _fail(message: str) -> None:
-    logging.flush()
-    print(f"export.runner: error: {message}", file=sys.stderr)
-    sys.exit(2)
-
-
-def _parse_flags(argv: list[str]) -> list[str]:
-    """absl's parsing, with a bad flag reported in one line (exit 2), not absl's usage dump."""
-    try:
-        return FLAGS(argv)
-    except flags.Error as e:
-        _fail(str(e))
+    cli.fail("export.runner", message)
 
 
 def run() -> None:
-    app.run(main, flags_parser=_parse_flags)
+    app.run(main, flags_parser=cli.flags_parser("export.runner"))
 
 
 if __name__ == "__main__":

@@ -12,12 +12,12 @@ import numpy as np
 import tensorflow as tf
 
 from export.evaluate import Predictor
-from export.spec import OUTPUT, ModelSpec, serving_function
+from export.spec import OUTPUT, Signature, serving_function
 
 SIGNATURE = "serving_default"
 
 
-def export_saved_model(model: keras.Model, spec: ModelSpec, path: str) -> None:
+def export_saved_model(model: keras.Model, spec: Signature, path: str) -> None:
     """Writes `path` with `serving_default(**spec.inputs) -> {"logits": ...}`, inputs named and typed."""
     archive = keras.export.ExportArchive()
     archive.track(model)

@@ -1,6 +1,6 @@
 """What an exported model takes and returns: named, typed inputs with a fixed sequence length.
 
-Every format is written from one `ModelSpec`, so SavedModel, TFLite and ONNX signatures read the
+Every format is written from one `Signature`, so SavedModel, TFLite and ONNX signatures read the
 same as the Keras model's inputs (`token_ids`, `padding_mask`, ...) and its output (`logits`).
 The batch dimension stays free; every other dimension is fixed, because TFLite and its int8
 kernels run fastest, and only reliably, on static shapes.
@@ -35,7 +35,7 @@ class TensorInfo:
 
 
 @dataclasses.dataclass(frozen=True)
-class ModelSpec:
+class Signature:
     """The fixed signature every format is exported with, and the task its outputs serve."""
 
     task: str
@@ -66,7 +66,7 @@ class ModelSpec:
         }
 
 
-def model_spec(model: keras.Model, task: str, sequence_length: int | None = None, num_predictions: int | None = None) -> ModelSpec:
+def signature_of(model: keras.Model, task: str, sequence_length: int | None = None, num_predictions: int | None = None) -> Signature:
     """Fixes the model's free non-batch dimensions: sequence length, or the number of masked positions."""
     inputs = []
     for tensor in model.inputs:
@@ -78,10 +78,10 @@ def model_spec(model: keras.Model, task: str, sequence_length: int | None = None
                 "give the sequence length (config data.sequence_length) to fix it"
             )
         inputs.append(TensorInfo(tensor.name, tuple(shape), np.dtype(tensor.dtype).name))
-    return ModelSpec(task, tuple(inputs), sequence_length, num_predictions)
+    return Signature(task, tuple(inputs), sequence_length, num_predictions)
 
 
-def serving_function(model: keras.Model, spec: ModelSpec):
+def serving_function(model: keras.Model, spec: Signature):
     """A `tf.function` taking the spec's inputs positionally and returning `{"logits": ...}`."""
 
     def serve(*tensors):

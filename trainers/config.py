@@ -148,10 +148,11 @@ def _validate(config: Config) -> None:
     train = config.train
     if train.mixed_precision not in MIXED_PRECISION:
         raise ConfigError(f"mixed_precision={train.mixed_precision!r}; choose one of {', '.join(MIXED_PRECISION)}")
-    for key in ("batch_size", "train_steps", "steps_per_loop", "keep_checkpoints"):
+    for key in ("batch_size", "steps_per_loop", "keep_checkpoints"):
         if getattr(train, key) < 1:
             raise ConfigError(f"config.train.{key}={getattr(train, key)} must be >= 1")
-    for key in ("warmup_steps", "checkpoint_every", "eval_every", "eval_batches", "final_eval_batches"):
+    # train_steps=0 evaluates and writes the run without training (e.g. an imported checkpoint).
+    for key in ("train_steps", "warmup_steps", "checkpoint_every", "eval_every", "eval_batches", "final_eval_batches"):
         if getattr(train, key) < 0:
             raise ConfigError(f"config.train.{key}={getattr(train, key)} must be >= 0")
     if train.learning_rate <= 0:

@@ -31,7 +31,7 @@ flags.DEFINE_string(
 )
 flags.DEFINE_string("data_dir", None, "Where mnist IDX files / tensorflow-datasets data live.")
 flags.DEFINE_string("output_dir", None, "The run directory (default: runs/<model>).")
-flags.DEFINE_integer("train_steps", None, "Total optimizer steps.", lower_bound=1)
+flags.DEFINE_integer("train_steps", None, "Total optimizer steps (0: only evaluate and write the run).", lower_bound=0)
 flags.DEFINE_integer("eval_every", None, "Evaluate every N steps (0: only at the end).", lower_bound=0)
 flags.DEFINE_integer("batch_size", None, "Global batch size (split across replicas).", lower_bound=1)
 flags.DEFINE_float("learning_rate", None, "Peak learning rate.", lower_bound=0.0)

@@ -14,7 +14,7 @@ import pytest
 from export.exporter import export_run
 import zoo
 from export import formats
-from export.spec import model_spec
+from export.spec import signature_of
 from tests.trainers.conftest import MNIST_T10K, one_device, stdlib_corpus, tiny_config  # noqa: F401 (fixture)
 from trainers import data
 from trainers.train import train_and_evaluate
@@ -108,7 +108,7 @@ def gpt_export(tmp_path_factory, stdlib_corpus) -> tuple[str, dict]:  # noqa: F8
 def small_mlp_tflite(tmp_path_factory) -> dict[str, str]:
     """An untrained small image MLP as float32 and int8 .tflite files: fast runner tests."""
     model = zoo.get_model("mnist_mlp", hidden_units=(32,))
-    spec = model_spec(model, "image_classification")
+    spec = signature_of(model, "image_classification")
     rng = np.random.default_rng(0)
 
     def representative():

@@ -82,10 +82,10 @@ def test_int8_keeps_layers_the_debugger_flags_in_float_and_says_which(tmp_path):
     import zoo
     from export import int8, saved_model
     from export.runtime.litert import LiteRTRunner
-    from export.spec import model_spec
+    from export.spec import signature_of
 
     model = zoo.get_model("mnist_mlp", hidden_units=(16,))
-    saved_model.export_saved_model(model, model_spec(model, "image_classification"), str(tmp_path / "sm"))
+    saved_model.export_saved_model(model, signature_of(model, "image_classification"), str(tmp_path / "sm"))
     rng = np.random.default_rng(0)
 
     def representative():

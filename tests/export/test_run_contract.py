@@ -14,6 +14,8 @@ from pathlib import Path
 import pytest
 
 from export.exporter import export_run
+from export.runtime import tasks as runtime_tasks
+from export.runtime.litert import LiteRTRunner
 from export.formats import FORMATS
 from tests.trainers.conftest import REPO, one_device, tiny_config
 from trainers.train import train_and_evaluate
@@ -48,6 +50,8 @@ def test_a_copied_run_exports_every_format_and_generates_without_its_corpus(move
         trained = json.load(f)
     assert report["keras"]["metrics"]["loss"] == pytest.approx(trained["loss"], rel=1e-5)
     assert report["formats"]["tflite_float32"]["metrics"]["loss"] == pytest.approx(trained["loss"], rel=1e-4)
+    runner = LiteRTRunner(str(moved_gpt_run / "export" / "model_int8.tflite"))
+    assert runtime_tasks.evaluate(runner) == pytest.approx(report["formats"]["tflite_int8"]["metrics"], rel=1e-6)
 
     env = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "2"}
     result = subprocess.run(

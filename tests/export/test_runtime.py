@@ -27,7 +27,7 @@ from export.runtime import metrics, sampling, tasks
 from export.runtime.decoder import TFLiteDecoder
 from export.runtime.litert import LiteRTRunner, RunnerError
 from export.runtime.tokenizer import Tokenizer, encode_texts
-from export.spec import model_spec
+from export.spec import signature_of
 from tests.trainers.conftest import MNIST_T10K, REPO, TINY_TRANSFORMER
 from trainers.rundir import RunDir, RunDirError
 from zoo import generation as keras_generation
@@ -56,7 +56,7 @@ def _make_run(root, name: str, task: str, examples: dict[str, np.ndarray], label
 
 def _export_float32(model: keras.Model, run: RunDir, task: str, predictions: int | None = None) -> str:
     length = LENGTH if task != "image_classification" else None
-    formats.export_formats(model, model_spec(model, task, length, predictions), run.export_dir, ("tflite_float32",))
+    formats.export_formats(model, signature_of(model, task, length, predictions), run.export_dir, ("tflite_float32",))
     return os.path.join(run.export_dir, formats.FILES["tflite_float32"])
 
 

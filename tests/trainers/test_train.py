@@ -167,3 +167,19 @@ def test_mixed_precision_trains_with_float32_weights_and_restores_the_global_pol
     assert keras.mixed_precision.global_policy().name == "float32"
     model = keras.models.load_model(os.path.join(tmp_path, precision, "model.keras"))
     assert all(w.dtype == "float32" for w in model.weights)
+
+
+def test_a_run_whose_tokenizer_is_gone_is_refused_not_given_a_new_one(tmp_path, bert_run):
+    """A new tokenizer would silently renumber the vocabulary under the checkpoint's embeddings."""
+    import shutil
+
+    from trainers.rundir import RunDirError
+
+    run_dir, _ = bert_run
+    copy = tmp_path / "run"
+    shutil.copytree(run_dir, copy)
+    shutil.rmtree(copy / "tokenizer")
+    config = tiny_config("bert_small", train_steps=80, learning_rate=3e-3, checkpoint_every=40, eval_every=40)
+    config.data.dataset = RunDir(run_dir).read_config()["data"]["dataset"]
+    with pytest.raises(RunDirError, match="holds checkpoints but no tokenizer"):
+        train_and_evaluate(config, str(copy), strategy=one_device())
