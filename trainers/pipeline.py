@@ -15,7 +15,7 @@ import numpy as np
 import tensorflow as tf
 from absl import logging
 
-from trainers import data, text_data
+from trainers import data, pretrained, text_data
 from trainers.config import Config
 from trainers.rundir import TARGET_WEIGHTS, RunDir, RunDirError
 from trainers.tasks import Task, TaskData, task_class
@@ -34,12 +34,15 @@ def prepare(config: Config, run: RunDir, data_dir: str | None, init_from: str | 
 
 
 def _tokenizer(kind: str, texts: text_data.TextData, vocab_size: int, run: RunDir, init_from: str | None) -> Tokenizer:
-    """The run's tokenizer: the one it already has, the `--init_from` run's, or — for a new run
-    only — one trained on its text (cached by corpus, so a second new run skips the training)."""
-    for source in (run, init_from and RunDir(init_from)):
-        if source and source.has_tokenizer():
-            logging.info("using the tokenizer in %s", source.tokenizer_dir)
-            return source.load_tokenizer()
+    """The run's tokenizer: the one it already has, `--init_from`'s (a run's or a checkpoint's), or
+    — for a new run only — one trained on its text (cached by corpus, so a second new run skips
+    the training)."""
+    if run.has_tokenizer():
+        logging.info("using the tokenizer in %s", run.tokenizer_dir)
+        return run.load_tokenizer()
+    if init_from:
+        logging.info("using the tokenizer of %s", init_from)
+        return pretrained.tokenizer(init_from, kind) if pretrained.is_checkpoint(init_from) else RunDir(init_from).load_tokenizer()
     if run.has_checkpoints():
         raise RunDirError(f"{run.path} holds checkpoints but no tokenizer/; they cannot be resumed without it: choose another --output_dir")
     cache = os.path.join(data.default_cache_dir(), "tokenizers", f"{kind}-{vocab_size}-{texts.fingerprint[:16]}")

@@ -51,6 +51,7 @@ class Task:
     name: ClassVar[str] = ""
     features: ClassVar[tuple[str, ...]] = ()  # model input names
     families: ClassVar[tuple[str, ...]] = ()  # model families that can do this task
+    head: ClassVar[str | None] = None  # the `head=` the family builder takes for this task
     tokenizer_kind: ClassVar[str | None] = None  # text tasks: the tokenizer a new run trains
     labeled: ClassVar[bool] = False  # text tasks: the corpus needs labels
     reports_perplexity: ClassVar[bool] = False  # language models: exp(loss) beside loss and accuracy
@@ -141,6 +142,7 @@ class TextClassification(Task):
     name = "classify"
     features = ("token_ids", "segment_ids", "padding_mask")
     families = ("bert",)
+    head = "classifier"
     tokenizer_kind = WORDPIECE
     labeled = True
     int8_gate = ("accuracy", "drop", 0.01)
@@ -194,6 +196,7 @@ class MaskedLM(Task):
     name = "masked_lm"
     features = ("token_ids", "segment_ids", "padding_mask", "mask_positions")
     families = ("bert",)
+    head = "masked_lm"
     tokenizer_kind = WORDPIECE
     reports_perplexity = True
 
@@ -248,6 +251,7 @@ class CausalLM(Task):
     name = "causal_lm"
     features = ("token_ids", "padding_mask")
     families = ("gpt",)
+    head = "causal_lm"
     tokenizer_kind = BYTE_BPE
     reports_perplexity = True
     int8_gate = ("perplexity", "ratio", 1.05)

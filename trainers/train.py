@@ -18,7 +18,7 @@ import tensorflow as tf
 from absl import logging
 
 import zoo
-from trainers import loop, pipeline
+from trainers import loop, pipeline, pretrained
 from trainers.config import Config, ConfigError, resolve
 from trainers.rundir import CALIBRATION, VALIDATION, RunDir, RunDirError
 from trainers.strategy import get_strategy, is_chief
@@ -59,7 +59,11 @@ def train_and_evaluate(
     _check_replicas(config, strategy)
     task_class(config)  # a family that cannot do the task is refused before any data loads
     run.check_compatible(config.to_json(), resume)
-    if init_from:
+    source = None  # the model whose weights start a new run: --init_from's
+    if init_from and pretrained.is_checkpoint(init_from):
+        init_from = zoo.pretrained.local_directory(init_from)
+        config, source = pretrained.adopt(config, init_from)
+    elif init_from:
         config = _adopt_architecture(config, RunDir(init_from))
     chief = is_chief(strategy)
     # Only the chief writes the run; other workers checkpoint into a scratch directory.
@@ -68,12 +72,17 @@ def train_and_evaluate(
         with _precision(config.train.mixed_precision):
             keras.utils.set_random_seed(config.train.seed)
             task, task_data = pipeline.prepare(config, run, data_dir, init_from)
-            config = config.with_model(**task_data.model_overrides)
+            overrides = dict(task_data.model_overrides)
+            if init_from:  # the source's embedding fits its tokenizer; the geometry stays the source's
+                overrides.pop("vocab_size", None)
+            config = config.with_model(**overrides)
             run.check_same_architecture(config.to_json()["model"])
             if chief:
                 _write_run_start(run, config, task_data)
             state = create_state(config, strategy, write_dir)
-            restore_or_initialize(state, run if resume else None, init_from, task, task_data)
+            if init_from and source is None:
+                source = RunDir(init_from).load_model()
+            restore_or_initialize(state, run if resume else None, source, task, task_data)
             writer = tf.summary.create_file_writer(run.logs_dir) if chief else tf.summary.create_noop_writer()
             evaluate = make_evaluate(state.model, strategy, task, config.train.batch_size)
             run_loop(state, config, strategy, task, task_data, evaluate, writer)
@@ -100,15 +109,17 @@ def create_state(config: Config, strategy: tf.distribute.Strategy, write_dir: Ru
     return TrainState(model, optimizer, step, examples_seen, checkpoint, manager)
 
 
-def restore_or_initialize(state: TrainState, run: RunDir | None, init_from: str | None, task: Task, task_data: TaskData) -> None:
-    """The newest checkpoint of `run` (None: do not resume), else `init_from`'s backbone, else the
-    task's data-dependent initialisation of a fresh model."""
+def restore_or_initialize(state: TrainState, run: RunDir | None, source: keras.Model | None, task: Task, task_data: TaskData) -> None:
+    """The newest checkpoint of `run` (None: do not resume), else `source`'s weights (--init_from:
+    all of them for the same model, else its backbone), else the task's data-dependent
+    initialisation of a fresh model."""
     latest = tf.train.latest_checkpoint(run.checkpoints_dir) if run is not None else None
     if latest:
         state.checkpoint.restore(latest).assert_existing_objects_matched()
         logging.info("resumed from %s at step %d", latest, int(state.step))
-    elif init_from:
-        _load_backbone(state.model, RunDir(init_from))
+    elif source is not None:
+        copied = pretrained.load_weights(state.model, source)
+        logging.info("initialised the %s's weights from %s", copied, source.name)
     else:
         task.initialize(state.model, task_data)
 
@@ -214,13 +225,6 @@ def _adopt_architecture(config: Config, source: RunDir) -> Config:
     if previous["name"] != config.name:
         raise RunDirError(f"--init_from={source.path} is a {previous['name']} run; it cannot initialise {config.name}")
     return config.with_model(**{k: v for k, v in previous["model"].items() if k not in ("head", "num_classes")})
-
-
-def _load_backbone(model: keras.Model, source: RunDir) -> None:
-    pretrained = source.load_model()
-    target = getattr(model, "backbone", model)
-    target.set_weights(getattr(pretrained, "backbone", pretrained).get_weights())
-    logging.info("initialised %s from %s", target.name, source.path)
 
 
 def _log_scalars(writer, prefix: str, metrics: dict[str, float], step: int) -> None:
