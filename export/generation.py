@@ -23,7 +23,7 @@ import tensorflow as tf
 from export import tflite
 from export.litert import LiteRTRunner, RunnerError
 from export.spec import ExportError
-from zoo import generation
+from zoo import CausalLM, generation
 
 PREFILL, DECODE = "prefill", "decode"
 FILES = {"float32": "gpt_decode.tflite", "int8": "gpt_decode_int8.tflite"}
@@ -55,7 +55,7 @@ def decode_functions(model: keras.Model, context: int) -> dict[str, tf.types.exp
 
 def check_context(model: keras.Model, context: int | None) -> int:
     """The decode models' context: `context`, or the model's own; at most the model's positions."""
-    if not hasattr(model, "call_with_cache"):
+    if not isinstance(model, CausalLM):
         raise ExportError(f"{model.name} has no key/value cache; decode models are for GPT causal LMs")
     limit = int(model.backbone.max_sequence_length)
     if context is not None and not 2 <= context <= limit:

@@ -5,10 +5,14 @@ was not imported.
 """
 
 from zoo import bert, gpt, mlp, tokenizers  # noqa: F401  (importing a family registers it)
+from zoo.base import Backbone, CausalLM, Task
 from zoo.generation import GenerationError, Generator, Sampler, fill_mask, generate
 from zoo.registry import ModelSpec, get_config, get_model, get_spec, list_models, register_model
 
 __all__ = [
+    "Backbone",
+    "CausalLM",
+    "Task",
     "GenerationError",
     "Generator",
     "ModelSpec",
