@@ -180,17 +180,24 @@ class MaskedLMHead(keras.layers.Layer):
 class BertMaskedLM(Task):
     """Masked-LM pretraining model: the backbone inputs plus `mask_positions` -> `logits`.
 
-    `head_activation` defaults to the backbone's activation; checkpoints may differ (keras-hub
-    runs its encoder with tanh GELU and its masked-LM head with exact GELU).
+    `head_activation` and `head_layer_norm_epsilon` default to the backbone's; checkpoints may
+    differ (keras-hub's head runs exact GELU and epsilon 1e-5 over a tanh-GELU, 1e-12 encoder).
     """
 
-    def __init__(self, backbone: BertBackbone, head_activation: str | None = None, **kwargs):
+    def __init__(
+        self,
+        backbone: BertBackbone,
+        head_activation: str | None = None,
+        head_layer_norm_epsilon: float | None = None,
+        **kwargs,
+    ):
         inputs = {**_token_inputs(), "mask_positions": keras.Input(shape=(None,), dtype="int32", name="mask_positions")}
         features = backbone({k: inputs[k] for k in ("token_ids", "segment_ids", "padding_mask")})
         head_activation = head_activation or backbone.activation
+        head_layer_norm_epsilon = head_layer_norm_epsilon or backbone.layer_norm_epsilon
         self.head = MaskedLMHead(
             backbone.token_embedding,
-            backbone.layer_norm_epsilon,
+            head_layer_norm_epsilon,
             activation=head_activation,
             dtype=backbone.dtype_policy,
             name="mlm_head",
@@ -199,6 +206,7 @@ class BertMaskedLM(Task):
         super().__init__(inputs=inputs, outputs=logits, **kwargs)
         self.backbone = backbone
         self.head_activation = head_activation
+        self.head_layer_norm_epsilon = head_layer_norm_epsilon
 
     def set_output_bias(self, values: np.ndarray) -> None:
         """Sets the per-token output bias (vocab,), e.g. to the training text's log unigram prior."""
@@ -242,6 +250,7 @@ def bert(
     normalize_first: bool = False,
     activation: str = "gelu_approximate",
     head_activation: str | None = None,
+    head_layer_norm_epsilon: float | None = None,
     head: str = "masked_lm",
     num_classes: int = 2,
 ) -> keras.Model:
@@ -250,7 +259,8 @@ def bert(
     `normalize_first=True` moves LayerNorm before each sub-layer (pre-LN, as GPT-2): it trains
     from scratch without BERT's long post-LN plateau (Xiong et al. 2020), at the cost of not
     being the original BERT layout. `activation="gelu"` is exact (erf) GELU, as original BERT
-    checkpoints use; `head_activation` is the masked-LM head's (default: `activation`).
+    checkpoints use; `head_activation` / `head_layer_norm_epsilon` are the masked-LM head's
+    (default: the encoder's).
     """
     if head not in HEADS:
         raise ValueError(f"unknown BERT head {head!r}; choose one of {', '.join(HEADS)}")
@@ -272,7 +282,9 @@ def bert(
         return backbone
     if head == "classifier":
         return BertClassifier(backbone, num_classes=num_classes, dropout=dropout, name="bert_classifier")
-    return BertMaskedLM(backbone, head_activation=head_activation, name="bert_masked_lm")
+    return BertMaskedLM(
+        backbone, head_activation=head_activation, head_layer_norm_epsilon=head_layer_norm_epsilon, name="bert_masked_lm"
+    )
 
 
 for _name, _preset in PRESETS.items():

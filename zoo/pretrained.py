@@ -100,7 +100,7 @@ def _keras_hub_checkpoint(directory: str):
     masked_lm = family == "bert" and keras_hub.has_masked_lm_head(directory)
     kwargs = keras_hub.builder_kwargs(family, config)
     if masked_lm:
-        kwargs["head_activation"] = keras_hub.MASKED_LM_ACTIVATION
+        kwargs.update(head_activation=keras_hub.MASKED_LM_ACTIVATION, head_layer_norm_epsilon=keras_hub.MASKED_LM_EPSILON)
     source = DictSource(keras_hub.read_tensors(directory, family, config, masked_lm))
     head = {"bert": "masked_lm" if masked_lm else "backbone", "gpt2": "causal_lm"}[family]
     return family, kwargs, source, head

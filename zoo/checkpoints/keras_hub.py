@@ -23,8 +23,9 @@ WEIGHTS = "model.weights.h5"
 TASK_CONFIG = "task.json"
 TASK_WEIGHTS = "task.weights.h5"
 BACKBONES = {"keras_hub>BertBackbone": "bert", "keras_hub>GPT2Backbone": "gpt2"}
-# keras-hub runs both encoders with tanh GELU and its masked-LM head with exact GELU.
-ACTIVATION, MASKED_LM_ACTIVATION = "gelu_approximate", "gelu"
+# keras-hub runs both encoders with tanh GELU, and its masked-LM head with exact GELU and a
+# LayerNorm epsilon of 1e-5 (original BERT: 1e-12 everywhere).
+ACTIVATION, MASKED_LM_ACTIVATION, MASKED_LM_EPSILON = "gelu_approximate", "gelu", 1e-5
 
 
 @dataclasses.dataclass(frozen=True)
