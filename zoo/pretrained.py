@@ -47,12 +47,13 @@ def from_pretrained(path: str | os.PathLike, head: str | None = None, **override
     if head == "classifier" and "num_classes" not in overrides:
         shapes = {canonical_name(n): source.shape(n) for n in source.names()}
         kwargs["num_classes"] = names.num_classes(shapes, config) or 2
-    model = _build(builder, {**kwargs, "head": head, **overrides})
+    kwargs = {**kwargs, "head": head, **overrides}
+    _check_tokenizer(directory, kwargs["vocab_size"])
+    model = _build(builder, kwargs)
     fresh = head == "classifier" and hf_bert.CLASSIFIER_MARKER not in stored
     if fresh:
         logging.info("%s has no classifier: its %d-class head starts fresh", directory, model.num_classes)
     load_slots(names.slots(model, fresh_head=fresh), source, where=directory, ignorable=names.IGNORABLE)
-    _check_tokenizer(directory, model)
     return model
 
 
@@ -114,10 +115,9 @@ def _build(builder, kwargs: dict) -> keras.Model:
     return builder(**kwargs)
 
 
-def _check_tokenizer(directory: str, model: keras.Model) -> None:
-    """A tokenizer shipped with the weights must not produce ids past the embedding."""
+def _check_tokenizer(directory: str, rows: int) -> None:
+    """A tokenizer shipped with the weights must not produce ids past the embedding's `rows`."""
     tokenizer = Tokenizer.from_pretrained(directory, missing_ok=True)
-    rows = _backbone(model).vocab_size
     if tokenizer is not None and tokenizer.vocab_size > rows:
         raise CheckpointError(
             f"the tokenizer in {directory} has {tokenizer.vocab_size} tokens but the embedding only {rows} rows; "
@@ -172,6 +172,8 @@ def _save_keras_hub(model, tokenizer, directory, family, tensors) -> None:
     backbone = _backbone(model)
     if backbone.activation != keras_hub.ACTIVATION:
         logging.warning("keras-hub runs %s with tanh GELU; this model uses %s", family, backbone.activation)
+    if isinstance(model, bert.BertClassifier):
+        logging.warning("keras-hub presets written here hold the backbone only: the classifier head is not saved")
     masked_lm = isinstance(model, bert.BertMaskedLM)
     keras_hub.write(directory, family, keras_hub.backbone_config(family, backbone), tensors, masked_lm)
     if tokenizer is not None:
