@@ -192,3 +192,14 @@ def test_exact_gelu_bert_exports_to_tflite_builtin_ops_only(tmp_path):
     converter.target_spec.supported_ops = [tf.lite.OpsSet.TFLITE_BUILTINS]
     ops = {op["op_name"] for op in Interpreter(model_content=converter.convert())._get_ops_details()}
     assert "GELU" in ops and not any("ERF" in op.upper() or op.startswith("Flex") for op in ops), ops
+
+
+def test_hf_scheme_downloads_through_huggingface_hub_then_loads_locally(tmp_path, monkeypatch):
+    """No network in tests: snapshot_download is replaced by a function returning a local copy."""
+    import huggingface_hub
+
+    directory = hf_files.write_checkpoint(tmp_path / "gpt2", GPT2_CONFIG, hf_files.gpt2_tensors())
+    asked = []
+    monkeypatch.setattr(huggingface_hub, "snapshot_download", lambda repo_id, **kwargs: asked.append(repo_id) or directory)
+    assert isinstance(zoo.from_pretrained("hf://openai-community/gpt2"), zoo.CausalLM)
+    assert asked == ["openai-community/gpt2"]
