@@ -25,9 +25,17 @@ setup(
         "tf2onnx>=1.17",  # ONNX export (from_function; from_keras fails on Keras 3); co-installs with TF 2.21's protobuf
         "onnx>=1.17",  # the ONNX format itself (tf2onnx writes it; tests read its opset)
         "onnxruntime>=1.20",  # runs the exported ONNX for the parity check
+        "safetensors>=0.4",  # zoo.from_pretrained / save_pretrained: Hugging Face weights
+        "huggingface_hub>=0.20",  # zoo.from_pretrained("hf://ORG/NAME") downloads (only when asked)
+        "h5py>=3.10",  # keras-hub presets (model.weights.h5), read and written without keras-hub
     ],
     extras_require={
-        "test": ["pytest>=8"],
+        "test": [
+            "pytest>=8",
+            "keras-hub==0.32.0",  # the referee for checkpoint import/export (tests/zoo/test_keras_hub_referee.py)
+            "transformers>=5",  # tokenizer parity; installs without torch
+            "scipy>=1.11",  # erf for the numpy BERT reference
+        ],
         # keras-hub is the "theirs" of python -m benchmarks.run; 0.32 pulls tensorflow-text 2.21 and keeps TF 2.21 / Keras 3.15.
         "bench": ["keras-hub==0.32.0"],
     },

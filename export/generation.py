@@ -24,7 +24,7 @@ from export import tflite
 from export.runtime.decoder import DECODE, DECODE_FILE, PREFILL, TFLiteDecoder
 from export.runtime.litert import LiteRTRunner
 from export.spec import ExportError
-from zoo import generation
+from zoo import CausalLM, generation
 
 FILES = {"float32": DECODE_FILE, "int8": "gpt_decode_int8.tflite"}
 # int8 weights with float activations: the cache stays float32 and every op a builtin; full int8
@@ -54,7 +54,7 @@ def decode_functions(model: keras.Model, context: int) -> dict[str, tf.types.exp
 
 def check_context(model: keras.Model, context: int | None) -> int:
     """The decode models' context: `context`, or the model's own; at most the model's positions."""
-    if not hasattr(model, "call_with_cache"):
+    if not isinstance(model, CausalLM):
         raise ExportError(f"{model.name} has no key/value cache; decode models are for GPT causal LMs")
     limit = int(model.backbone.max_sequence_length)
     if context is not None and not 2 <= context <= limit:

@@ -8,13 +8,15 @@ a backbone instead of re-implementing it.
 from __future__ import annotations
 
 import keras
+import numpy as np
 from keras import ops
 
+from zoo.base import Backbone, Task
 from zoo.layers import (
     PositionEmbedding,
     TransformerBlock,
     dense_initializer,
-    gelu_tanh,
+    get_activation,
     POST_LN_ATTENTION_INITIALIZER,
     tokenwise,
 )
@@ -38,7 +40,7 @@ def _token_inputs() -> dict[str, keras.KerasTensor]:
 
 
 @keras.saving.register_keras_serializable(package="zoo")
-class BertBackbone(keras.Model):
+class BertBackbone(Backbone):
     """Encoder: `token_ids`, `segment_ids`, `padding_mask` -> `sequence_output`, `pooled_output`."""
 
     def __init__(
@@ -53,6 +55,7 @@ class BertBackbone(keras.Model):
         dropout: float = 0.1,
         layer_norm_epsilon: float = 1e-12,
         normalize_first: bool = False,
+        activation: str = "gelu_approximate",
         dtype=None,
         **kwargs,
     ):
@@ -74,6 +77,7 @@ class BertBackbone(keras.Model):
                 layer_norm_epsilon=layer_norm_epsilon,
                 normalize_first=normalize_first,
                 attention_initializer=None if normalize_first else POST_LN_ATTENTION_INITIALIZER,
+                activation=activation,
                 dtype=dtype,
                 name=f"transformer_{i}",
             )
@@ -112,23 +116,7 @@ class BertBackbone(keras.Model):
         self.dropout = dropout
         self.layer_norm_epsilon = layer_norm_epsilon
         self.normalize_first = normalize_first
-
-    def get_config(self) -> dict:
-        return {
-            "name": self.name,
-            "trainable": self.trainable,
-            "dtype": keras.dtype_policies.serialize(self.dtype_policy),
-            "vocab_size": self.vocab_size,
-            "num_layers": self.num_layers,
-            "hidden_dim": self.hidden_dim,
-            "num_heads": self.num_heads,
-            "intermediate_dim": self.intermediate_dim,
-            "max_sequence_length": self.max_sequence_length,
-            "num_segments": self.num_segments,
-            "dropout": self.dropout,
-            "layer_norm_epsilon": self.layer_norm_epsilon,
-            "normalize_first": self.normalize_first,
-        }
+        self.activation = activation
 
 
 @keras.saving.register_keras_serializable(package="zoo")
@@ -139,10 +127,18 @@ class MaskedLMHead(keras.layers.Layer):
     (batch, seq, vocab): ~15% of the work for 15% masking.
     """
 
-    def __init__(self, token_embedding: keras.layers.ReversibleEmbedding, layer_norm_epsilon: float = 1e-12, **kwargs):
+    def __init__(
+        self,
+        token_embedding: keras.layers.ReversibleEmbedding,
+        layer_norm_epsilon: float = 1e-12,
+        activation: str = "gelu_approximate",
+        **kwargs,
+    ):
         super().__init__(**kwargs)
         self.token_embedding = token_embedding
         self.layer_norm_epsilon = layer_norm_epsilon
+        self.activation = activation
+        self._activation_fn = get_activation(activation)
 
     def build(self, sequence_output_shape, mask_positions_shape):
         hidden_dim = sequence_output_shape[-1]
@@ -156,7 +152,7 @@ class MaskedLMHead(keras.layers.Layer):
 
     def call(self, sequence_output, mask_positions):
         x = ops.take_along_axis(sequence_output, ops.expand_dims(mask_positions, -1), axis=1)  # (batch, masked, hidden)
-        x = self.norm(gelu_tanh(tokenwise(self.transform, x)))
+        x = self.norm(self._activation_fn(tokenwise(self.transform, x)))
         # Called inside this layer, the embedding reads its float32 table un-autocast, so its
         # logits may be float32 even under a bfloat16 policy: add the bias in their dtype.
         logits = tokenwise(self.token_embedding, x, reverse=True)
@@ -171,6 +167,7 @@ class MaskedLMHead(keras.layers.Layer):
             **super().get_config(),
             "token_embedding": keras.layers.serialize(self.token_embedding),
             "layer_norm_epsilon": self.layer_norm_epsilon,
+            "activation": self.activation,
         }
 
     @classmethod
@@ -180,31 +177,48 @@ class MaskedLMHead(keras.layers.Layer):
 
 
 @keras.saving.register_keras_serializable(package="zoo")
-class BertMaskedLM(keras.Model):
-    """Masked-LM pretraining model: the backbone inputs plus `mask_positions` -> `logits`."""
+class BertMaskedLM(Task):
+    """Masked-LM pretraining model: the backbone inputs plus `mask_positions` -> `logits`.
 
-    def __init__(self, backbone: BertBackbone, **kwargs):
+    `head_activation` and `head_layer_norm_epsilon` default to the backbone's; checkpoints may
+    differ (keras-hub's head runs exact GELU and epsilon 1e-5 over a tanh-GELU, 1e-12 encoder).
+    """
+
+    def __init__(
+        self,
+        backbone: BertBackbone,
+        head_activation: str | None = None,
+        head_layer_norm_epsilon: float | None = None,
+        **kwargs,
+    ):
         inputs = {**_token_inputs(), "mask_positions": keras.Input(shape=(None,), dtype="int32", name="mask_positions")}
         features = backbone({k: inputs[k] for k in ("token_ids", "segment_ids", "padding_mask")})
-        self.head = MaskedLMHead(backbone.token_embedding, backbone.layer_norm_epsilon, dtype=backbone.dtype_policy, name="mlm_head")
+        head_activation = head_activation or backbone.activation
+        head_layer_norm_epsilon = head_layer_norm_epsilon or backbone.layer_norm_epsilon
+        self.head = MaskedLMHead(
+            backbone.token_embedding,
+            head_layer_norm_epsilon,
+            activation=head_activation,
+            dtype=backbone.dtype_policy,
+            name="mlm_head",
+        )
         logits = self.head(features["sequence_output"], inputs["mask_positions"])
         super().__init__(inputs=inputs, outputs=logits, **kwargs)
         self.backbone = backbone
+        self.head_activation = head_activation
+        self.head_layer_norm_epsilon = head_layer_norm_epsilon
 
-    def set_output_bias(self, values) -> None:
-        """Sets the vocabulary bias of the logits, e.g. to the training text's log unigram prior."""
+    def set_output_bias(self, values: np.ndarray) -> None:
+        """Sets the per-token output bias (vocab,), e.g. to the training text's log unigram prior."""
+        values = np.asarray(values, dtype="float32")
+        expected = tuple(self.head.bias.shape)
+        if values.shape != expected:
+            raise ValueError(f"output bias must have shape {expected} (one value per token); got {values.shape}")
         self.head.bias.assign(values)
-
-    def get_config(self) -> dict:
-        return {"name": self.name, "trainable": self.trainable, "backbone": keras.layers.serialize(self.backbone)}
-
-    @classmethod
-    def from_config(cls, config):
-        return cls(**dict(config, backbone=keras.layers.deserialize(config["backbone"])))
 
 
 @keras.saving.register_keras_serializable(package="zoo")
-class BertClassifier(keras.Model):
+class BertClassifier(Task):
     """Sequence classifier: pooled [CLS] output -> dropout -> `num_classes` logits."""
 
     def __init__(self, backbone: BertBackbone, num_classes: int, dropout: float = 0.1, **kwargs):
@@ -218,19 +232,6 @@ class BertClassifier(keras.Model):
         self.backbone = backbone
         self.num_classes = num_classes
         self.dropout = dropout
-
-    def get_config(self) -> dict:
-        return {
-            "name": self.name,
-            "trainable": self.trainable,
-            "backbone": keras.layers.serialize(self.backbone),
-            "num_classes": self.num_classes,
-            "dropout": self.dropout,
-        }
-
-    @classmethod
-    def from_config(cls, config):
-        return cls(**dict(config, backbone=keras.layers.deserialize(config["backbone"])))
 
 
 HEADS = ("masked_lm", "classifier", "backbone")
@@ -247,6 +248,9 @@ def bert(
     dropout: float = 0.1,
     layer_norm_epsilon: float = 1e-12,
     normalize_first: bool = False,
+    activation: str = "gelu_approximate",
+    head_activation: str | None = None,
+    head_layer_norm_epsilon: float | None = None,
     head: str = "masked_lm",
     num_classes: int = 2,
 ) -> keras.Model:
@@ -254,7 +258,9 @@ def bert(
 
     `normalize_first=True` moves LayerNorm before each sub-layer (pre-LN, as GPT-2): it trains
     from scratch without BERT's long post-LN plateau (Xiong et al. 2020), at the cost of not
-    being the original BERT layout.
+    being the original BERT layout. `activation="gelu"` is exact (erf) GELU, as original BERT
+    checkpoints use; `head_activation` / `head_layer_norm_epsilon` are the masked-LM head's
+    (default: the encoder's).
     """
     if head not in HEADS:
         raise ValueError(f"unknown BERT head {head!r}; choose one of {', '.join(HEADS)}")
@@ -269,13 +275,16 @@ def bert(
         dropout=dropout,
         layer_norm_epsilon=layer_norm_epsilon,
         normalize_first=normalize_first,
+        activation=activation,
         name="bert_backbone",
     )
     if head == "backbone":
         return backbone
     if head == "classifier":
         return BertClassifier(backbone, num_classes=num_classes, dropout=dropout, name="bert_classifier")
-    return BertMaskedLM(backbone, name="bert_masked_lm")
+    return BertMaskedLM(
+        backbone, head_activation=head_activation, head_layer_norm_epsilon=head_layer_norm_epsilon, name="bert_masked_lm"
+    )
 
 
 for _name, _preset in PRESETS.items():

@@ -18,6 +18,8 @@ import keras
 import numpy as np
 import tensorflow as tf
 
+from zoo.base import CausalLM
+
 SAMPLERS = ("greedy", "temperature", "top_k", "top_p")
 PAD = 0  # token id fed at padding slots and after a row stopped; hidden by the mask, never returned
 _STOPPED = -1  # marks output slots after a row's stop token
@@ -107,7 +109,7 @@ class Generator:
     """
 
     def __init__(self, model: keras.Model, jit_compile: bool = True):
-        if not hasattr(model, "call_with_cache"):
+        if not isinstance(model, CausalLM):
             raise GenerationError(
                 f"{model.name} has no key/value cache (call_with_cache); generation needs a GPT causal LM"
             )

@@ -9,6 +9,7 @@ from __future__ import annotations
 import keras
 from keras import ops
 
+from zoo.base import Backbone, Task
 from zoo.layers import PositionEmbedding, TransformerBlock, dense_initializer, tokenwise
 from zoo.registry import register_model
 
@@ -21,7 +22,7 @@ PRESETS: dict[str, dict] = {
 
 
 @keras.saving.register_keras_serializable(package="zoo")
-class GPTBackbone(keras.Model):
+class GPTBackbone(Backbone):
     """Decoder: `token_ids`, `padding_mask` -> (batch, seq, hidden) after the final LayerNorm."""
 
     def __init__(
@@ -34,6 +35,7 @@ class GPTBackbone(keras.Model):
         max_sequence_length: int = 1024,
         dropout: float = 0.0,
         layer_norm_epsilon: float = 1e-5,
+        activation: str = "gelu_approximate",
         dtype=None,
         **kwargs,
     ):
@@ -50,6 +52,7 @@ class GPTBackbone(keras.Model):
                 layer_norm_epsilon=layer_norm_epsilon,
                 normalize_first=True,
                 causal=True,
+                activation=activation,
                 dtype=dtype,
                 name=f"transformer_{i}",
             )
@@ -73,25 +76,11 @@ class GPTBackbone(keras.Model):
         self.max_sequence_length = max_sequence_length
         self.dropout = dropout
         self.layer_norm_epsilon = layer_norm_epsilon
-
-    def get_config(self) -> dict:
-        return {
-            "name": self.name,
-            "trainable": self.trainable,
-            "dtype": keras.dtype_policies.serialize(self.dtype_policy),
-            "vocab_size": self.vocab_size,
-            "num_layers": self.num_layers,
-            "hidden_dim": self.hidden_dim,
-            "num_heads": self.num_heads,
-            "intermediate_dim": self.intermediate_dim,
-            "max_sequence_length": self.max_sequence_length,
-            "dropout": self.dropout,
-            "layer_norm_epsilon": self.layer_norm_epsilon,
-        }
+        self.activation = activation
 
 
 @keras.saving.register_keras_serializable(package="zoo")
-class GPTCausalLM(keras.Model):
+class GPTCausalLM(Task):
     """Language model: `token_ids`, `padding_mask` -> next-token `logits` (batch, seq, vocab).
 
     The LM head is the transposed token embedding (tied weights, as in GPT-2).
@@ -140,13 +129,6 @@ class GPTCausalLM(keras.Model):
         logits = ops.cast(tokenwise(b.token_embedding, x, reverse=True), "float32")
         return logits, ops.stack(layer_caches, axis=1)
 
-    def get_config(self) -> dict:
-        return {"name": self.name, "trainable": self.trainable, "backbone": keras.layers.serialize(self.backbone)}
-
-    @classmethod
-    def from_config(cls, config):
-        return cls(**dict(config, backbone=keras.layers.deserialize(config["backbone"])))
-
 
 def gpt(
     num_layers: int,
@@ -157,9 +139,13 @@ def gpt(
     max_sequence_length: int,
     dropout: float = 0.0,
     layer_norm_epsilon: float = 1e-5,
+    activation: str = "gelu_approximate",
     head: str = "causal_lm",
 ) -> keras.Model:
-    """A GPT of the given size; `head="backbone"` returns the decoder without the LM head."""
+    """A GPT of the given size; `head="backbone"` returns the decoder without the LM head.
+
+    `activation="gelu_approximate"` is GPT-2's `gelu_new` (tanh GELU).
+    """
     if head not in ("causal_lm", "backbone"):
         raise ValueError(f"unknown GPT head {head!r}; choose 'causal_lm' or 'backbone'")
     backbone = GPTBackbone(
@@ -171,6 +157,7 @@ def gpt(
         max_sequence_length=max_sequence_length,
         dropout=dropout,
         layer_norm_epsilon=layer_norm_epsilon,
+        activation=activation,
         name="gpt_backbone",
     )
     return backbone if head == "backbone" else GPTCausalLM(backbone, name="gpt_causal_lm")

@@ -17,6 +17,8 @@ from typing import Iterable
 import tokenizers as hf
 from tokenizers import decoders, models, normalizers, pre_tokenizers, processors, trainers
 
+from zoo import tokenizer_files
+
 FILENAME = "tokenizer.json"
 WORDPIECE = "wordpiece"
 BYTE_BPE = "byte_bpe"
@@ -75,9 +77,9 @@ class Tokenizer:
     def _special(self, token: str) -> int | None:
         return self._tokenizer.token_to_id(token) if token in _SPECIAL_TOKENS[self.kind] else None
 
-    def encode(self, text: str) -> list[int]:
-        """Token ids of `text`, without special tokens."""
-        return self._tokenizer.encode(text, add_special_tokens=False).ids
+    def encode(self, text: str, add_special_tokens: bool = False) -> list[int]:
+        """Token ids of `text`; special tokens ([CLS] ... [SEP]) only if asked (the trainer places its own)."""
+        return self._tokenizer.encode(text, add_special_tokens=add_special_tokens).ids
 
     def encode_batch(self, texts: list[str]) -> list[list[int]]:
         """Token ids of each text, encoded in parallel by the Rust library."""
@@ -98,12 +100,57 @@ class Tokenizer:
         """The whole tokenizer as HF JSON: what `save` writes, and a content key for caches."""
         return self._tokenizer.to_str()
 
-    def save(self, directory: str | os.PathLike) -> str:
-        """Writes `directory/tokenizer.json` and returns its path."""
+    @property
+    def lowercase(self) -> bool:
+        """Whether text is lowercased before tokenizing (an uncased BERT vocabulary)."""
+        return tokenizer_files.lowercases(self._tokenizer)
+
+    def special_tokens(self) -> dict[str, str]:
+        """Hugging Face role -> token: pad/unk/cls/sep/mask (WordPiece) or bos/eos/unk/pad (byte BPE)."""
+        roles = tokenizer_files.WORDPIECE_ROLES if self.kind == WORDPIECE else tokenizer_files.BYTE_BPE_ROLES
+        return {role: token for role, token in roles.items() if self.token_to_id(token) is not None}
+
+    def special_token_ids(self) -> dict[str, int]:
+        """`{"pad_token_id": 0, ...}` as a Hugging Face model config.json records them."""
+        return {f"{role}_id": self.token_to_id(token) for role, token in self.special_tokens().items()
+                if role in ("pad_token", "bos_token", "eos_token")}
+
+    def save(self, directory: str | os.PathLike, model_max_length: int | None = None) -> str:
+        """Writes a Hugging Face tokenizer directory and returns the tokenizer.json path.
+
+        tokenizer.json plus tokenizer_config.json and special_tokens_map.json, which
+        `transformers.AutoTokenizer.from_pretrained(directory)` needs besides tokenizer.json.
+        """
         os.makedirs(directory, exist_ok=True)
         path = os.path.join(directory, FILENAME)
         self._tokenizer.save(path)
+        fast_class = "BertTokenizerFast" if self.kind == WORDPIECE else "GPT2TokenizerFast"
+        extra = {"model_max_length": model_max_length} if model_max_length else {}
+        if self.kind == WORDPIECE:
+            extra["do_lower_case"] = self.lowercase
+        tokenizer_files.write_configs(str(directory), self.special_tokens(), fast_class, extra)
         return path
+
+    def save_vocabulary(self, directory: str | os.PathLike) -> list[str]:
+        """vocab.txt (WordPiece) or vocab.json + merges.txt, for readers that take those files."""
+        os.makedirs(directory, exist_ok=True)
+        return self._tokenizer.model.save(str(directory))
+
+    @classmethod
+    def from_pretrained(cls, path: str | os.PathLike, missing_ok: bool = False) -> Tokenizer | None:
+        """The tokenizer of a Hugging Face directory (tokenizer.json, BERT's vocab.txt +
+        tokenizer_config.json, or GPT-2's vocab.json + merges.txt) or of a keras-hub preset.
+
+        With `missing_ok`, a directory without tokenizer files gives None instead of an error.
+        """
+        tokenizer = tokenizer_files.read(str(path))
+        if tokenizer is None:
+            if missing_ok:
+                return None
+            raise FileNotFoundError(
+                f"no tokenizer in {path}: expected tokenizer.json, vocab.txt, or vocab.json + merges.txt"
+            )
+        return cls(tokenizer)
 
     @classmethod
     def load(cls, directory: str | os.PathLike) -> Tokenizer:

@@ -8,9 +8,12 @@ from zoo.layers.attention import (
     tokenwise,
 )
 from zoo.layers.embeddings import PositionEmbedding
-from zoo.layers.transformer import TransformerBlock, gelu_tanh
+from zoo.layers.transformer import ACTIVATIONS, TransformerBlock, gelu_exact, gelu_tanh, get_activation
 
 __all__ = [
+    "ACTIVATIONS",
+    "gelu_exact",
+    "get_activation",
     "CachedMultiHeadAttention",
     "PositionEmbedding",
     "TransformerBlock",

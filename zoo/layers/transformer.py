@@ -9,8 +9,27 @@ from zoo.layers.attention import CachedMultiHeadAttention, attention_mask, dense
 
 
 def gelu_tanh(x):
-    """GELU, tanh approximation: exact GELU lowers to Erf, which is not a TFLite builtin op."""
+    """GELU, tanh approximation: GPT-2's `gelu_new`, and our models' default (`gelu_approximate`)."""
     return keras.activations.gelu(x, approximate=True)
+
+
+def gelu_exact(x):
+    """GELU with erf, as original BERT checkpoints (`hidden_act: "gelu"`) compute it.
+
+    Measured with TF 2.21: both GELUs convert to TFLite's builtin GELU op (no Erf, no Flex).
+    """
+    return keras.activations.gelu(x, approximate=False)
+
+
+ACTIVATIONS = {"gelu_approximate": gelu_tanh, "gelu": gelu_exact, "relu": keras.activations.relu}
+
+
+def get_activation(name: str):
+    """The feed-forward activation called `name` (a key of `ACTIVATIONS`)."""
+    try:
+        return ACTIVATIONS[name]
+    except KeyError:
+        raise ValueError(f"unknown activation {name!r}; choose one of {', '.join(ACTIVATIONS)}") from None
 
 
 @keras.saving.register_keras_serializable(package="zoo")
@@ -19,7 +38,8 @@ class TransformerBlock(keras.layers.Layer):
 
     `normalize_first=False` is BERT's post-LN block (normalize after each residual add);
     `True` is GPT-2's pre-LN block. `causal=True` hides future positions. `attention_initializer`
-    initialises the attention projections (default N(0, 0.02), like the feed-forward ones). With `cache` and
+    initialises the attention projections (default N(0, 0.02), like the feed-forward ones).
+    `activation` names the feed-forward activation (see `ACTIVATIONS`). With `cache` and
     `cache_index`, it decodes incrementally and returns `(outputs, updated_cache)`.
     """
 
@@ -32,6 +52,7 @@ class TransformerBlock(keras.layers.Layer):
         normalize_first: bool = False,
         causal: bool = False,
         attention_initializer=None,
+        activation: str = "gelu_approximate",
         **kwargs,
     ):
         super().__init__(**kwargs)
@@ -42,6 +63,8 @@ class TransformerBlock(keras.layers.Layer):
         self.normalize_first = normalize_first
         self.causal = causal
         self.attention_initializer = attention_initializer  # None (N(0, 0.02)), a name or a config
+        self.activation = activation
+        self._activation_fn = get_activation(activation)
 
     def build(self, input_shape):
         hidden_dim = input_shape[-1]
@@ -83,7 +106,7 @@ class TransformerBlock(keras.layers.Layer):
 
         residual = x
         x = self.ffn_norm(x) if self.normalize_first else x
-        x = tokenwise(self.output_dense, gelu_tanh(tokenwise(self.intermediate_dense, x)))  # (batch, seq, hidden)
+        x = tokenwise(self.output_dense, self._activation_fn(tokenwise(self.intermediate_dense, x)))  # (batch, seq, hidden)
         x = residual + self.dropout_layer(x, training=training)
         if not self.normalize_first:
             x = self.ffn_norm(x)
@@ -102,4 +125,5 @@ class TransformerBlock(keras.layers.Layer):
             "normalize_first": self.normalize_first,
             "causal": self.causal,
             "attention_initializer": self.attention_initializer,
+            "activation": self.activation,
         }
