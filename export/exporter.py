@@ -74,9 +74,12 @@ def export_run(
         generation.check_context(model, generation_context)
     tmp = tempfile.mkdtemp(prefix=".export-tmp-", dir=run.path)
     try:
-        written = formats_lib.export_formats(model, spec, tmp, formats, _representative_dataset(spec, calibration, representative_examples))
+        tokenizer = run.load_tokenizer() if run.has_tokenizer() else None
+        written = formats_lib.export_formats(
+            model, spec, tmp, formats, _representative_dataset(spec, calibration, representative_examples), tokenizer
+        )
         report_lib.size_ratios(written)
-        predictors = {fmt: formats_lib.predictor(fmt, os.path.join(tmp, entry["file"]), num_threads) for fmt, entry in written.items()}
+        predictors = {fmt: formats_lib.predictor(fmt, os.path.join(tmp, e["file"]), num_threads, spec) for fmt, e in written.items()}
         keras_entry, checks = report_lib.check(
             task, spec, formats_lib.keras_predictor(model, spec), predictors, validation, parity_examples
         )

@@ -9,10 +9,12 @@ from __future__ import annotations
 import os
 import shutil
 import time
+
 import keras
 import numpy as np
 from absl import logging
 
+import zoo
 from export import int8, onnx, saved_model, tflite
 from export.evaluate import Predictor
 from export.runtime.litert import LiteRTRunner
@@ -25,19 +27,22 @@ FILES = {
     "tflite_float16": "model_float16.tflite",
     "tflite_int8": "model_int8.tflite",
     "onnx": "model.onnx",
+    "hf": "hf",  # BERT/GPT only: a Hugging Face directory (config.json, model.safetensors, tokenizer)
 }
-FORMATS = tuple(FILES)
+FORMATS = tuple(f for f in FILES if f != "hf")  # what "all" (the default) writes
+NEEDS_SAVED_MODEL = ("saved_model", "tflite_float32", "tflite_dynamic", "tflite_float16", "tflite_int8")
 
 
 def parse_formats(formats: str | list[str] | tuple[str, ...] | None) -> tuple[str, ...]:
-    """`"saved_model,tflite_int8"` or a list -> formats in canonical order; `None`/`"all"` -> all."""
+    """`"saved_model,tflite_int8"` or a list -> formats in canonical order; `None`/`"all"` -> all
+    but `hf`, which is asked for by name."""
     if formats is None or formats == "all":
         return FORMATS
     names = [f.strip() for f in (formats.split(",") if isinstance(formats, str) else formats) if f.strip()]
     unknown = [f for f in names if f not in FILES]
     if unknown or not names:
-        raise ExportError(f"unknown export format(s) {', '.join(unknown) or '(none given)'}; choose from {', '.join(FORMATS)}")
-    return tuple(f for f in FORMATS if f in names)
+        raise ExportError(f"unknown export format(s) {', '.join(unknown) or '(none given)'}; choose from {', '.join(FILES)}")
+    return tuple(f for f in FILES if f in names)
 
 
 def export_formats(
@@ -46,29 +51,37 @@ def export_formats(
     directory: str,
     formats: tuple[str, ...],
     representative_dataset: int8.RepresentativeDataset | None = None,
+    tokenizer=None,
 ) -> dict[str, dict]:
     """Writes each format into `directory`; returns per format its file, size, seconds and details.
 
-    The SavedModel is always written first (TFLite is converted from it) and removed afterwards
-    if it was not asked for.
+    A SavedModel is written first when any TFLite format is asked for (they are converted from
+    it) and removed afterwards if it was not asked for itself.
     """
     saved_model_dir = os.path.join(directory, FILES["saved_model"])
+    first = ("saved_model",) if any(f in NEEDS_SAVED_MODEL for f in formats) else ()
     written: dict[str, dict] = {}
-    for fmt in ("saved_model",) + tuple(f for f in formats if f != "saved_model"):
+    for fmt in first + tuple(f for f in formats if f != "saved_model"):
         start = time.perf_counter()
         path = os.path.join(directory, FILES[fmt])
-        details = _write(fmt, model, spec, path, saved_model_dir, representative_dataset)
+        details = _write(fmt, model, spec, path, saved_model_dir, representative_dataset, tokenizer)
         written[fmt] = {"file": FILES[fmt], "size_bytes": _size(path), "seconds": round(time.perf_counter() - start, 2), **details}
         logging.info("exported %s: %s (%.1f MB)", fmt, path, written[fmt]["size_bytes"] / 1e6)
-    if "saved_model" not in formats:
+    if first and "saved_model" not in formats:
         shutil.rmtree(saved_model_dir)
         del written["saved_model"]
     return written
 
 
-def _write(fmt: str, model, spec: Signature, path: str, saved_model_dir: str, representative_dataset) -> dict:
+def _write(fmt: str, model, spec: Signature, path: str, saved_model_dir: str, representative_dataset, tokenizer) -> dict:
     if fmt == "saved_model":
         saved_model.export_saved_model(model, spec, path)
+        return {}
+    if fmt == "hf":
+        try:
+            zoo.save_pretrained(model, tokenizer, path, format="hf")
+        except zoo.CheckpointError as e:
+            raise ExportError(f"hf: {e}") from None
         return {}
     if fmt == "onnx":
         onnx.export_onnx(model, spec, path)
@@ -88,12 +101,14 @@ def _write(fmt: str, model, spec: Signature, path: str, saved_model_dir: str, re
     return details
 
 
-def predictor(fmt: str, path: str, num_threads: int | None = None) -> Predictor:
+def predictor(fmt: str, path: str, num_threads: int | None = None, spec: Signature | None = None) -> Predictor:
     """A function from named numpy inputs to float logits, running the exported file."""
     if fmt == "saved_model":
         return saved_model.load_predictor(path)
     if fmt == "onnx":
         return onnx.load_predictor(path, num_threads)
+    if fmt == "hf":  # read back as any user would: zoo.from_pretrained
+        return keras_predictor(zoo.from_pretrained(path), spec)
     return LiteRTRunner(path, num_threads=num_threads).predict
 
 

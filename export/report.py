@@ -15,9 +15,10 @@ from export.runtime.metrics import evaluate_predictor
 from export.spec import Signature
 from trainers.tasks import Task
 
-# SavedModel, float32 TFLite and ONNX compute in float32 like Keras: only op order differs.
+# SavedModel, float32 TFLite, ONNX and the Hugging Face directory (read back with
+# zoo.from_pretrained) compute in float32 like Keras: only op order differs.
 PARITY_LIMIT = 1e-4
-PARITY_FORMATS = ("saved_model", "tflite_float32", "onnx")
+PARITY_FORMATS = ("saved_model", "tflite_float32", "onnx", "hf")
 # File size as a fraction of the float32 TFLite file.
 SIZE_LIMITS = {"tflite_float16": 0.55, "tflite_dynamic": 0.3, "tflite_int8": 0.3}
 

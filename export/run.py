@@ -13,11 +13,13 @@ from __future__ import annotations
 from absl import app, flags
 
 from export.exporter import export_run
-from export.formats import FORMATS
+from export.formats import FILES, FORMATS
 from trainers import cli
 
 flags.DEFINE_string("run_dir", None, "The training run to export (its --output_dir).", required=True)
-flags.DEFINE_string("formats", ",".join(FORMATS), f"Comma-separated formats to write, from: {', '.join(FORMATS)}.")
+flags.DEFINE_string(
+    "formats", ",".join(FORMATS), f"Comma-separated formats to write, from: {', '.join(FILES)} (hf: BERT/GPT runs, by name only)."
+)
 flags.DEFINE_bool("overwrite", False, "Replace an existing RUN/export.")
 flags.DEFINE_integer("representative_examples", 200, "At most this many of the run's stored calibration examples calibrate full int8.", lower_bound=1)
 flags.DEFINE_integer("eval_examples", 0, "Evaluate on the first N stored validation examples (0: all, as metrics.json).", lower_bound=0)
