@@ -36,7 +36,7 @@ def convert(conv: tf.lite.TFLiteConverter) -> bytes:
             raise
         raise ExportError(
             f"the model needs TensorFlow op(s) {', '.join(ops)} that are not TFLite builtins; replace them "
-            "(e.g. tanh GELU instead of exact GELU's Erf) — Flex/Select ops are not allowed"
+            "with builtin ones — Flex/Select ops are not allowed"
         ) from None
 
 

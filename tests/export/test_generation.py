@@ -66,7 +66,7 @@ def test_generate_cli_without_a_run_gets_one_line(tmp_path):
     result = run_module("trainers.generate", f"--run_dir={tmp_path}", "--prompt=def")
     assert result.returncode == 2
     assert result.stderr.strip().splitlines()[-1] == (
-        f"trainers.generate: error: no model.keras in {tmp_path}; pass the --output_dir of a finished training run"
+        f"trainers.generate: error: {tmp_path} is not a run directory (no config.json); pass the --output_dir of a training run"
     )
 
 
