@@ -72,7 +72,10 @@ def export_run(
         validation = {k: v[:eval_examples] for k, v in validation.items()}
     if generation_context is not None:
         generation.check_context(model, generation_context)
-    tmp = tempfile.mkdtemp(prefix=".export-tmp-", dir=run.path)
+    removed = run.remove_leftovers()  # exports and saves killed earlier: their pid is in the name
+    if removed:
+        logging.warning("removed leftovers of interrupted writes in %s: %s", run.path, ", ".join(removed))
+    tmp = tempfile.mkdtemp(prefix=f".export-tmp-{os.getpid()}-", dir=run.path)
     try:
         tokenizer = run.load_tokenizer() if run.has_tokenizer() else None
         written = formats_lib.export_formats(
@@ -164,7 +167,7 @@ def _move_into_place(tmp: str, destination: str, overwrite: bool) -> None:
     if not os.path.exists(destination):
         os.replace(tmp, destination)
         return
-    old = tempfile.mkdtemp(prefix=".export-old-", dir=os.path.dirname(destination))
+    old = tempfile.mkdtemp(prefix=f".export-old-{os.getpid()}-", dir=os.path.dirname(destination))
     os.replace(destination, os.path.join(old, "export"))
     os.replace(tmp, destination)
     shutil.rmtree(old, ignore_errors=True)

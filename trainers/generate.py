@@ -43,19 +43,29 @@ def load(run_dir: str):
     return run.load_model(), run.load_tokenizer()
 
 
+def _check_prompt(prompt: str) -> None:
+    """Arguments that are not UTF-8 reach Python as lone surrogates, which no tokenizer encodes."""
+    try:
+        prompt.encode("utf-8")
+    except UnicodeEncodeError:
+        cli.fail(PROGRAM, "--prompt is not valid UTF-8 text; pass the prompt in UTF-8")
+
+
 def main(argv: list[str]) -> None:
     del argv
     import zoo
 
+    _check_prompt(FLAGS.prompt)
+    top_k = FLAGS.top_k if FLAGS.top_k is not None else (5 if FLAGS.task == "fill_mask" else 50)
     try:
         model, tokenizer = load(FLAGS.run_dir)
         if FLAGS.task == "fill_mask":
-            for i, candidates in enumerate(zoo.fill_mask(model, FLAGS.prompt, tokenizer, FLAGS.top_k or 5)):
+            for i, candidates in enumerate(zoo.fill_mask(model, FLAGS.prompt, tokenizer, top_k)):
                 print(f"[MASK] {i + 1}: " + "  ".join(f"{token}={p:.3f}" for token, p in candidates))
             return
         text = zoo.generate(
             model, FLAGS.prompt, tokenizer=tokenizer, max_new_tokens=FLAGS.max_new_tokens, sampler=FLAGS.sampler,
-            temperature=FLAGS.temperature, top_k=FLAGS.top_k or 50, top_p=FLAGS.top_p, seed=FLAGS.seed,
+            temperature=FLAGS.temperature, top_k=top_k, top_p=FLAGS.top_p, seed=FLAGS.seed,
             jit_compile=FLAGS.jit_compile,
         )
     except ValueError as e:  # GenerationError, RunDirError: one user sentence each

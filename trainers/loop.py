@@ -6,9 +6,13 @@ same code runs under the default, OneDevice, Mirrored, MultiWorkerMirrored and T
 
 from __future__ import annotations
 
+import concurrent.futures
 import math
+import signal
 import sys
+import threading
 import time
+from typing import Any
 
 import keras
 import tensorflow as tf
@@ -51,8 +55,10 @@ def current_learning_rate(optimizer) -> float:
     return float(inner.learning_rate)
 
 
-def make_train_function(strategy, task: Task, model, optimizer, clip_norm: float):
-    """A `tf.function(iterator, num_steps) -> summed stats` that runs `num_steps` optimizer steps."""
+def make_train_function(strategy, task: Task, model, optimizer, clip_norm: float, stop: tf.Variable | None = None):
+    """A `tf.function(iterator, num_steps) -> (summed stats, steps done)` that runs `num_steps`
+    optimizer steps, or fewer when `stop` (a bool variable, e.g. set by a SIGTERM) turns true."""
+    stop = stop if stop is not None else tf.Variable(False, trainable=False)
     scaled = isinstance(optimizer, keras.optimizers.LossScaleOptimizer)
 
     def step_fn(batch):
@@ -83,10 +89,14 @@ def make_train_function(strategy, task: Task, model, optimizer, clip_norm: float
     @tf.function
     def train_steps(iterator, num_steps):
         totals = {key: tf.constant(0.0) for key in STAT_KEYS}
+        done = tf.constant(0)
         for _ in tf.range(num_steps):
+            if stop:  # checked between steps: a preempted run ends after the step in progress
+                break
             stats = strategy.run(step_fn, args=(next(iterator),))
             totals = {key: totals[key] + strategy.reduce("SUM", stats[key], axis=None) for key in STAT_KEYS}
-        return totals
+            done += 1
+        return totals, done
 
     return train_steps
 
@@ -138,10 +148,86 @@ class Progress:
         self.last_time = time.perf_counter()
 
 
-def check_finite(metrics: dict[str, float], step: int, checkpoint_step: int | None) -> None:
-    if not math.isfinite(metrics["loss"]):
-        where = f"step {checkpoint_step}" if checkpoint_step is not None else "none was written yet"
-        raise TrainingError(
-            f"loss became {metrics['loss']} by step {step}; stopped. The last good checkpoint ({where}) is intact: "
-            "lower --learning_rate or set --config.train.clip_norm, then rerun to resume from it"
-        )
+# Weights beyond this are a run that has blown up, even while still finite (2e28 was seen).
+MAX_WEIGHT = 1e6
+
+
+def largest_weight(model) -> float:
+    """max |w| over the trainable weights (inf or nan if any is)."""
+    return float(tf.reduce_max(tf.stack([tf.reduce_max(tf.abs(tf.cast(w, tf.float32))) for w in model.trainable_weights])))
+
+
+def check_healthy(model, metrics: dict[str, float], step: int, last_saved: int | None, train_config) -> None:
+    """Refuses to go on (and so to checkpoint) once the loss or the weights are not finite or the
+    weights have exploded: the newest checkpoint on disk then stays the last good one."""
+    largest = largest_weight(model)
+    if math.isfinite(metrics["loss"]) and math.isfinite(largest) and largest <= MAX_WEIGHT:
+        return
+    if last_saved is None:
+        resume = "no checkpoint was written yet: rerun with --start_over"
+    else:
+        resume = f"rerun to resume from the last good checkpoint (step {last_saved}); --resume_step=N resumes an older one, --start_over starts again"
+    clip = "" if train_config.clip_norm > 0 else " or set --config.train.clip_norm=1.0"
+    raise TrainingError(
+        f"training diverged by step {step} (loss {metrics['loss']:.4g}, largest |weight| {largest:.3g}); stopped without "
+        f"saving it. Lower --learning_rate (now {train_config.learning_rate:g}){clip}, then {resume}"
+    )
+
+
+class Preemption:
+    """SIGTERM and SIGINT ask the loop to stop after the step in progress, checkpoint and exit
+    (143 / 130), instead of a traceback that loses everything since the last checkpoint.
+
+    The training call runs in a worker thread (`call`), so the main thread is free to take the
+    signal at once; the handler only sets `stop`, which the compiled loop reads between steps.
+    """
+
+    def __init__(self):
+        self.stop = tf.Variable(False, trainable=False, name="stop_requested")
+        self.signal: int | None = None
+        self._previous: dict[int, Any] = {}
+        self._pool = concurrent.futures.ThreadPoolExecutor(1, thread_name_prefix="train")
+
+    def __enter__(self) -> Preemption:
+        if threading.current_thread() is threading.main_thread():
+            for signum in (signal.SIGTERM, signal.SIGINT):
+                self._previous[signum] = signal.signal(signum, self._handle)
+        return self
+
+    def __exit__(self, *exc) -> None:
+        for signum, handler in self._previous.items():
+            signal.signal(signum, handler)
+        self._pool.shutdown(wait=True)
+
+    def _handle(self, signum, frame) -> None:
+        del frame
+        if self.signal is not None and signum == signal.SIGINT:  # a second Ctrl-C: give up waiting
+            raise KeyboardInterrupt
+        self.signal = signum
+        self.stop.assign(True)
+        logging.warning("%s received: stopping after the step in progress", signal.Signals(signum).name)
+
+    @property
+    def requested(self) -> bool:
+        return self.signal is not None
+
+    @property
+    def exit_code(self) -> int:
+        return 128 + (self.signal or 0)
+
+    def call(self, fn, *args):
+        """`fn(*args)` in a worker thread, waited on so that signals are handled meanwhile."""
+        future = self._pool.submit(fn, *args)
+        while True:
+            try:
+                return future.result(timeout=0.2)
+            except concurrent.futures.TimeoutError:
+                continue
+
+
+class Preempted(Exception):
+    """The run stopped on a signal after checkpointing; `exit_code` is 128 + the signal."""
+
+    def __init__(self, message: str, exit_code: int):
+        super().__init__(message)
+        self.exit_code = exit_code

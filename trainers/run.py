@@ -9,6 +9,7 @@ This module only parses and validates flags, then calls `trainers.train.train_an
 from __future__ import annotations
 
 import os
+import re
 import sys
 
 from absl import app, flags
@@ -18,7 +19,7 @@ import zoo
 from trainers import cli
 from trainers.config import ConfigError, defaults, resolve
 from trainers.data import DataError
-from trainers.loop import TrainingError
+from trainers.loop import Preempted, TrainingError
 from trainers.rundir import RunDirError
 from trainers.strategy import STRATEGIES, StrategyError, get_strategy, is_chief
 from trainers.tasks import TASKS
@@ -40,7 +41,11 @@ flags.DEFINE_string("tpu", None, "TPU name or grpc:// address for TPUClusterReso
 flags.DEFINE_enum("mixed_precision", None, ["none", "bfloat16", "float16"], "Mixed-precision compute dtype.")
 flags.DEFINE_integer("seed", None, "Seed for initialisation, data order and masking.")
 flags.DEFINE_bool("resume", True, "Continue from the newest checkpoint in --output_dir.")
-flags.DEFINE_string("init_from", None, "A pretraining run directory whose backbone weights start this run.")
+flags.DEFINE_integer("resume_step", None, "Resume from this step's checkpoint; newer ones are set aside (not deleted).", lower_bound=0)
+flags.DEFINE_bool("start_over", False, "Set the run's checkpoints aside (not deleted) and train from scratch.")
+flags.DEFINE_string(
+    "init_from", None, "A run directory, a Hugging Face checkpoint / keras-hub preset directory, or hf://ORG/NAME to start from."
+)
 flags.DEFINE_string(
     "export", None, "After training, export the run: comma-separated formats or 'all' (as python -m export.run)."
 )
@@ -74,9 +79,7 @@ def apply_shortcuts(config):
 
 def main(argv: list[str]) -> None:
     del argv
-    from export.spec import (
-        ExportError,  # --export: this entry point composes training and export
-    )
+    from export.spec import ExportError  # --export: this entry point composes training and export
 
     run_dir = FLAGS.output_dir or os.path.join("runs", FLAGS.model)
     try:
@@ -84,7 +87,8 @@ def main(argv: list[str]) -> None:
         formats = _export_formats(FLAGS.export)  # checked now, not after an hour of training
         strategy = get_strategy(FLAGS.strategy, FLAGS.tpu)
         metrics = train_and_evaluate(
-            config, run_dir, strategy=strategy, resume=FLAGS.resume, init_from=FLAGS.init_from
+            config, run_dir, data_dir=FLAGS.data_dir, strategy=strategy, resume=FLAGS.resume, init_from=FLAGS.init_from,
+            resume_step=FLAGS.resume_step, start_over=FLAGS.start_over,
         )
         if formats and is_chief(strategy):
             from export.exporter import export_run
@@ -93,6 +97,10 @@ def main(argv: list[str]) -> None:
             print(f"exported {', '.join(formats)} -> {os.path.join(run_dir, 'export')} (gates passed: {report['passed']})")
     except USER_ERRORS + (ExportError,) as e:
         _fail(e.args[0] if e.args else str(e))
+    except Preempted as e:  # SIGTERM/SIGINT: the step reached is checkpointed
+        logging.flush()
+        print(f"trainers.run: {e}", file=sys.stderr)
+        sys.exit(e.exit_code)
     print(f"{FLAGS.model}: {' '.join(f'{k}={v:.4g}' for k, v in metrics.items())} -> {run_dir}")
 
 
@@ -149,7 +157,12 @@ CONFIG_OVERRIDE_ERRORS = (AttributeError, KeyError, TypeError, ValueError)  # wh
 
 
 def _fail_override(error: Exception) -> None:
-    message = " ".join(str(error.args[0] if error.args else error).replace("'", "").replace('"', "").split())
+    """ml_collections' KeyError text, repr-escaped, becomes one plain sentence."""
+    text = str(error.args[0] if error.args else error).replace("\\n", " ")
+    guess = re.search(r'Did you mean "?(\w+)"? instead of "?(\w+)"?\?', text)
+    if guess:
+        _fail(f"bad --config override: no field {guess.group(2)}; did you mean {guess.group(1)}? (every field: --helpfull)")
+    message = " ".join(text.replace("'", "").replace('"', "").replace("\\", "").split())
     _fail(f"bad --config override ({message}); see the config's fields with --helpfull")
 
 

@@ -19,10 +19,15 @@ the on-device runtime (export.runtime) can read a run with numpy alone.
 
 from __future__ import annotations
 
+import contextlib
+import datetime
 import json
 import os
+import re
+import shutil
+import socket
 import tempfile
-from typing import Any
+from typing import Any, Iterator
 
 import numpy as np
 
@@ -35,6 +40,10 @@ EXAMPLES = "examples"
 CHECKPOINTS = "checkpoints"
 LOGS = "logs"
 EXPORT = "export"
+LOCK = ".lock"
+# Temporary names carry the writer's pid, so a later run can tell a dead writer's leftovers
+# (removed) from a live one's (kept): `.tmp-PID-...` files, `.export-tmp-PID-...` directories.
+_LEFTOVER = re.compile(r"^\.(?:tmp|export-tmp|export-old)-(\d+)-")
 VALIDATION, CALIBRATION = "validation", "calibration"
 TARGETS, TARGET_WEIGHTS = "targets", "target_weights"
 
@@ -65,6 +74,17 @@ def atomic_write(path: str, write: Any, mode: str = "w") -> None:
         if os.path.exists(tmp):
             os.remove(tmp)
         raise
+
+
+def pid_alive(pid: int) -> bool:
+    """Whether a process with this pid exists on this machine."""
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:  # exists, owned by someone else
+        return True
+    return True
 
 
 def write_json(path: str, obj: Any) -> None:
@@ -202,6 +222,94 @@ class RunDir:
             raise RunDirError(f"{self.path} has no {TOKENIZER}/tokenizer.json; a text model needs the tokenizer it was trained with")
         return Tokenizer.load(self.tokenizer_dir)
 
+    # -- ownership, leftovers, writability ---------------------------------------------------
+    @contextlib.contextmanager
+    def lock(self) -> Iterator[None]:
+        """Holds RUN/.lock while a trainer writes the run: a second trainer on the same directory
+        (this machine or another) is refused naming the holder; a lock whose process died on this
+        machine is taken over."""
+        path = self._join(LOCK)
+        mine = {"pid": os.getpid(), "host": socket.gethostname(), "started": datetime.datetime.now().isoformat(timespec="seconds")}
+        for attempt in range(2):
+            try:
+                fd = os.open(path, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o666)
+            except FileExistsError:
+                holder = _read_lock(path)
+                if attempt == 0 and holder.get("host") == mine["host"] and not pid_alive(int(holder.get("pid", -1))):
+                    os.remove(path)  # its trainer died without releasing it
+                    continue
+                raise RunDirError(
+                    f"{self.path} is in use by process {holder.get('pid')} on {holder.get('host')} (since {holder.get('started')}); "
+                    f"wait for it to finish or choose another --output_dir (if that process is gone, delete {path})"
+                ) from None
+            with os.fdopen(fd, "w") as f:
+                json.dump(mine, f)
+            break
+        try:
+            yield
+        finally:
+            if _read_lock(path).get("pid") == mine["pid"]:
+                os.remove(path)
+
+    def check_writable(self) -> None:
+        """Creates the directory and writes a probe file, so a read-only or impossible path is
+        one line before any data loads, not a traceback at the first checkpoint."""
+        try:
+            os.makedirs(self.path, exist_ok=True)
+            probe = self._join(f".tmp-{os.getpid()}-write-test")
+            with open(probe, "w") as f:
+                f.write("ok")
+            os.remove(probe)
+        except NotADirectoryError:
+            raise RunDirError(f"cannot create {self.path}: part of that path is a file; choose another --output_dir") from None
+        except OSError as e:
+            raise RunDirError(f"cannot write to {self.path} ({e.strerror}); choose a writable --output_dir") from None
+
+    def remove_leftovers(self, checkpoints: bool = False) -> list[str]:
+        """Removes temporary files and export directories whose writer is gone (killed mid-write)
+        and, with `checkpoints` (only the lock holder may), half-written checkpoints. Returns what
+        it removed."""
+        removed = []
+        if not os.path.isdir(self.path):
+            return removed
+        for name in os.listdir(self.path):
+            match = _LEFTOVER.match(name)
+            if match and not pid_alive(int(match.group(1))):
+                _remove(self._join(name))
+                removed.append(name)
+        if checkpoints and os.path.isdir(self.checkpoints_dir):
+            for name in os.listdir(self.checkpoints_dir):
+                if "_temp" in name:  # tf.train.Checkpoint writes ckpt-N_temp/ first, then renames
+                    _remove(os.path.join(self.checkpoints_dir, name))
+                    removed.append(os.path.join(CHECKPOINTS, name))
+        return removed
+
+    def checkpoint_paths(self) -> list[str]:
+        """Checkpoint prefixes, oldest first, as the CheckpointManager recorded them."""
+        import tensorflow as tf
+
+        state = tf.train.get_checkpoint_state(self.checkpoints_dir)
+        return list(state.all_model_checkpoint_paths) if state else []
+
+    def discard_checkpoints(self, newer_than: int | None = None) -> str | None:
+        """Moves checkpoints (all, or those after step `newer_than`) into
+        RUN/checkpoints.discarded-TIME/, never deleting them; returns that directory."""
+        paths = self.checkpoint_paths()
+        doomed = [p for p in paths if newer_than is None or _step_of(p) > newer_than]
+        if not doomed:
+            return None
+        target = self._join(f"{CHECKPOINTS}.discarded-{datetime.datetime.now().strftime('%Y%m%d-%H%M%S')}")
+        os.makedirs(target, exist_ok=True)
+        for prefix in doomed:
+            for name in os.listdir(self.checkpoints_dir):
+                if name.startswith(os.path.basename(prefix) + "."):
+                    os.replace(os.path.join(self.checkpoints_dir, name), os.path.join(target, name))
+        if newer_than is None:
+            os.replace(os.path.join(self.checkpoints_dir, "checkpoint"), os.path.join(target, "checkpoint"))
+        else:
+            _rewrite_checkpoint_state(self.checkpoints_dir, [p for p in paths if p not in doomed])
+        return target
+
     # -- checks before training --------------------------------------------------------------
     def check_compatible(self, config: dict, resume: bool) -> None:
         """Refuses, before any training, a directory holding another model's run, or a run that
@@ -237,3 +345,30 @@ class RunDir:
                 "its checkpoints cannot be resumed: choose another --output_dir"
             )
 
+
+def _read_lock(path: str) -> dict:
+    try:
+        return read_json(path)
+    except (OSError, ValueError):
+        return {}
+
+
+def _remove(path: str) -> None:
+    if os.path.isdir(path):
+        shutil.rmtree(path, ignore_errors=True)
+    elif os.path.exists(path):
+        os.remove(path)
+
+
+def _step_of(prefix: str) -> int:
+    return int(prefix.rsplit("-", 1)[-1])
+
+
+def _rewrite_checkpoint_state(directory: str, kept: list[str]) -> None:
+    """The CheckpointManager's `checkpoint` file listing only `kept` (the newest is "latest")."""
+    import tensorflow as tf
+
+    if kept:
+        tf.train.update_checkpoint_state(directory, kept[-1], all_model_checkpoint_paths=kept)
+    else:
+        os.remove(os.path.join(directory, "checkpoint"))

@@ -121,6 +121,7 @@ class ImageClassification(Task):
             return _with_weight({"image": images, "label": labels})
 
         names = [str(i) for i in range(source.num_classes)]
+        _require_examples(config, len(source.train_labels), len(source.validation_labels), "images")
         return cls(), TaskData(
             arrays(source.train_images, source.train_labels),
             arrays(source.validation_images, source.validation_labels),
@@ -152,13 +153,19 @@ class TextClassification(Task):
         from trainers.pipeline import encode_texts
 
         length = config.data.sequence_length
+        _require_examples(config, len(source.train_texts), len(source.validation_texts), "rows")
         num_classes = source.num_classes or int(np.max(source.train_labels)) + 1
+        asked = config.model.get("num_classes")
+        if asked is not None and asked != zoo.get_spec(config.name).hyperparameters().get("num_classes") and asked < num_classes:
+            raise ConfigError(f"config.model.num_classes={asked} but the data has {num_classes} classes; raise it or leave it unset")
 
         def arrays(texts, labels) -> dict[str, np.ndarray]:
             return _with_weight({**encode_texts(tokenizer, texts, length), "label": np.asarray(labels, np.int32)})
 
-        overrides = {"vocab_size": tokenizer.vocab_size, "head": "classifier", "num_classes": num_classes}
-        names = source.label_names or [str(i) for i in range(num_classes)]
+        overrides = {"vocab_size": tokenizer.vocab_size, "head": "classifier", "num_classes": classes}
+        classes = max(num_classes, asked or 0)
+        names = (source.label_names or [])[:classes]
+        names += [str(i) for i in range(len(names), classes)]
         task_data = TaskData(
             arrays(source.train_texts, source.train_labels),
             arrays(source.validation_texts, source.validation_labels),
@@ -300,12 +307,25 @@ def _language_model_data(config: Config, source: text_data.TextData, tokenizer: 
     train = windows(token_stream(tokenizer, source.train_texts), tokenizer, length)
     validation = windows(token_stream(tokenizer, source.validation_texts), tokenizer, length)
     logging.info("%s: %d training and %d validation examples", config.task, len(train["token_ids"]), len(validation["token_ids"]))
-    counts = np.bincount(_targets(train, excluded), minlength=tokenizer.vocab_size) + 1.0  # add-one smoothed
+    train_targets = _targets(train, excluded)
     # The baseline scores the very examples the final evaluation scores, so the two compare.
     final = eval_indices(len(validation["token_ids"]), config.train.batch_size, config.train.final_eval_batches)
-    unigram = _unigram_loss(counts, _targets({k: v[final] for k, v in validation.items()}, excluded), excluded)
+    final_targets = _targets({k: v[final] for k, v in validation.items()}, excluded)
+    _require_examples(config, len(train_targets), len(final_targets), "tokens to predict")
+    counts = np.bincount(train_targets, minlength=tokenizer.vocab_size) + 1.0  # add-one smoothed
+    unigram = _unigram_loss(counts, final_targets, excluded)
     log_prior = np.log(counts / counts.sum()).astype(np.float32)
     return TaskData(_with_weight(train), _with_weight(validation), {"vocab_size": tokenizer.vocab_size}, tokenizer, None, unigram, log_prior)
+
+
+def _require_examples(config: Config, train: int, validation: int, what: str) -> None:
+    """An empty split would "train" to loss 0 and report metrics over nothing: refuse it first."""
+    for split, count in (("training", train), ("validation", validation)):
+        if count == 0:
+            raise data.DataError(
+                f"the {split} split of {config.data.dataset} has no {what}; give the dataset more text (or rows), "
+                "or a validation split of its own"
+            )
 
 
 def _targets(arrays: dict, excluded: set[int]) -> np.ndarray:

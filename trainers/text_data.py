@@ -7,6 +7,7 @@ one flat token stream, cached so that a second run does not re-tokenize.
 
 from __future__ import annotations
 
+import contextlib
 import csv
 import dataclasses
 import hashlib
@@ -104,6 +105,9 @@ def _row_corpus(kind: str, arg: str, data_dir: str | None, fields: tuple[str, ..
         ids, label_names = _encode_labels(values)
     else:
         ids = np.asarray(values, np.int32)
+    unseen = sorted(set(ids[len(train_rows) :].tolist()) - set(ids[: len(train_rows)].tolist()))
+    if unseen:
+        logging.warning("class(es) %s occur only in validation: the model never trains on them", ", ".join(label_names[i] for i in unseen))
     return TextData(*texts, ids[: len(train_rows)], ids[len(train_rows) :], label_names)
 
 
@@ -221,24 +225,60 @@ def _read_rows(kind: str, path: Path, fields: tuple[str, ...]) -> list[tuple]:
 
 
 def _read_csv(path: Path, fields: tuple[str, ...]) -> list[tuple]:
-    with open(path, newline="", encoding="utf-8-sig") as f:
-        reader = csv.DictReader(f)
-        found = reader.fieldnames or []
-        if missing := [name for name in fields if name not in found]:
-            raise DataError(
-                f"{path} has no column {', '.join(missing)}; its columns are {found} (set text_field/label_field)"
-            )
-        rows = []
-        for row in reader:
-            if any(row[name] is None for name in fields):
-                raise DataError(f"{path} line {reader.line_num} has fewer columns than its header; fix that row")
-            rows.append(tuple(row[name] for name in fields))
+    """Rows of a CSV file; a malformed row (bad quoting, a wrong number of columns, an empty
+    label) is refused with its line number, never merged into its neighbours."""
+    with _open_utf8(path) as f:
+        reader = csv.DictReader(f, strict=True)
+        try:
+            found = reader.fieldnames or []
+            if missing := [name for name in fields if name not in found]:
+                raise DataError(
+                    f"{path} has no column {', '.join(missing)}; its columns are {found} (set text_field/label_field)"
+                )
+            rows = []
+            for row in reader:
+                if any(row[name] is None for name in fields):
+                    raise DataError(f"{path} line {reader.line_num} has fewer columns than its header; fix that row")
+                if None in row:
+                    raise DataError(f"{path} line {reader.line_num} has more columns than its header (an unquoted comma?); fix that row")
+                _check_label(path, reader.line_num, row, fields)
+                rows.append(tuple(row[name] for name in fields))
+        except csv.Error as e:
+            raise DataError(f"{path} line {reader.line_num}: {e} (an unterminated quote?); fix the quoting of that row") from None
+        except UnicodeDecodeError as e:
+            raise _not_utf8(path, e) from None
     return rows
+
+
+@contextlib.contextmanager
+def _open_utf8(path: Path):
+    """The file as UTF-8 text (a BOM is skipped); a file in another encoding is one line."""
+    try:
+        with open(path, newline="", encoding="utf-8-sig") as f:
+            yield f
+    except UnicodeDecodeError as e:
+        raise _not_utf8(path, e) from None
+
+
+def _not_utf8(path: Path, error: UnicodeDecodeError) -> DataError:
+    return DataError(
+        f"{path} is not UTF-8 text (byte 0x{error.object[error.start]:02x} at offset {error.start}, e.g. latin-1); "
+        "re-save it as UTF-8"
+    )
+
+
+def _check_label(path: Path, line: int, row: dict, fields: tuple[str, ...]) -> None:
+    """Labels are class ids or names: a non-empty string or an integer, nothing else."""
+    if len(fields) < 2:
+        return
+    label = row[fields[1]]
+    if isinstance(label, bool) or not isinstance(label, (str, int)) or (isinstance(label, str) and not label.strip()):
+        raise DataError(f"{path} line {line}: label {label!r} is not a class id or name; use a non-empty string or an integer")
 
 
 def _read_jsonl(path: Path, fields: tuple[str, ...]) -> list[tuple]:
     rows = []
-    with open(path, encoding="utf-8-sig") as f:
+    with _open_utf8(path) as f:
         for number, line in enumerate(f, 1):
             if not line.strip():
                 continue
@@ -253,6 +293,7 @@ def _read_jsonl(path: Path, fields: tuple[str, ...]) -> list[tuple]:
                 )
             if not isinstance(record[fields[0]], str):
                 raise DataError(f"{path} line {number}: {fields[0]!r} is not a string; store the text as a string")
+            _check_label(path, number, record, fields)
             rows.append(tuple(record[name] for name in fields))
     return rows
 
@@ -283,15 +324,21 @@ def _tfds_rows(name: str, data_dir: str | None, fields: tuple[str, ...]) -> tupl
 
 
 def _encode_labels(values: list[Any]) -> tuple[np.ndarray, list[str]]:
-    """Integers (or integer strings, as CSV has them) are class ids; other labels get ids in sorted order."""
+    """Integers (or integer strings in any spelling: " 1", "01") are class ids; otherwise every
+    label is a name (surrounding spaces dropped) and names get ids in sorted order. A mix of the
+    two is refused: "1" and "spam" cannot both be classes of one task."""
     ints = [_as_int(v) for v in values]
     if all(i is not None for i in ints):
         if min(ints) < 0:
             raise DataError(f"labels must be class ids >= 0, found {min(ints)}; renumber them or use names")
         return np.asarray(ints, np.int32), [str(i) for i in range(max(ints) + 1)]
-    names = sorted({str(v) for v in values})
+    if any(i is not None for i in ints):
+        number = next(v for v, i in zip(values, ints) if i is not None)
+        name = next(v for v, i in zip(values, ints) if i is None)
+        raise DataError(f"labels mix class ids (e.g. {number!r}) and names (e.g. {name!r}); use one kind for every row")
+    names = sorted({str(v).strip() for v in values})
     index = {name: i for i, name in enumerate(names)}
-    return np.asarray([index[str(v)] for v in values], np.int32), names
+    return np.asarray([index[str(v).strip()] for v in values], np.int32), names
 
 
 def _as_int(value: Any) -> int | None:

@@ -10,6 +10,7 @@ import contextlib
 import dataclasses
 import json
 import shutil
+import signal
 import tempfile
 
 import keras
@@ -47,27 +48,44 @@ def train_and_evaluate(
     strategy: tf.distribute.Strategy | None = None,
     resume: bool = True,
     init_from: str | None = None,
+    resume_step: int | None = None,
+    start_over: bool = False,
 ) -> dict[str, float]:
     """Trains `config.name` on `config.data`, checkpointing into `run_dir`; returns final metrics.
 
-    Resumes from the newest checkpoint in `run_dir` when `resume`; with `init_from` (a
-    pretraining run directory) a new run starts from that run's backbone weights.
+    Resumes from the newest readable checkpoint in `run_dir` when `resume` (`resume_step`: from
+    that step's, setting newer ones aside; `start_over`: sets them all aside). With `init_from`
+    (a run directory or a pretrained checkpoint) a new run starts from its weights. SIGTERM or
+    SIGINT checkpoint the step in progress and raise `loop.Preempted`.
     """
     config = resolve(config)
     strategy = strategy or get_strategy("auto")
     run = RunDir(run_dir)
     _check_replicas(config, strategy)
     task_class(config)  # a family that cannot do the task is refused before any data loads
-    run.check_compatible(config.to_json(), resume)
+    run.check_compatible(config.to_json(), resume or start_over)
+    chief = is_chief(strategy)
+    if not chief:  # only the chief writes the run; other workers checkpoint into a scratch directory
+        return _train(config, run, RunDir(tempfile.mkdtemp(prefix="modelzoo-worker-")), False, strategy, data_dir, resume, init_from)
+    run.check_writable()
+    with run.lock():
+        removed = run.remove_leftovers(checkpoints=True)
+        if removed:
+            logging.warning("removed leftovers of interrupted writes: %s", ", ".join(removed))
+        if start_over and run.discard_checkpoints():
+            logging.warning("--start_over: the previous checkpoints of %s were set aside", run.path)
+        elif resume_step is not None:
+            _resume_at(run, resume_step)
+        return _train(config, run, run, True, strategy, data_dir, resume and not start_over, init_from)
+
+
+def _train(config: Config, run: RunDir, write_dir: RunDir, chief: bool, strategy, data_dir, resume: bool, init_from) -> dict[str, float]:
     source = None  # the model whose weights start a new run: --init_from's
     if init_from and pretrained.is_checkpoint(init_from):
         init_from = zoo.pretrained.local_directory(init_from)
         config, source = pretrained.adopt(config, init_from)
     elif init_from:
         config = _adopt_architecture(config, RunDir(init_from))
-    chief = is_chief(strategy)
-    # Only the chief writes the run; other workers checkpoint into a scratch directory.
-    write_dir = run if chief else RunDir(tempfile.mkdtemp(prefix="modelzoo-worker-"))
     try:
         with _precision(config.train.mixed_precision):
             keras.utils.set_random_seed(config.train.seed)
@@ -78,6 +96,7 @@ def train_and_evaluate(
             config = config.with_model(**overrides)
             run.check_same_architecture(config.to_json()["model"])
             if chief:
+                _warn_changed_settings(run, config, resume)
                 _write_run_start(run, config, task_data)
             state = create_state(config, strategy, write_dir)
             if init_from and source is None:
@@ -85,7 +104,8 @@ def train_and_evaluate(
             restore_or_initialize(state, run if resume else None, source, task, task_data)
             writer = tf.summary.create_file_writer(run.logs_dir) if chief else tf.summary.create_noop_writer()
             evaluate = make_evaluate(state.model, strategy, task, config.train.batch_size)
-            run_loop(state, config, strategy, task, task_data, evaluate, writer)
+            with loop.Preemption() as preemption:
+                run_loop(state, config, strategy, task, task_data, evaluate, writer, preemption)
             return finish(state, config, task, task_data, evaluate, writer, run if chief else None)
     finally:
         if not chief:
@@ -110,51 +130,111 @@ def create_state(config: Config, strategy: tf.distribute.Strategy, write_dir: Ru
 
 
 def restore_or_initialize(state: TrainState, run: RunDir | None, source: keras.Model | None, task: Task, task_data: TaskData) -> None:
-    """The newest checkpoint of `run` (None: do not resume), else `source`'s weights (--init_from:
-    all of them for the same model, else its backbone), else the task's data-dependent
-    initialisation of a fresh model."""
-    latest = tf.train.latest_checkpoint(run.checkpoints_dir) if run is not None else None
-    if latest:
-        state.checkpoint.restore(latest).assert_existing_objects_matched()
-        logging.info("resumed from %s at step %d", latest, int(state.step))
-    elif source is not None:
+    """The newest readable checkpoint of `run` (None: do not resume), else `source`'s weights
+    (--init_from: all of them for the same model, else its backbone), else the task's
+    data-dependent initialisation of a fresh model."""
+    if run is not None and _restore_newest_readable(state, run):
+        return
+    if source is not None:
         copied = pretrained.load_weights(state.model, source)
         logging.info("initialised the %s's weights from %s", copied, source.name)
     else:
         task.initialize(state.model, task_data)
 
 
-def run_loop(state: TrainState, config: Config, strategy, task: Task, task_data: TaskData, evaluate, writer) -> None:
-    """Trains until `train_steps`, checkpointing, logging and evaluating on the way."""
+def _restore_newest_readable(state: TrainState, run: RunDir) -> bool:
+    """Restores the newest checkpoint that reads back whole; a truncated or half-deleted newer one
+    is named in a warning and skipped."""
+    for path in reversed(run.checkpoint_paths()):
+        try:
+            state.checkpoint.restore(path).assert_existing_objects_matched()
+        except (tf.errors.OpError, ValueError, AssertionError) as e:
+            logging.warning("checkpoint %s is unreadable (%s); trying the one before it", path, str(e).splitlines()[0][:200])
+            continue
+        logging.info("resumed from %s at step %d", path, int(state.step))
+        return True
+    return False
+
+
+def _resume_at(run: RunDir, step: int) -> None:
+    """--resume_step: the checkpoints after `step` are set aside so `step`'s is the newest."""
+    steps = [int(p.rsplit("-", 1)[-1]) for p in run.checkpoint_paths()]
+    if step not in steps:
+        raise RunDirError(f"--resume_step={step}: {run.path} has checkpoints at steps {', '.join(map(str, steps)) or '(none)'}")
+    moved = run.discard_checkpoints(newer_than=step)
+    if moved:
+        logging.warning("--resume_step=%d: later checkpoints were set aside in %s", step, moved)
+
+
+def _warn_changed_settings(run: RunDir, config: Config, resume: bool) -> None:
+    """Resuming with other training settings is allowed (e.g. a lower learning rate after a
+    divergence), but said, so nobody mistakes the run for the one they started."""
+    if not (resume and run.has_config() and run.has_checkpoints()):
+        return
+    previous, current = run.read_config(), config.to_json()
+    changed = [
+        f"{section}.{key} {previous[section].get(key)!r} -> {value!r}"
+        for section in ("data", "train")
+        for key, value in current[section].items()
+        if previous.get(section, {}).get(key, value) != value
+    ]
+    if changed:
+        logging.warning("resuming %s with changed settings: %s", run.path, ", ".join(changed))
+
+
+def run_loop(state: TrainState, config: Config, strategy, task: Task, task_data: TaskData, evaluate, writer, preemption) -> None:
+    """Trains until `train_steps`, checkpointing, logging and evaluating on the way; on a
+    preemption signal, checkpoints the step reached and raises `loop.Preempted`."""
     train = config.train
     train_iter = iter(
         strategy.distribute_datasets_from_function(
             pipeline.train_dataset_fn(task, task_data.train, train.batch_size, train.seed, int(state.examples_seen))
         )
     )
-    train_fn = loop.make_train_function(strategy, task, state.model, state.optimizer, train.clip_norm)
+    train_fn = loop.make_train_function(strategy, task, state.model, state.optimizer, train.clip_norm, preemption.stop)
     progress = loop.Progress(train.train_steps, int(state.step))
     every = [train.steps_per_loop, train.checkpoint_every, train.eval_every]
     last_saved = int(state.step) if state.manager.latest_checkpoint else None
-    while int(state.step) < train.train_steps:
+    while int(state.step) < train.train_steps and not preemption.requested:
         current = int(state.step)
         num_steps = min([train.train_steps - current] + [n - current % n for n in every if n > 0])
-        sums = loop.to_floats(train_fn(train_iter, tf.constant(num_steps)))
-        metrics = {**task.summarize(sums), "lr": loop.current_learning_rate(state.optimizer)}
-        loop.check_finite(metrics, current + num_steps, last_saved)
-        state.step.assign_add(num_steps)
-        state.examples_seen.assign_add(num_steps * train.batch_size)
+        totals, done = preemption.call(train_fn, train_iter, tf.constant(num_steps))
+        done = int(done)
+        if done == 0:
+            break
+        metrics = {**task.summarize(loop.to_floats(totals)), "lr": loop.current_learning_rate(state.optimizer)}
+        state.step.assign_add(done)
+        state.examples_seen.assign_add(done * train.batch_size)
         current = int(state.step)
-        drawn = num_steps * train.batch_size
+        loop.check_healthy(state.model, metrics, current, last_saved, train)
+        drawn = done * train.batch_size
         rates = progress.update(current, metrics, drawn, drawn * task_data.tokens_per_example)
         _log_scalars(writer, "train", {**metrics, **rates}, current)
-        if current == train.train_steps or (train.checkpoint_every and current % train.checkpoint_every == 0):
-            state.manager.save(checkpoint_number=current)
+        if preemption.requested or current == train.train_steps or (train.checkpoint_every and current % train.checkpoint_every == 0):
+            _save_checkpoint(state, current, last_saved)
             last_saved = current
         if train.eval_every and current % train.eval_every == 0 and current < train.train_steps:
             examples = pipeline.eval_examples(task, task_data.validation, train.batch_size, train.seed, train.eval_batches)
             _log_scalars(writer, "validation", evaluate(examples), current)
         progress.reset_clock()
+    if preemption.requested:
+        current = int(state.step)
+        if last_saved != current:
+            _save_checkpoint(state, current, last_saved)
+        name = signal.Signals(preemption.signal).name
+        raise loop.Preempted(f"{name}: stopped at step {current} and saved its checkpoint; rerun the same command to resume", preemption.exit_code)
+
+
+def _save_checkpoint(state: TrainState, step: int, last_saved: int | None) -> None:
+    """A checkpoint of `step`; a full disk is one line naming the checkpoint still intact."""
+    try:
+        state.manager.save(checkpoint_number=step)
+    except (OSError, tf.errors.OpError) as e:
+        intact = f"step {last_saved}" if last_saved is not None else "none"
+        raise loop.TrainingError(
+            f"could not write the checkpoint of step {step} ({str(e).splitlines()[0][:200]}); the newest intact checkpoint is "
+            f"{intact}: free space (or fix the directory) and rerun to resume"
+        ) from None
 
 
 def make_evaluate(model: keras.Model, strategy, task: Task, global_batch: int):
@@ -175,6 +255,7 @@ def finish(state: TrainState, config: Config, task: Task, task_data: TaskData, e
     train = config.train
     validation = pipeline.eval_examples(task, task_data.validation, train.batch_size, train.seed, train.final_eval_batches)
     metrics = {**evaluate(validation), "step": int(state.step)}
+    loop.check_healthy(state.model, metrics, int(state.step), int(state.step) if state.manager.latest_checkpoint else None, config.train)
     if task_data.unigram_loss is not None:
         metrics["unigram_loss"] = task_data.unigram_loss
     _log_scalars(writer, "validation", metrics, int(state.step))

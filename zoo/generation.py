@@ -92,10 +92,12 @@ def check_request(prompt_lengths: Sequence[int], max_new_tokens: int, context: i
     if not prompt_lengths or min(prompt_lengths) < 1:
         raise GenerationError("empty prompt; give at least one token (or a non-empty text)")
     longest = max(prompt_lengths)
+    if longest >= context:
+        raise GenerationError(f"the prompt is {longest} tokens; the model's context is {context}: shorten the prompt")
     if longest + max_new_tokens > context:
         raise GenerationError(
             f"prompt of {longest} tokens + max_new_tokens={max_new_tokens} exceeds the model's context of {context} "
-            f"tokens; use at most max_new_tokens={max(context - longest, 0)} or a shorter prompt"
+            f"tokens; use at most max_new_tokens={context - longest} or a shorter prompt"
         )
     for ids in token_ids:
         if vocab_size is not None and (min(ids) < 0 or max(ids) >= vocab_size):
@@ -275,6 +277,9 @@ def fill_mask(model: keras.Model, text: str, tokenizer, top_k: int = 5) -> list[
     positions = [i for i, t in enumerate(ids) if t == tokenizer.mask_id]
     if not positions:
         raise GenerationError(f"no [MASK] in {text!r}; write [MASK] where a token should be predicted")
+    context = int(model.backbone.max_sequence_length)
+    if len(ids) > context:
+        raise GenerationError(f"the text is {len(ids)} tokens with [CLS] and [SEP]; the model reads at most {context}: shorten it")
     inputs = {
         "token_ids": np.asarray([ids], np.int32),
         "segment_ids": np.zeros((1, len(ids)), np.int32),

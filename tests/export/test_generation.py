@@ -126,3 +126,21 @@ def test_keras_fill_mask_ranks_tokens_as_the_tflite_model_does(bert_mlm_export):
     result = run_module("trainers.generate", f"--run_dir={run_dir}", "--task=fill_mask", f"--prompt={text}", "--top_k=3")
     assert result.returncode == 0, result.stderr
     assert result.stdout.startswith("[MASK] 1: " + ours[0][0][0] + "=")
+
+
+@pytest.mark.slow
+def test_generate_cli_refuses_bad_requests_in_one_line(gpt_export, bert_mlm_export):
+    gpt_run, _ = gpt_export
+    cases = [
+        (["--prompt=def", "--sampler=top_k", "--top_k=0"], "top_k=0; it must be a whole number >= 1"),
+        ([b"--prompt=caf\xe9"], "--prompt is not valid UTF-8 text; pass the prompt in UTF-8"),
+        (["--prompt=def", "--max_new_tokens=0"], "max_new_tokens=0; it must be a whole number >= 1"),
+    ]
+    for args, message in cases:
+        result = run_module("trainers.generate", f"--run_dir={gpt_run}", *args)
+        assert result.returncode == 2 and result.stderr.strip().splitlines()[-1] == f"trainers.generate: error: {message}", result.stderr
+    bert_run, _ = bert_mlm_export
+    long_text = "[MASK] " + "return value " * 40
+    result = run_module("trainers.generate", f"--run_dir={bert_run}", "--task=fill_mask", f"--prompt={long_text}")
+    assert result.returncode == 2
+    assert result.stderr.strip().splitlines()[-1].endswith("the model reads at most 32: shorten it"), result.stderr[-500:]

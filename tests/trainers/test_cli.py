@@ -57,6 +57,14 @@ def test_unknown_config_field_is_refused(tmp_path):
     assert "batchsize" in result.stderr and "Traceback" not in result.stderr
 
 
+def test_a_misspelled_config_field_is_one_plain_line_with_the_right_name(tmp_path):
+    result = run_cli("--model=bert_tiny", "--config.model.num_layerz=3", f"--output_dir={tmp_path}/r")
+    assert result.returncode == 2
+    assert result.stderr.strip().splitlines()[-1] == (
+        "trainers.run: error: bad --config override: no field num_layerz; did you mean num_layers? (every field: --helpfull)"
+    )
+
+
 @pytest.mark.parametrize("flag", ["--batch_size=0", "--strategy=gpu9", "--mixed_precision=fp8", "--train_steps=-3"])
 def test_bad_flag_values_are_refused_before_training(tmp_path, flag):
     result = run_cli("--model=mnist_mlp", flag, f"--output_dir={tmp_path}/r")
