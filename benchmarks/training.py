@@ -119,7 +119,8 @@ def our_trainer(config, task: Task, data: TaskData) -> tuple[keras.Model, Measur
 
     def measure() -> tuple[float, float]:
         start = time.perf_counter()
-        sums = loop.to_floats(train_steps(iterator, num_steps))  # to_floats waits for the result
+        totals, _ = train_steps(iterator, num_steps)
+        sums = loop.to_floats(totals)  # to_floats waits for the result
         return time.perf_counter() - start, task.summarize(sums)["loss"]
 
     return model, measure
