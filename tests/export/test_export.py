@@ -13,7 +13,7 @@ from ai_edge_litert.interpreter import Interpreter
 
 from export import generation
 from export.evaluate import predict_in_batches
-from export.formats import FILES, keras_predictor, predictor
+from export.formats import FILES, FORMATS, keras_predictor, predictor
 from export.exporter import spec_from_examples
 from trainers.rundir import RunDir
 from trainers.tasks import TASKS
@@ -35,7 +35,7 @@ def test_export_writes_every_format_and_the_report_it_returns(any_export):
     run_dir, report = any_export
     directory = os.path.join(run_dir, "export")
     decode_models = list(generation.FILES.values()) if report["signature"]["task"] == "causal_lm" else []
-    assert sorted(os.listdir(directory)) == sorted(list(FILES.values()) + decode_models + ["report.json"])
+    assert sorted(os.listdir(directory)) == sorted([FILES[f] for f in FORMATS] + decode_models + ["report.json"])
     with open(os.path.join(directory, "report.json")) as f:
         assert json.load(f) == json.loads(json.dumps(report))
     assert not [name for name in os.listdir(run_dir) if name.startswith(".export")]
