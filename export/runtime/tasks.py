@@ -152,10 +152,13 @@ class MaskedLM(Task):
     def fill_mask(self, text: str, top_k: int = 5) -> list[list[tuple[str, float]]]:
         """For each [MASK] in `text`: the `top_k` most likely tokens and their probabilities."""
         length, slots = self.runner.input_shape("token_ids")[1], self.runner.input_shape("mask_positions")[1]
+        ids = self.tokenizer.encode(text)
+        if self.tokenizer.mask_id not in ids:
+            raise RunnerError(f"no {MASK_TOKEN} in {text!r}; write {MASK_TOKEN} where a token should be predicted")
+        if len(ids) + 2 > length:  # truncating would silently drop text, or the [MASK] itself
+            raise RunnerError(f"the text is {len(ids) + 2} tokens with [CLS] and [SEP]; this model reads {length}: shorten it")
         inputs = encode_texts(self.tokenizer, [text], length)
         positions = np.flatnonzero(inputs["token_ids"][0] == self.tokenizer.mask_id)
-        if not len(positions):
-            raise RunnerError(f"no {MASK_TOKEN} in {text!r}; write {MASK_TOKEN} where a token should be predicted")
         if len(positions) > slots:
             raise RunnerError(f"{len(positions)} {MASK_TOKEN} tokens in the text; this model predicts at most {slots}")
         inputs["mask_positions"] = np.zeros((1, slots), np.int32)

@@ -157,3 +157,12 @@ def _write(directory: str, name: str, content: bytes) -> str:
     with open(path, "wb") as f:
         f.write(content)
     return path
+
+
+@pytest.mark.slow
+def test_fill_mask_refuses_a_text_longer_than_the_model_instead_of_truncating_its_mask(bert_mlm_export):
+    run_dir, _ = bert_mlm_export
+    runner = LiteRTRunner(os.path.join(run_dir, "export", "model_int8.tflite"))
+    tokenizer = tasks.load_tokenizer(runner.path)
+    with pytest.raises(RunnerError, match=r"the text is \d+ tokens with \[CLS\] and \[SEP\]; this model reads 32: shorten it"):
+        tasks.fill_mask(runner, "return value " * 30 + "[MASK]", tokenizer)

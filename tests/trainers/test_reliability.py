@@ -144,10 +144,12 @@ def test_label_spellings_are_normalized(tmp_path, labels, expected):
 
 
 def test_mixed_ids_and_names_empty_labels_and_list_labels_are_refused(tmp_path):
+    mixed = _csv(tmp_path, "a,1\nb,spam\nc,1\nd,spam\n")
     with pytest.raises(DataError, match="labels mix class ids .* and names"):
-        text_data.load_texts(f"csv:{_csv(tmp_path, 'a,1\nb,spam\nc,1\nd,spam\n')}", labeled=True)
+        text_data.load_texts(f"csv:{mixed}", labeled=True)
+    empty = _csv(tmp_path, "a,1\nb,\nc,1\n")
     with pytest.raises(DataError, match=r"line 3: label '' is not a class id or name"):
-        text_data.load_texts(f"csv:{_csv(tmp_path, 'a,1\nb,\nc,1\n')}", labeled=True)
+        text_data.load_texts(f"csv:{empty}", labeled=True)
     path = tmp_path / "data.jsonl"
     path.write_text('{"text": "a", "label": 1}\n{"text": "b", "label": [1, 2]}\n')
     with pytest.raises(DataError, match=r"line 2: label \[1, 2\] is not a class id or name"):
