@@ -12,7 +12,7 @@ import os
 import re
 import sys
 
-from absl import app, flags
+from absl import app, flags, logging
 from ml_collections import config_flags
 
 import zoo

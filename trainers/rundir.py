@@ -369,6 +369,6 @@ def _rewrite_checkpoint_state(directory: str, kept: list[str]) -> None:
     import tensorflow as tf
 
     if kept:
-        tf.train.update_checkpoint_state(directory, kept[-1], all_model_checkpoint_paths=kept)
+        tf.compat.v1.train.update_checkpoint_state(directory, kept[-1], all_model_checkpoint_paths=kept)
     else:
         os.remove(os.path.join(directory, "checkpoint"))

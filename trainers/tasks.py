@@ -156,16 +156,18 @@ class TextClassification(Task):
         _require_examples(config, len(source.train_texts), len(source.validation_texts), "rows")
         num_classes = source.num_classes or int(np.max(source.train_labels)) + 1
         asked = config.model.get("num_classes")
-        if asked is not None and asked != zoo.get_spec(config.name).hyperparameters().get("num_classes") and asked < num_classes:
+        if asked == zoo.get_spec(config.name).hyperparameters().get("num_classes"):
+            asked = None  # the registry's default, not the user's: the data decides
+        if asked is not None and asked < num_classes:
             raise ConfigError(f"config.model.num_classes={asked} but the data has {num_classes} classes; raise it or leave it unset")
 
         def arrays(texts, labels) -> dict[str, np.ndarray]:
             return _with_weight({**encode_texts(tokenizer, texts, length), "label": np.asarray(labels, np.int32)})
 
-        overrides = {"vocab_size": tokenizer.vocab_size, "head": "classifier", "num_classes": classes}
         classes = max(num_classes, asked or 0)
         names = (source.label_names or [])[:classes]
         names += [str(i) for i in range(len(names), classes)]
+        overrides = {"vocab_size": tokenizer.vocab_size, "head": "classifier", "num_classes": classes}
         task_data = TaskData(
             arrays(source.train_texts, source.train_labels),
             arrays(source.validation_texts, source.validation_labels),

@@ -9,6 +9,7 @@ from __future__ import annotations
 import contextlib
 import dataclasses
 import json
+import os
 import shutil
 import signal
 import tempfile
@@ -67,16 +68,21 @@ def train_and_evaluate(
     chief = is_chief(strategy)
     if not chief:  # only the chief writes the run; other workers checkpoint into a scratch directory
         return _train(config, run, RunDir(tempfile.mkdtemp(prefix="modelzoo-worker-")), False, strategy, data_dir, resume, init_from)
+    created = not os.path.exists(run.path)
     run.check_writable()
-    with run.lock():
-        removed = run.remove_leftovers(checkpoints=True)
-        if removed:
-            logging.warning("removed leftovers of interrupted writes: %s", ", ".join(removed))
-        if start_over and run.discard_checkpoints():
-            logging.warning("--start_over: the previous checkpoints of %s were set aside", run.path)
-        elif resume_step is not None:
-            _resume_at(run, resume_step)
-        return _train(config, run, run, True, strategy, data_dir, resume and not start_over, init_from)
+    try:
+        with run.lock():
+            removed = run.remove_leftovers(checkpoints=True)
+            if removed:
+                logging.warning("removed leftovers of interrupted writes: %s", ", ".join(removed))
+            if start_over and run.discard_checkpoints():
+                logging.warning("--start_over: the previous checkpoints of %s were set aside", run.path)
+            elif resume_step is not None:
+                _resume_at(run, resume_step)
+            return _train(config, run, run, True, strategy, data_dir, resume and not start_over, init_from)
+    finally:
+        if created and os.path.isdir(run.path) and not os.listdir(run.path):
+            os.rmdir(run.path)  # refused before writing anything: leave no empty directory behind
 
 
 def _train(config: Config, run: RunDir, write_dir: RunDir, chief: bool, strategy, data_dir, resume: bool, init_from) -> dict[str, float]:
@@ -148,7 +154,7 @@ def _restore_newest_readable(state: TrainState, run: RunDir) -> bool:
     for path in reversed(run.checkpoint_paths()):
         try:
             state.checkpoint.restore(path).assert_existing_objects_matched()
-        except (tf.errors.OpError, ValueError, AssertionError) as e:
+        except Exception as e:  # noqa: BLE001  (truncated files fail in many ways; any of them means "not this one")
             logging.warning("checkpoint %s is unreadable (%s); trying the one before it", path, str(e).splitlines()[0][:200])
             continue
         logging.info("resumed from %s at step %d", path, int(state.step))

@@ -4,6 +4,7 @@ preemption, leftovers, unwritable outputs, empty splits and malformed labels."""
 from __future__ import annotations
 
 import json
+import logging
 import os
 import signal
 import socket
@@ -102,17 +103,24 @@ def test_resume_step_resumes_an_older_checkpoint_and_start_over_starts_again(tmp
 # -- 3. empty data is refused before training --------------------------------------------------
 
 
-@pytest.mark.parametrize("content", ["", "\n\n   \n"])
-def test_an_empty_corpus_is_refused_before_training(tmp_path, content):
+@pytest.mark.parametrize(
+    "files, message",
+    [
+        ({"a.txt": "", "b.txt": ""}, "no UTF-8 text files under"),  # empty files are no text
+        ({"a.txt": "\n\n   \n", "b.txt": " "}, "split of text:.* has no tokens to predict"),
+        ({"only.txt": "one short paragraph of text"}, "the validation split of text:.* has no tokens to predict"),
+    ],
+)
+def test_an_empty_or_tiny_corpus_is_refused_before_training(tmp_path, files, message):
     corpus = tmp_path / "corpus"
     corpus.mkdir()
-    (corpus / "a.txt").write_text(content)
-    (corpus / "b.txt").write_text(content)
+    for name, content in files.items():
+        (corpus / name).write_text(content)
     config = tiny_config("gpt_mini")
     config.data.dataset = f"text:{corpus}"
-    with pytest.raises(DataError, match="split of text:.* has no tokens to predict"):
+    with pytest.raises(DataError, match=message):
         train_and_evaluate(config, str(tmp_path / "run"), strategy=one_device())
-    assert not (tmp_path / "run" / "metrics.json").exists()
+    assert not (tmp_path / "run").exists(), "refused before anything was written"
 
 
 def test_metrics_json_is_strict_json(tmp_path):
@@ -176,6 +184,7 @@ def test_num_classes_smaller_than_the_data_is_refused(tmp_path, stdlib_corpus):
 
 @pytest.mark.parametrize("damage", ["truncate_data", "empty_index", "delete_data"])
 def test_a_corrupt_newest_checkpoint_falls_back_to_the_previous_one(tmp_path, caplog, damage):
+    caplog.set_level(logging.INFO)
     run_dir = tmp_path / "run"
     _train(run_dir, train_steps=20, checkpoint_every=10)
     newest = run_dir / "checkpoints" / "ckpt-20"
