@@ -55,6 +55,8 @@ def write_package(decode_model: str, tokenizer_json: str | None, out_path: str, 
     """Packs `decode_model`, the tokenizer and the metadata into a .litertlm at `out_path`."""
     if not tokenizer_json or not os.path.exists(tokenizer_json):
         raise ExportError(NO_TOKENIZER)
+    if not stop_token_ids:  # LiteRT-LM refuses to open a session without one
+        raise ExportError("a .litertlm needs a stop token; the run's tokenizer has no end-of-text token (eos_token)")
     from litert_lm_builder import litertlm_builder
 
     with tempfile.TemporaryDirectory() as tmp:
@@ -70,14 +72,18 @@ def write_package(decode_model: str, tokenizer_json: str | None, out_path: str, 
     return out_path
 
 
-def engine_generate(package: str, prompt: str, max_new_tokens: int, num_threads: int | None = None) -> str:
-    """The text LiteRT-LM's Python `Engine` writes after `prompt` with the package's greedy sampler."""
+def engine_generate(package: str, prompts: Sequence[str], max_new_tokens: int, num_threads: int | None = None) -> list[str]:
+    """The text LiteRT-LM's Python `Engine` writes after each prompt with a greedy sampler, one
+    engine and a fresh session (empty cache) per prompt, no prompt template."""
     import litert_lm
 
     litert_lm.set_min_log_severity(litert_lm.LogSeverity.ERROR)
     backend = litert_lm.Backend.CPU(thread_count=num_threads) if num_threads else litert_lm.Backend.CPU()
+    sampler = litert_lm.SamplerConfig(top_k=1, top_p=1.0, temperature=1.0, seed=0)
+    texts = []
     with litert_lm.Engine(package, backend=backend) as engine:
-        sampler = litert_lm.SamplerConfig(top_k=1, top_p=1.0, temperature=1.0, seed=0)
-        with engine.create_session(apply_prompt_template=False, sampler_config=sampler, max_output_tokens=max_new_tokens) as session:
-            session.run_prefill([prompt])
-            return session.run_decode().texts[0]
+        for prompt in prompts:
+            with engine.create_session(apply_prompt_template=False, sampler_config=sampler, max_output_tokens=max_new_tokens) as session:
+                session.run_prefill([prompt])
+                texts.append(session.run_decode().texts[0])
+    return texts
