@@ -9,7 +9,9 @@
    geometry, random weights, batch 1, 8-token prompt, 248 new tokens;
 3. the decode model in LiteRT-LM's layout: decode step at context 32 and 256 with the cache in place
    (CompiledModel), through the Interpreter fallback, and the legacy stacked-cache model (copied in
-   and out per step); time to first token of an 8-token prompt, prefill_8 vs the full context.
+   and out per step); time to first token of an 8-token prompt, prefill_8 vs the full context;
+4. gpt_mini .litertlm in float32, int8 and int4: decode tokens/s of our runner beside LiteRT-LM's
+   own benchmark, and LiteRT-LM's prefill tokens/s.
 
 Weights are random: speed does not depend on their values. Both sides of a row are timed in
 alternation, median of the repeats after a warm-up, so a busy machine slows them alike.
@@ -32,6 +34,7 @@ import tensorflow as tf
 import zoo
 from benchmarks import timing
 from export import generation as export_generation
+from export import litertlm as export_litertlm
 from ai_edge_litert.interpreter import Interpreter
 from export.runtime.decoder import TFLiteDecoder
 from zoo.generation import Generator
@@ -203,26 +206,36 @@ def decode_latency_rows(repeats: int, contexts: tuple[int, int] = (32, 256)) -> 
     ]
 
 
-def litert_lm_rows(directory: str, packages: dict[str, str], prefill_tokens: int, decode_tokens: int, threads: int = THREADS) -> list[dict]:
-    """LiteRT-LM's own benchmark (Engine with benchmarking on) of each .litertlm: prefill and decode tokens/s."""
-    import litert_lm
+def runner_vs_litert_lm_rows(repeats: int, decode_tokens: int = 64) -> list[dict]:
+    """gpt_mini .litertlm per format: decode tokens/s of our runner (CompiledModel, at the last
+    position of the context) beside LiteRT-LM's own benchmark (128-token prompt, then 64 tokens)."""
+    from benchmarks import litertlm_sizes
 
-    litert_lm.set_min_log_severity(litert_lm.LogSeverity.ERROR)
     rows = []
-    for variant, package in packages.items():
-        info = litert_lm.Benchmark(
-            model_path=package, backend=litert_lm.Backend.CPU(thread_count=threads), prefill_tokens=prefill_tokens, decode_tokens=decode_tokens
-        ).run()
-        size = os.path.getsize(package) / 2**20
-        rows.append(_row(f"LiteRT-LM {variant} ({size:.1f} MB): prefill {prefill_tokens} tokens (tokens/s)", "tokens/s", info.last_prefill_tokens_per_second, None))
-        rows.append(_row(f"LiteRT-LM {variant}: decode {info.last_decode_token_count} tokens (tokens/s)", "tokens/s", info.last_decode_tokens_per_second, None))
+    with tempfile.TemporaryDirectory(prefix="gpt-litertlm-") as directory:
+        packages = litertlm_sizes.export("gpt_mini", GEOMETRY["max_sequence_length"], directory)
+        for variant, package in packages.items():
+            decoder = TFLiteDecoder(os.path.join(directory, export_litertlm.DECODE_FILES[variant]), num_threads=THREADS)
+            ours = _steps_ms({"ours": decode_step(decoder)}, repeats)["ours"]
+            theirs = litertlm_sizes.measure(package, prefill_tokens=128, decode_tokens=decode_tokens)
+            rows.append(_row(
+                f"decode tokens/s, gpt_mini {variant} ({theirs['size_mb']} MB): our runner vs LiteRT-LM", "tokens/s",
+                1e3 / ours, theirs["decode_tokens_per_s"],
+            ))
+            rows.append(_row(f"prefill tokens/s, gpt_mini {variant}, 128 tokens: LiteRT-LM", "tokens/s", theirs["prefill_tokens_per_s"], None))
     return rows
 
 
 def generation_rows(quick: bool) -> list[dict]:
     """Every row of the table; `quick` times 5 repeats per side instead of 7."""
     repeats = 5 if quick else 7
-    return [cached_vs_uncached(repeats), ours_vs_keras_hub(repeats), *decode_latency_rows(repeats)]
+    rows = [cached_vs_uncached(repeats), ours_vs_keras_hub(repeats), *decode_latency_rows(repeats)]
+    try:
+        import litert_lm  # noqa: F401  (pip install -e ".[bench]")
+    except ImportError as e:
+        print(f"note: LiteRT-LM rows skipped ({e})")
+        return rows
+    return rows + runner_vs_litert_lm_rows(repeats)
 
 
 def format_table(rows: list[dict]) -> str:

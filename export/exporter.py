@@ -49,8 +49,9 @@ def export_run(
         calibrate full int8.
       eval_examples: evaluate every format on the first N stored validation examples (0: all of
         them, the examples behind the trainer's metrics.json).
-      generation_context: GPT runs with a TFLite format also get gpt_decode{,_int8}.tflite for
-        on-device generation, with this fixed context (default: the model's max_sequence_length).
+      generation_context: GPT runs with a TFLite format also get gpt_decode{,_int8,_int4}.tflite and
+        model{,_int8,_int4}.litertlm for on-device generation (export.generation, export.litertlm),
+        with this fixed context (default: the model's max_sequence_length).
     """
     formats = formats_lib.parse_formats(formats)
     if representative_examples < 1:

@@ -98,8 +98,7 @@ class _CompiledBackend:
 class _InterpreterBackend:
     """The classic Interpreter: the caches are numpy arrays copied in and out of every call."""
 
-    def __init__(self, path: str, num_threads: int | None, signatures: dict):
-        interpreter = Interpreter(model_path=path, num_threads=num_threads)
+    def __init__(self, interpreter: Interpreter, signatures: dict):
         self.runners = {s: interpreter.get_signature_runner(s) for s in signatures}
         self.caches: dict[str, np.ndarray] = {}
 
@@ -121,7 +120,8 @@ class TFLiteDecoder:
         _check_file(path)
         if backend not in BACKENDS:
             raise RunnerError(f"unknown decoder backend {backend!r}; choose one of {', '.join(BACKENDS)}")
-        signatures = Interpreter(model_path=path).get_signature_list()
+        interpreter = Interpreter(model_path=path, num_threads=num_threads)
+        signatures = interpreter.get_signature_list()
         buckets = sorted(int(s[len(PREFILL):]) for s in signatures if s.startswith(PREFILL) and s[len(PREFILL):].isdigit())
         if DECODE not in signatures or not buckets:
             raise RunnerError(
@@ -129,12 +129,16 @@ class TFLiteDecoder:
                 "(written by `python -m export.run` for GPT runs)"
             )
         self.path, self.backend, self.buckets, self.signatures = path, backend, buckets, list(signatures)
-        details = Interpreter(model_path=path).get_signature_runner(DECODE)
-        self.context = int(details.get_input_details()["mask"]["shape"][-1])
-        self.vocab_size = int(details.get_output_details()["logits"]["shape"][-1])
-        self.cache_shape = tuple(int(d) for d in details.get_input_details()["kv_cache_k_0"]["shape"])
+        decode = interpreter.get_signature_runner(DECODE)
+        self.context = int(decode.get_input_details()["mask"]["shape"][-1])
+        self.vocab_size = int(decode.get_output_details()["logits"]["shape"][-1])
+        self.cache_shape = tuple(int(d) for d in decode.get_input_details()["kv_cache_k_0"]["shape"])
         self.num_layers = sum(n.startswith("kv_cache_k_") for n in signatures[DECODE]["inputs"])
-        self._backend = (_CompiledBackend if backend == "compiled" else _InterpreterBackend)(path, num_threads, signatures)
+        if backend == "compiled":
+            del decode, interpreter  # CompiledModel loads the file itself
+            self._backend = _CompiledBackend(path, num_threads, signatures)
+        else:
+            self._backend = _InterpreterBackend(interpreter, signatures)
 
     def prefill(self, prompt: Sequence[int]) -> np.ndarray:
         """Fresh caches, the prompt written into them; returns logits (1, vocab) after its last token."""
