@@ -35,6 +35,8 @@ from zoo.layers import tokenwise
 from zoo.tokenizers import Tokenizer
 
 VARIANTS = ("float32", "int8", "int4")
+# Every file a GPT export adds to RUN/export/: decode models, then LiteRT-LM packages.
+FILES = {**litertlm.DECODE_FILES, **{f"{v}_litertlm": name for v, name in litertlm.PACKAGES.items()}}
 # Quantized decode models against float32: (perplexity ratio, size ratio) limits.
 QUANTIZED_LIMITS = {"int8": (1.05, 0.30), "int4": (1.15, 0.17)}
 # Below this float32 size the graph (3+ signatures of ops and tensor names) outweighs the weights, and

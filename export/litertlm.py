@@ -81,7 +81,8 @@ def engine_generate(package: str, prompts: Sequence[str], max_new_tokens: int, n
     backend = litert_lm.Backend.CPU(thread_count=num_threads) if num_threads else litert_lm.Backend.CPU()
     sampler = litert_lm.SamplerConfig(top_k=1, top_p=1.0, temperature=1.0, seed=0)
     texts = []
-    with litert_lm.Engine(package, backend=backend) as engine:
+    # ":nocache": no XNNPACK weight cache written next to the package (RUN/export/ holds exports only).
+    with litert_lm.Engine(package, backend=backend, cache_dir=":nocache") as engine:
         for prompt in prompts:
             with engine.create_session(apply_prompt_template=False, sampler_config=sampler, max_output_tokens=max_new_tokens) as session:
                 session.run_prefill([prompt])

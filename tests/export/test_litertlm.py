@@ -97,7 +97,7 @@ def test_litert_lm_cli_writes_the_greedy_text_of_trainers_generate(gpt_export):
     package = os.path.join(run_dir, "export", "model.litertlm")
     tokenizer = Tokenizer.load(os.path.join(run_dir, "tokenizer"))
     prompt = PROMPTS[0]
-    result = subprocess.run([CLI, "run", package, "--no-template", f"--prompt={prompt}"], capture_output=True, text=True, timeout=300, stdin=subprocess.DEVNULL)
+    result = subprocess.run([CLI, "run", package, "--no-template", "--cache=no", f"--prompt={prompt}"], capture_output=True, text=True, timeout=300, stdin=subprocess.DEVNULL)
     assert result.returncode == 0, result.stderr
     on_device = result.stdout[:-1] if result.stdout.endswith("\n") else result.stdout
     new_tokens = 32 - len(tokenizer.encode(prompt))  # the CLI generates up to the context
