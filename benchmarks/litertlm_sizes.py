@@ -7,6 +7,13 @@ decode tokens/s in LiteRT-LM's own benchmark, and peak memory (a benchmark, not 
 Weights are random (speed and size do not depend on their values); the tokenizer is a byte-level
 BPE trained on the standard library's text, padded with unused tokens to the model's vocabulary.
 Each format runs in its own process, so its peak resident memory (VmHWM) is its own.
+
+Measured here (gpt_small, context 1024, 128-token prompt then 64 tokens, 2 threads, load ~5 on 2 cores):
+
+    format         MB  prefill tok/s  decode tok/s   TTFT s  peak RSS MB
+    float32     475.0          150.4           8.2    0.973        843.3
+    int8        126.7          245.1           9.4    0.629        385.6   (0.27x the float32 decode model)
+    int4         67.4          456.6          21.4    0.327        315.4   (0.14x)
 """
 
 from __future__ import annotations
