@@ -28,6 +28,8 @@ setup(
         "safetensors>=0.4",  # zoo.from_pretrained / save_pretrained: Hugging Face weights
         "huggingface_hub>=0.20",  # zoo.from_pretrained("hf://ORG/NAME") downloads (only when asked)
         "h5py>=3.10",  # keras-hub presets (model.weights.h5), read and written without keras-hub
+        "litert-quantizer>=0.11",  # int8/int4 weights of the GPT decode model (LiteRT's recommended quantizer)
+        "litert-lm-builder>=0.18.1",  # packs RUN/export/model*.litertlm (decode model + tokenizer.json + metadata)
     ],
     extras_require={
         "test": [
@@ -35,8 +37,11 @@ setup(
             "keras-hub==0.32.0",  # the referee for checkpoint import/export (tests/zoo/test_keras_hub_referee.py)
             "transformers>=5",  # tokenizer parity; installs without torch
             "scipy>=1.11",  # erf for the numpy BERT reference
+            # LiteRT-LM's runtime (Engine + `litert-lm` CLI) runs the exported .litertlm in tests; wheels for
+            # manylinux x86_64/aarch64 and macOS arm64 only, so tests/export/test_litertlm.py skips elsewhere.
+            "litert-lm>=0.18.1; platform_machine in 'x86_64 aarch64 arm64'",
         ],
         # keras-hub is the "theirs" of python -m benchmarks.run; 0.32 pulls tensorflow-text 2.21 and keeps TF 2.21 / Keras 3.15.
-        "bench": ["keras-hub==0.32.0"],
+        "bench": ["keras-hub==0.32.0", "litert-lm>=0.18.1"],  # litert-lm: the LiteRT-LM rows of benchmarks/generation.py
     },
 )

@@ -49,8 +49,9 @@ def export_run(
         calibrate full int8.
       eval_examples: evaluate every format on the first N stored validation examples (0: all of
         them, the examples behind the trainer's metrics.json).
-      generation_context: GPT runs with a TFLite format also get gpt_decode{,_int8}.tflite for
-        on-device generation, with this fixed context (default: the model's max_sequence_length).
+      generation_context: GPT runs with a TFLite format also get gpt_decode{,_int8,_int4}.tflite and
+        model{,_int8,_int4}.litertlm for on-device generation (export.generation, export.litertlm),
+        with this fixed context (default: the model's max_sequence_length).
     """
     formats = formats_lib.parse_formats(formats)
     if representative_examples < 1:
@@ -90,10 +91,9 @@ def export_run(
         for fmt, entry in checks.items():
             written[fmt].update(entry)
         gates = report_lib.gates(task, keras_entry["metrics"], written)
-        decode = _decode_models(task, model, tmp, formats, validation, generation_context, num_threads)
+        decode = _decode_models(task, model, tmp, formats, validation, generation_context, num_threads, run.tokenizer_dir)
         if decode:
-            mismatches = decode["greedy_check"]["float32_mismatched_prompts"]
-            gates["gpt_decode.greedy_mismatched_prompts"] = {"value": mismatches, "limit": 0, "passed": mismatches == 0}
+            gates.update(decode.pop("gates"))  # greedy vs Keras; int8/int4 perplexity and size (export.generation)
         report = {
             "run_dir": os.path.abspath(run.path),
             "model": config.name,
@@ -148,12 +148,13 @@ def spec_from_examples(model: keras.Model, task: type[Task], examples: dict[str,
     return signature_of(model, task.name, length, predictions)
 
 
-def _decode_models(task: type[Task], model, directory: str, formats: tuple[str, ...], validation, context, num_threads) -> dict | None:
-    """GPT runs exported to TFLite also get the prefill/decode models for on-device generation."""
+def _decode_models(
+    task: type[Task], model, directory: str, formats: tuple[str, ...], validation, context, num_threads, tokenizer_dir: str
+) -> dict | None:
+    """GPT runs exported to TFLite also get the decode models and .litertlm packages for on-device generation."""
     if not task.exports_decoder or not any(f.startswith("tflite_") for f in formats):
         return None
-    prompts = validation["token_ids"][: PARITY_EXAMPLES // 2]
-    return generation.export_decode_models(model, directory, prompts, context, num_threads)
+    return generation.export_decode_models(model, directory, validation, tokenizer_dir, context, num_threads)
 
 
 def _check_destination(destination: str, overwrite: bool) -> None:

@@ -1,13 +1,17 @@
-"""On-device generation: a GPT as a TFLite model with `prefill` and `decode` signatures.
+"""On-device generation: a GPT as one TFLite model in LiteRT-LM's layout (Google's on-device LLM runtime).
 
-    prefill(token_ids (1, context) int32, prompt_length (1,) int32) -> logits (1, vocab), cache
-    decode(token_ids (1, 1) int32, cache_index (1,) int32, cache) -> logits (1, vocab), cache
+    prefill_<T>(tokens (1, T), input_pos (T,), mask (1, 1, T, context), kv_cache_k_<i>, kv_cache_v_<i>)
+        -> kv_cache_k_<i>, kv_cache_v_<i>                     for each prompt bucket T
+    decode(tokens (1, 1), input_pos (1,), mask (1, 1, 1, context), kv_cache_k_<i>, kv_cache_v_<i>)
+        -> logits (1, 1, vocab), kv_cache_k_<i>, kv_cache_v_<i>
 
-The key/value cache, (1, layers, 2, heads, context, head_dim) float32, is an explicit input and
-output, so the app owns it and the model has no state. The prompt is right-padded to the fixed
-context: the causal mask keeps padding out of the real tokens' attention, and decoding writes
-over the padding's cache slots. This module writes and checks the models; the runtime's
-`export.runtime.decoder.TFLiteDecoder` runs them.
+Each layer's cache, (1, heads, context, head_dim) float32 (heads-first, like our attention, so no
+step transposes it), is an input and an output of the same name: a runtime binds one buffer to
+both and DYNAMIC_UPDATE_SLICE writes the new keys/values into it in place at `input_pos[0]`.
+`mask` is additive (0 = visible, large negative = hidden), filled by the runtime. The model is
+stateless and has no tensor above 4-D. A prompt is prefilled without its last token, which the
+first `decode` call runs (LiteRT-LM's protocol). This module writes and checks the models;
+`export.runtime.decoder.TFLiteDecoder` and LiteRT-LM (`export.litertlm`) run them.
 """
 
 from __future__ import annotations
@@ -16,40 +20,105 @@ import os
 import shutil
 from typing import Sequence
 
+import flatbuffers
 import keras
 import numpy as np
 import tensorflow as tf
 
-from export import tflite
-from export.runtime.decoder import DECODE, DECODE_FILE, PREFILL, TFLiteDecoder
-from export.runtime.litert import LiteRTRunner
+from export import litertlm, tflite
+from export.runtime import metrics
+from export.runtime.decoder import DECODE, DECODE_FILE, PREFILL_BUCKETS, TFLiteDecoder, cache_names, prefill_signature
 from export.spec import ExportError
-from zoo import CausalLM, generation
+from trainers.rundir import TARGET_WEIGHTS, TARGETS
+from zoo import CausalLM
+from zoo.layers import tokenwise
+from zoo.tokenizers import Tokenizer
 
-FILES = {"float32": DECODE_FILE, "int8": "gpt_decode_int8.tflite"}
-# int8 weights with float activations: the cache stays float32 and every op a builtin; full int8
-# would quantize the cache and attention, which the export keeps float anyway (export.int8).
-INT8_MODE = "dynamic-range (int8 weights; float32 activations and KV cache)"
+VARIANTS = ("float32", "int8", "int4")
+# Every file a GPT export adds to RUN/export/: decode models, then LiteRT-LM packages.
+FILES = {**litertlm.DECODE_FILES, **{f"{v}_litertlm": name for v, name in litertlm.PACKAGES.items()}}
+# Quantized decode models against float32: (perplexity ratio, size ratio) limits.
+QUANTIZED_LIMITS = {"int8": (1.05, 0.30), "int4": (1.15, 0.17)}
+# Below this float32 size the graph (3+ signatures of ops and tensor names) outweighs the weights, and
+# the size ratio says nothing about quantization: a tiny test GPT's int8 file is 0.61x its float one.
+SIZE_GATED_BYTES = 4 * 2**20
+EVAL_EXAMPLES = 8  # validation windows scored one decode step per token: perplexity gates cost context x this
+PROMPTS = 4
+NO_TOKENIZER = litertlm.NO_TOKENIZER
 
 
-def decode_functions(model: keras.Model, context: int) -> dict[str, tf.types.experimental.GenericFunction]:
-    """The `prefill` and `decode` tf.functions over a fixed context, batch 1."""
-    cache_spec = tf.TensorSpec(model.init_cache(1, context).shape, tf.float32, name="cache")  # the model's own layout
+def prefill_lengths(context: int, buckets: Sequence[int] = PREFILL_BUCKETS) -> list[int]:
+    """The prompt buckets below `context`, and the full context (a prompt of any length fits)."""
+    return sorted({b for b in buckets if 1 <= b < context} | {context})
 
-    @tf.function(input_signature=[tf.TensorSpec((1, context), tf.int32, name="token_ids"),
-                                  tf.TensorSpec((1,), tf.int32, name="prompt_length")])
-    def prefill(token_ids, prompt_length):
-        logits, cache = model.call_with_cache(token_ids, model.init_cache(1, context), 0)
-        last = tf.gather(logits, prompt_length - 1, axis=1, batch_dims=1)  # (1, vocab)
-        return {"logits": tf.cast(last, tf.float32), "cache": tf.cast(cache, tf.float32)}
 
-    @tf.function(input_signature=[tf.TensorSpec((1, 1), tf.int32, name="token_ids"),
-                                  tf.TensorSpec((1,), tf.int32, name="cache_index"), cache_spec])
-    def decode(token_ids, cache_index, cache):
-        logits, cache = model.call_with_cache(token_ids, cache, cache_index[0])
-        return {"logits": tf.cast(logits[:, 0], tf.float32), "cache": tf.cast(cache, tf.float32)}
+def _attend(attention, query, key, value, mask):
+    """softmax(q k^T / sqrt(d) + mask) v; q (1, heads, T, d), k/v (1, heads, context, d), mask (1, 1, T, context).
 
-    return {PREFILL: prefill, DECODE: decode}
+    `transpose_b` keeps the cache in place: a transposed copy of it would cost what the copy-in/out did.
+    """
+    heads, d = attention.num_heads, attention.head_dim
+    length, context = query.shape[2], key.shape[2]
+    q = tf.reshape(query, (heads, length, d)) * (d**-0.5)
+    scores = tf.linalg.matmul(q, tf.reshape(key, (heads, context, d)), transpose_b=True)  # (heads, T, context)
+    probs = tf.nn.softmax(scores + mask[0], axis=-1)
+    out = tf.linalg.matmul(probs, tf.reshape(value, (heads, context, d)))  # (heads, T, d)
+    return tf.reshape(tf.transpose(out, (1, 0, 2)), (1, length, heads * d))
+
+
+def _block(block, x, mask, start, k_cache, v_cache):
+    """A pre-LN GPT block over per-layer caches; returns (x, k_cache, v_cache)."""
+    attention = block.attention
+    length = x.shape[1]
+    qkv = tokenwise(attention.qkv_dense, block.attention_norm(x))  # (1, T, 3 * heads * d)
+    qkv = tf.transpose(tf.reshape(qkv, (1, length, 3 * attention.num_heads, attention.head_dim)), (0, 2, 1, 3))
+    query, key, value = tf.split(qkv, 3, axis=1)  # (1, heads, T, d) each
+    index = [0, 0, start, 0]
+    k_cache = keras.ops.slice_update(k_cache, index, key)  # DYNAMIC_UPDATE_SLICE
+    v_cache = keras.ops.slice_update(v_cache, index, value)
+    x = x + tokenwise(attention.output_dense, _attend(attention, query, k_cache, v_cache, mask))
+    ffn = tokenwise(block.output_dense, block._activation_fn(tokenwise(block.intermediate_dense, block.ffn_norm(x))))  # noqa: SLF001
+    return x + ffn, k_cache, v_cache
+
+
+def _step(model: keras.Model, tokens, input_pos, mask, caches: Sequence[tf.Tensor], logits: bool) -> dict[str, tf.Tensor]:
+    """Runs `tokens` at positions `input_pos` over the caches; the decode model's whole graph."""
+    b = model.backbone
+    # 1-D lookups of the tables themselves: `embedding_lookups` turns them into EMBEDDING_LOOKUP ops.
+    table = tf.convert_to_tensor(b.token_embedding.embeddings)
+    x = tf.gather(table, tf.reshape(tokens, (-1,))) + tf.gather(tf.convert_to_tensor(b.position_embedding.embeddings), input_pos)
+    x = x[None]  # (1, T, hidden)
+    outputs = {}
+    for i, block in enumerate(b.blocks):
+        k_name, v_name = cache_names(i)
+        x, outputs[k_name], outputs[v_name] = _block(block, x, mask, input_pos[0], caches[2 * i], caches[2 * i + 1])
+    if logits:
+        outputs["logits"] = tf.cast(tokenwise(b.token_embedding, b.final_norm(x), reverse=True), tf.float32)  # (1, 1, vocab)
+    return outputs
+
+
+def decode_functions(model: keras.Model, context: int, buckets: Sequence[int] = PREFILL_BUCKETS) -> dict[str, tf.types.experimental.GenericFunction]:
+    """The `prefill_<T>` and `decode` tf.functions over a fixed context, batch 1."""
+    b = model.backbone
+    cache_shape = (1, b.num_heads, context, b.hidden_dim // b.num_heads)
+    names = [n for i in range(b.num_layers) for n in cache_names(i)]
+
+    def function(length: int, logits: bool):
+        specs = [
+            tf.TensorSpec((1, length), tf.int32, name="tokens"),
+            tf.TensorSpec((length,), tf.int32, name="input_pos"),
+            tf.TensorSpec((1, 1, length, context), tf.float32, name="mask"),
+        ] + [tf.TensorSpec(cache_shape, tf.float32, name=n) for n in names]
+
+        @tf.function(input_signature=specs)
+        def run(tokens, input_pos, mask, *caches):
+            return _step(model, tokens, input_pos, mask, caches, logits)
+
+        return run
+
+    functions = {prefill_signature(t): function(t, logits=False) for t in prefill_lengths(context, buckets)}
+    functions[DECODE] = function(1, logits=True)
+    return functions
 
 
 def check_context(model: keras.Model, context: int | None) -> int:
@@ -62,56 +131,146 @@ def check_context(model: keras.Model, context: int | None) -> int:
     return context or limit
 
 
-def write_decode_models(model: keras.Model, directory: str, context: int | None = None) -> dict[str, str]:
-    """Writes gpt_decode.tflite (float32) and gpt_decode_int8.tflite into `directory`; returns their paths.
+def write_decode_model(
+    model: keras.Model, directory: str, context: int | None = None, buckets: Sequence[int] = PREFILL_BUCKETS
+) -> str:
+    """Writes gpt_decode.tflite (float32) into `directory`; returns its path.
 
-    Like every TFLite file here, they are converted from a SavedModel (see export.saved_model).
+    Like every TFLite file here, it is converted from a SavedModel (see export.saved_model).
+    Quantized variants come from litert-quantizer (export.litertlm.quantize).
     """
     context = check_context(model, context)
     saved_model_dir = os.path.join(directory, ".gpt_decode_saved_model")
     archive = keras.export.ExportArchive()
     archive.track(model)
-    for name, function in decode_functions(model, context).items():
+    functions = decode_functions(model, context, buckets)
+    for name, function in functions.items():
         archive.add_endpoint(name, function)
     archive.write_out(saved_model_dir, verbose=False)
     try:
-        paths = {}
-        for variant, mode in (("float32", "float32"), ("int8", "dynamic")):
-            paths[variant] = os.path.join(directory, FILES[variant])
-            with open(paths[variant], "wb") as f:
-                f.write(tflite.convert_float(saved_model_dir, mode, signature_keys=[PREFILL, DECODE]))
+        path = os.path.join(directory, DECODE_FILE)
+        with open(path, "wb") as f:
+            f.write(embedding_lookups(tflite.convert_float(saved_model_dir, "float32", signature_keys=list(functions))))
     finally:
         shutil.rmtree(saved_model_dir, ignore_errors=True)
-    return paths
+    return path
+
+
+def embedding_lookups(model_bytes: bytes) -> bytes:
+    """The model with each GATHER of a constant 2-D table by 1-D ids as an EMBEDDING_LOOKUP.
+
+    Same result; but litert-quantizer quantizes EMBEDDING_LOOKUP tables (int8, int4 blockwise)
+    and leaves GATHER's float — and then un-shares the tied token embedding per signature, which
+    made the int8 file 1.6x the float one.
+    """
+    from ai_edge_litert import schema_py_generated as schema
+
+    model = schema.ModelT.InitFromObj(schema.Model.GetRootAsModel(model_bytes, 0))
+    codes = model.operatorCodes
+    gather = [i for i, c in enumerate(codes) if max(c.builtinCode, c.deprecatedBuiltinCode) == schema.BuiltinOperator.GATHER]
+    lookup = None
+    for graph in model.subgraphs:
+        for op in graph.operators:
+            if op.opcodeIndex not in gather:
+                continue
+            params, ids = (graph.tensors[i] for i in op.inputs)
+            if len(params.shape) != 2 or len(ids.shape) != 1 or not model.buffers[params.buffer].data is not None or op.builtinOptions.axis != 0:
+                continue
+            if lookup is None:
+                code = schema.OperatorCodeT()
+                code.builtinCode = code.deprecatedBuiltinCode = schema.BuiltinOperator.EMBEDDING_LOOKUP
+                code.version = 1
+                codes.append(code)
+                lookup = len(codes) - 1
+            op.opcodeIndex, op.inputs = lookup, [op.inputs[1], op.inputs[0]]  # EMBEDDING_LOOKUP(ids, table)
+            op.builtinOptionsType, op.builtinOptions = schema.BuiltinOptions.NONE, None
+    builder = flatbuffers.Builder(len(model_bytes) + 1024)
+    builder.Finish(model.Pack(builder), file_identifier=b"TFL3")
+    return bytes(builder.Output())
+
+
+def keras_greedy(model: keras.Model, prompts: Sequence[Sequence[int]], new_tokens: int) -> list[list[int]]:
+    """Keras's greedy tokens (zoo.generate), the reference every decode model is checked against."""
+    from zoo import generation
+
+    return generation.generate(model, [list(p) for p in prompts], max_new_tokens=new_tokens, stop_token_ids=())
+
+
+def greedy_agreement(tokens: Sequence[Sequence[int]], reference: Sequence[Sequence[int]]) -> float:
+    """The share of positions where two greedy continuations agree (up to each shorter one)."""
+    pairs = [(a, b) for x, y in zip(tokens, reference) for a, b in zip(x, y)]
+    return round(float(np.mean([a == b for a, b in pairs])), 4) if pairs else 1.0
+
+
+def validation_perplexity(decoder: TFLiteDecoder, examples: dict[str, np.ndarray], count: int) -> float:
+    """Perplexity of the decode model on the first `count` stored validation examples, scored
+    one decode step per token exactly as the trainer's metrics (export.runtime.metrics)."""
+    sums = {"loss": 0.0, "weight": 0.0, "correct": 0.0}
+    for i in range(min(count, len(examples[TARGETS]))):
+        length = int(np.asarray(examples["padding_mask"][i]).sum()) if "padding_mask" in examples else decoder.context
+        logits = decoder.score(examples["token_ids"][i][:length])
+        row = metrics.metric_sums(logits, examples[TARGETS][i][:length], examples[TARGET_WEIGHTS][i][:length])
+        sums = {k: sums[k] + row[k] for k in sums}
+    return metrics.summarize(sums, perplexity=True)["perplexity"]
 
 
 def export_decode_models(
-    model: keras.Model, directory: str, prompts: Sequence[Sequence[int]], context: int | None = None,
-    num_threads: int | None = None, max_new_tokens: int = 16,
+    model: keras.Model, directory: str, validation: dict[str, np.ndarray], tokenizer_dir: str | None,
+    context: int | None = None, num_threads: int | None = None, max_new_tokens: int = 16,
+    eval_examples: int = EVAL_EXAMPLES, variants: Sequence[str] = VARIANTS,
 ) -> dict:
-    """Writes both decode models and returns their report entry: files, sizes, step latency, and
-    whether greedy decoding of `prompts` gives Keras's tokens (float32) and how often int8 agrees."""
-    paths = write_decode_models(model, directory, context)
-    decoders = {v: TFLiteDecoder(LiteRTRunner(p, num_threads=num_threads)) for v, p in paths.items()}
+    """Writes the float32 decode model, its int8/int4 versions and a .litertlm of each; returns their
+    report entry: files, sizes, latency, validation perplexity, greedy agreement, and the gates."""
+    tokenizer_json = os.path.join(tokenizer_dir, "tokenizer.json") if tokenizer_dir else None
+    if not tokenizer_json or not os.path.isfile(tokenizer_json):
+        raise ExportError(NO_TOKENIZER)
+    stop = [] if (eos := Tokenizer.load(tokenizer_dir).eos_id) is None else [eos]
+    paths = {"float32": write_decode_model(model, directory, context)}
+    for variant in variants:
+        if variant != "float32":
+            paths[variant] = litertlm.quantize(paths["float32"], os.path.join(directory, litertlm.DECODE_FILES[variant]), variant)
+    decoders = {v: TFLiteDecoder(p, num_threads) for v, p in paths.items()}
     context = decoders["float32"].context
-    prompts = [list(p[: context // 2]) for p in prompts]
+    prompts = [list(p[: context // 2]) for p in validation["token_ids"][:PROMPTS]]
     new_tokens = min(max_new_tokens, context - max(len(p) for p in prompts))
-    expected = generation.generate(model, prompts, max_new_tokens=new_tokens, stop_token_ids=())
-    tokens = {v: [d.generate_ids(p, new_tokens) for p in prompts] for v, d in decoders.items()}
-    files = {
-        v: {"file": FILES[v], "size_bytes": os.path.getsize(p), **decoders[v].step_latency_ms()} for v, p in paths.items()
-    }
-    files["int8"]["quantization"] = INT8_MODE
-    agree = np.mean([a == b for x, y in zip(tokens["int8"], tokens["float32"]) for a, b in zip(x, y)])
+    expected = keras_greedy(model, prompts, new_tokens)
+    files = {}
+    for variant, decoder in decoders.items():
+        package = litertlm.write_package(paths[variant], tokenizer_json, os.path.join(directory, litertlm.PACKAGES[variant]), context, stop)
+        tokens = [decoder.generate_ids(p, new_tokens) for p in prompts]
+        files[variant] = {
+            "file": os.path.basename(paths[variant]),
+            "package": os.path.basename(package),
+            "quantization": litertlm.QUANTIZED.get(variant, "none (float32)"),
+            "size_bytes": os.path.getsize(paths[variant]),
+            "package_size_bytes": os.path.getsize(package),
+            "perplexity": round(validation_perplexity(decoder, validation, eval_examples), 4),
+            "greedy_mismatched_prompts_vs_keras": sum(a != b for a, b in zip(tokens, expected)),
+            "greedy_agreement_with_keras": greedy_agreement(tokens, expected),
+            **decoder.step_latency_ms(),
+        }
     return {
-        "signatures": [PREFILL, DECODE],
+        "signatures": sorted(decoders["float32"].signatures),
         "context": context,
         "cache_shape": list(decoders["float32"].cache_shape),
+        "greedy_check": {"prompts": len(prompts), "new_tokens": new_tokens},
         "files": files,
-        "greedy_check": {
-            "prompts": len(prompts),
-            "new_tokens": new_tokens,
-            "float32_mismatched_prompts": sum(a != b for a, b in zip(tokens["float32"], expected)),
-            "int8_token_agreement_with_float32": round(float(agree), 4),
-        },
+        "gates": decode_gates(files),
     }
+
+
+def decode_gates(files: dict[str, dict]) -> dict[str, dict]:
+    """report.json gates: float32 greedy equals Keras; each quantized model's perplexity and (for a
+    model of real size) file size within its limit of float32's."""
+    float32 = files["float32"]
+    mismatches = float32["greedy_mismatched_prompts_vs_keras"]
+    gates = {"gpt_decode.greedy_mismatched_prompts": {"value": mismatches, "limit": 0, "passed": mismatches == 0}}
+    for variant, (perplexity_limit, size_limit) in QUANTIZED_LIMITS.items():
+        if variant in files:
+            ratio = files[variant]["perplexity"] / float32["perplexity"]
+            size = files[variant]["size_bytes"] / float32["size_bytes"]
+            gates[f"gpt_decode_{variant}.perplexity_ratio"] = {"value": round(ratio, 4), "limit": perplexity_limit, "passed": ratio <= perplexity_limit}
+            files[variant]["size_ratio"] = round(size, 4)
+            if float32["size_bytes"] >= SIZE_GATED_BYTES:
+                gates[f"gpt_decode_{variant}.size_ratio"] = {"value": round(size, 4), "limit": size_limit, "passed": size <= size_limit}
+    return gates

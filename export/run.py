@@ -4,7 +4,8 @@
     python -m export.run --run_dir=runs/mnist_mlp --formats=saved_model,tflite_int8 --overwrite
 
 Writes RUN/export/ (saved_model/, model_{float32,dynamic,float16,int8}.tflite, model.onnx,
-report.json; GPT runs also gpt_decode.tflite and gpt_decode_int8.tflite for on-device generation).
+report.json; GPT runs also gpt_decode{,_int8,_int4}.tflite and model{,_int8,_int4}.litertlm for
+on-device generation, in our runner and in LiteRT-LM).
 This module only parses flags and calls `export.exporter.export_run`.
 """
 

@@ -182,7 +182,8 @@ class CausalLM(Task):
 
     @staticmethod
     def recognizes(input_names: set[str]) -> bool:
-        return "token_ids" in input_names and "segment_ids" not in input_names
+        decode_model = "tokens" in input_names and "input_pos" in input_names  # gpt_decode*.tflite, LiteRT-LM's names
+        return decode_model or ("token_ids" in input_names and "segment_ids" not in input_names)
 
     def generate(self, prompt: str, max_new_tokens: int = 32, sampler: Sampler = Sampler(), seed: int | None = None) -> str:
         """The text the decode model writes after `prompt`, up to the end-of-text token."""

@@ -15,6 +15,7 @@ from ai_edge_litert.interpreter import Interpreter
 import zoo
 from export import generation
 from export.runtime import tasks
+from export.runtime.decoder import split_prompt
 from export.runtime.litert import LiteRTRunner, RunnerError
 from export.runtime.sampling import GenerationError, Sampler
 from tests.trainers.conftest import REPO, TINY_TRANSFORMER
@@ -29,27 +30,50 @@ def run_module(module: str, *args: str) -> subprocess.CompletedProcess:
 
 
 @pytest.fixture(scope="module")
-def untrained_decoder(tmp_path_factory) -> tuple[keras.Model, generation.TFLiteDecoder]:
+def untrained_decoder(tmp_path_factory) -> tuple[keras.Model, str]:
     keras.utils.set_random_seed(0)
     model = zoo.get_model("gpt_tiny", **TINY_TRANSFORMER)
-    paths = generation.write_decode_models(model, str(tmp_path_factory.mktemp("decode")))
-    return model, generation.TFLiteDecoder(LiteRTRunner(paths["float32"], num_threads=2))
+    return model, generation.write_decode_model(model, str(tmp_path_factory.mktemp("decode")))
 
 
-def test_decode_model_has_prefill_and_decode_with_an_explicit_cache(untrained_decoder):
-    _, decoder = untrained_decoder
-    interpreter = Interpreter(model_path=decoder.path)
+def test_decode_model_has_litert_lm_signatures_with_per_layer_caches_in_and_out(untrained_decoder):
+    _, path = untrained_decoder
+    interpreter = Interpreter(model_path=path)
     signatures = interpreter.get_signature_list()
-    assert signatures["prefill"] == {"inputs": ["prompt_length", "token_ids"], "outputs": ["cache", "logits"]}
-    assert signatures["decode"] == {"inputs": ["cache", "cache_index", "token_ids"], "outputs": ["cache", "logits"]}
-    assert decoder.context == 32 and decoder.cache_shape == (1, 2, 2, 2, 32, 16)  # (1, layers, k/v, heads, context, head_dim)
-    assert {op["op_name"] for op in interpreter._get_ops_details()}.isdisjoint({"FlexDelegate", "CUSTOM"})
+    caches = ["kv_cache_k_0", "kv_cache_k_1", "kv_cache_v_0", "kv_cache_v_1"]
+    assert sorted(signatures) == ["decode", "prefill_32", "prefill_8"]  # buckets below the context + the context
+    assert signatures["decode"] == {"inputs": ["input_pos", *caches, "mask", "tokens"], "outputs": [*caches, "logits"]}
+    assert signatures["prefill_8"] == {"inputs": ["input_pos", *caches, "mask", "tokens"], "outputs": caches}
+    decode = interpreter.get_signature_runner("decode").get_input_details()
+    assert decode["mask"]["shape"].tolist() == [1, 1, 1, 32] and decode["kv_cache_k_0"]["shape"].tolist() == [1, 2, 32, 16]
+    ops = {op["op_name"] for op in interpreter._get_ops_details()}
+    assert "DYNAMIC_UPDATE_SLICE" in ops and "EMBEDDING_LOOKUP" in ops and ops.isdisjoint({"FlexDelegate", "CUSTOM", "GATHER"})
+    tensors = interpreter.get_tensor_details()
+    assert max(len(t["shape"]) for t in tensors) <= 4  # LiteRT-LM and GPU delegates: nothing above 5-D
+    assert len({t["name"] for t in tensors}) == len(tensors)  # litert-quantizer refuses repeated names
+
+
+@pytest.mark.parametrize("backend", ["compiled", "interpreter"])
+def test_both_backends_give_keras_greedy_tokens_for_prompts_of_every_bucket(untrained_decoder, backend):
+    model, path = untrained_decoder
+    decoder = generation.TFLiteDecoder(path, num_threads=2, backend=backend)
+    prompts = [[5], [1, 2, 3], list(range(10, 30))]  # decode only; prefill_8; prefill_32
+    assert [decoder.generate_ids(p, 8) for p in prompts] == generation.keras_greedy(model, prompts, 8)
+
+
+def test_a_long_prompt_is_split_across_buckets_that_fit_the_context():
+    assert split_prompt(20, [8, 32], context=32) == [(32, 20)]
+    assert split_prompt(20, [8, 16], context=32) == [(16, 16), (8, 4)]
+    assert split_prompt(5, [8, 32], context=32, start=20) == [(8, 5)]
+    with pytest.raises(RunnerError, match="no prefill bucket fits 5 tokens at position 28 of a 32-token context"):
+        split_prompt(5, [8, 32], context=32, start=28)
 
 
 def test_tflite_sampling_stays_in_the_top_k_and_requests_past_the_context_are_refused(untrained_decoder):
-    model, decoder = untrained_decoder
+    _, path = untrained_decoder
+    decoder = generation.TFLiteDecoder(path)
     tokens = decoder.generate_ids([1, 2, 3], 8, Sampler("top_k", top_k=2, temperature=5.0), seed=0)
-    logits, cache = decoder.prefill([1, 2, 3])
+    logits = decoder.prefill([1, 2, 3])
     assert tokens[0] in np.argsort(-logits[0])[:2] and len(tokens) == 8
     with pytest.raises(GenerationError, match="prompt of 3 tokens \\+ max_new_tokens=30 exceeds the model's context of 32"):
         decoder.generate_ids([1, 2, 3], 30)
@@ -58,8 +82,8 @@ def test_tflite_sampling_stays_in_the_top_k_and_requests_past_the_context_are_re
 
 
 def test_a_classifier_file_is_not_a_decode_model(small_mlp_tflite):
-    with pytest.raises(RunnerError, match="has no prefill/decode signatures; generate with RUN/export/gpt_decode.tflite"):
-        generation.TFLiteDecoder(LiteRTRunner(small_mlp_tflite["float32"]))
+    with pytest.raises(RunnerError, match="has no prefill_<T>/decode signatures; generate with RUN/export/gpt_decode.tflite"):
+        generation.TFLiteDecoder(small_mlp_tflite["float32"])
 
 
 def test_generate_cli_without_a_run_gets_one_line(tmp_path):
@@ -75,17 +99,22 @@ def test_generate_cli_without_a_run_gets_one_line(tmp_path):
 
 
 @pytest.mark.slow
-def test_export_writes_decode_models_and_reports_them(gpt_export):
+def test_export_writes_decode_models_packages_and_quantization_gates(gpt_export):
     run_dir, report = gpt_export
     entry = report["generation"]
-    assert entry["signatures"] == ["prefill", "decode"] and entry["context"] == 32
-    for variant in ("float32", "int8"):
+    assert entry["signatures"] == ["decode", "prefill_32", "prefill_8"] and entry["context"] == 32
+    for variant in ("float32", "int8", "int4"):
         info = entry["files"][variant]
         assert os.path.getsize(os.path.join(run_dir, "export", info["file"])) == info["size_bytes"]
-        assert info["decode_step_ms"] > 0 and info["prefill_ms"] > 0
-    assert entry["files"]["int8"]["size_bytes"] < entry["files"]["float32"]["size_bytes"]
-    assert entry["greedy_check"]["float32_mismatched_prompts"] == 0
+        assert os.path.isfile(os.path.join(run_dir, "export", info["package"]))
+        assert info["decode_step_ms"] > 0 and info["ttft_8_tokens_ms"] > 0 and info["perplexity"] > 1
+    sizes = [entry["files"][v]["size_bytes"] for v in ("float32", "int8", "int4")]
+    assert sizes == sorted(sizes, reverse=True)
+    assert entry["files"]["float32"]["greedy_mismatched_prompts_vs_keras"] == 0
     assert report["gates"]["gpt_decode.greedy_mismatched_prompts"]["passed"]
+    for variant in ("int8", "int4"):  # size is gated from 4 MB on: a tiny file is mostly graph
+        assert 0 < entry["files"][variant]["size_ratio"] < 1 and f"gpt_decode_{variant}.size_ratio" not in report["gates"]
+        assert report["gates"][f"gpt_decode_{variant}.perplexity_ratio"]["passed"]
 
 
 @pytest.mark.slow
@@ -93,7 +122,7 @@ def test_tflite_greedy_tokens_equal_keras_greedy_tokens_on_a_trained_gpt(gpt_exp
     run_dir, _ = gpt_export
     model = keras.models.load_model(os.path.join(run_dir, "model.keras"))
     tokenizer = Tokenizer.load(os.path.join(run_dir, "tokenizer"))
-    decoder = generation.TFLiteDecoder(LiteRTRunner(os.path.join(run_dir, "export", "gpt_decode.tflite")))
+    decoder = generation.TFLiteDecoder(os.path.join(run_dir, "export", "gpt_decode.tflite"))
     prompts = [tokenizer.encode(text) for text in (PROMPT, "import os\n", "class Foo(object):\n    def", "    return")]
     expected = zoo.generate(model, prompts, max_new_tokens=16, stop_token_ids=())
     assert [decoder.generate_ids(p, 16) for p in prompts] == expected

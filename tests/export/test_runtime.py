@@ -22,7 +22,7 @@ import tensorflow as tf
 
 import zoo
 from export import formats
-from export.generation import write_decode_models
+from export.generation import write_decode_model
 from export.runtime import metrics, sampling, tasks
 from export.runtime.decoder import TFLiteDecoder
 from export.runtime.litert import LiteRTRunner, RunnerError
@@ -131,7 +131,7 @@ def gpt_run(tmp_path_factory) -> tuple[RunDir, keras.Model, Tokenizer]:
     run = _make_run(tmp_path_factory.mktemp("runs"), "gpt_tiny", "causal_lm", examples)
     tokenizer.save(run.tokenizer_dir)
     _export_float32(model, run, "causal_lm")
-    write_decode_models(model, run.export_dir)
+    write_decode_model(model, run.export_dir)
     return run, model, Tokenizer.load(run.tokenizer_dir)
 
 
@@ -301,7 +301,7 @@ def test_commands_a_model_cannot_do_are_refused_in_one_sentence(image_run, gpt_r
         tasks.fill_mask(image, "def [MASK]():")
     with pytest.raises(RunnerError, match="--dataset is for image models"):
         tasks.evaluate(LiteRTRunner(os.path.join(gpt_run[0].export_dir, "model_float32.tflite")), dataset="mnist")
-    with pytest.raises(RunnerError, match="has no prefill/decode signatures"):
+    with pytest.raises(RunnerError, match="has no prefill_<T>/decode signatures"):
         tasks.generate(LiteRTRunner(os.path.join(gpt_run[0].export_dir, "model_float32.tflite")), "def")
 
 
