@@ -35,6 +35,12 @@ setup(
             "keras-hub==0.32.0",  # the referee for checkpoint import/export (tests/zoo/test_keras_hub_referee.py)
             "transformers>=5",  # tokenizer parity; installs without torch
             "scipy>=1.11",  # erf for the numpy BERT reference
+            # MediaPipe Tasks' TextClassifier judges RUN/export/model_mediapipe.tflite (tests/export/test_mediapipe.py);
+            # 1.2.x keeps numpy 2 / protobuf 7 (0.10.x pins numpy<2, protobuf<5). export/mediapipe.py uses its metadata writer.
+            "mediapipe>=1.2.3",
+        ],
+        "mediapipe": [
+            "mediapipe>=1.2.3",  # export writes model_mediapipe.tflite (BERT classifiers, uncased vocabularies) when installed
         ],
         # keras-hub is the "theirs" of python -m benchmarks.run; 0.32 pulls tensorflow-text 2.21 and keeps TF 2.21 / Keras 3.15.
         "bench": ["keras-hub==0.32.0"],

@@ -16,7 +16,7 @@ import numpy as np
 from absl import logging
 
 from export import formats as formats_lib
-from export import generation
+from export import generation, mediapipe
 from export import report as report_lib
 from export.spec import ExportError, Signature, signature_of
 from trainers.config import Config
@@ -82,6 +82,7 @@ def export_run(
             model, spec, tmp, formats, _representative_dataset(spec, calibration, representative_examples), tokenizer
         )
         report_lib.size_ratios(written, tmp, model.count_params())
+        apps = _app_files(run, tmp, spec)
         predictors = {fmt: formats_lib.predictor(fmt, os.path.join(tmp, e["file"]), num_threads, spec) for fmt, e in written.items()}
         keras_entry, checks = report_lib.check(
             task, spec, formats_lib.keras_predictor(model, spec), predictors, validation, parity_examples
@@ -102,6 +103,7 @@ def export_run(
             "keras": {**keras_entry, "parameters": int(model.count_params())},
             "formats": written,
             **({"generation": decode} if decode else {}),
+            **({"mediapipe": apps} if apps else {}),
             "gates": gates,
             "passed": all(g["passed"] for g in gates.values()),
             "failed_gates": sorted(name for name, g in gates.items() if not g["passed"]),
@@ -169,6 +171,13 @@ def _copy_for_clients(run: RunDir, directory: str, spec: Signature) -> None:
             _update_json(os.path.join(target, "tokenizer_config.json"), {"model_max_length": spec.sequence_length})
     if run.labels():
         shutil.copyfile(run.labels_path, os.path.join(directory, LABELS))
+
+
+def _app_files(run: RunDir, directory: str, spec: Signature) -> dict | None:
+    """Text classifiers: the .tflite with MediaPipe Tasks metadata, or why there is none."""
+    if spec.task != "classify" or not run.has_tokenizer():
+        return None
+    return mediapipe.write_text_classifier(directory, spec, os.path.join(directory, TOKENIZER), run.labels())
 
 
 def _update_json(path: str, values: dict) -> None:

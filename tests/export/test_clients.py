@@ -222,3 +222,15 @@ def test_classifier_export_has_labels_txt_and_report_label_names(classifier_run)
         report = json.load(f)
     assert labels == report["labels"] == ["first", "second"]
     assert report["export_dir"] == os.path.abspath(export_dir)
+
+
+# -- 7: MediaPipe (tests/export/test_mediapipe.py runs MediaPipe on an uncased vocabulary) ---------
+def test_a_cased_vocabulary_gets_no_mediapipe_file_and_the_report_says_why(classifier_run):
+    import json
+
+    from export.mediapipe import FILE
+
+    with open(os.path.join(classifier_run, "export", "report.json")) as f:
+        report = json.load(f)
+    assert not os.path.exists(os.path.join(classifier_run, "export", FILE))
+    assert "cased" in report["mediapipe"]["skipped"]
