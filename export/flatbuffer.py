@@ -1,4 +1,5 @@
-"""Edits of a converted .tflite flatbuffer: one copy of a tied embedding table per file.
+"""Edits of a converted .tflite flatbuffer: one copy of a tied embedding table per file, and a
+`min_runtime_version` that is true.
 
 BERT's and GPT's token embedding is both a lookup table (GATHER) and the output projection
 (FULLY_CONNECTED). Float32 files share one constant; quantized, the converter stores it twice
@@ -6,6 +7,12 @@ BERT's and GPT's token embedding is both a lookup table (GATHER) and the output 
 file. `share_tied_tables` points each such FULLY_CONNECTED at its GATHER's table (a per-tensor
 int8 weight, which FULLY_CONNECTED's hybrid and int8 kernels take), then stores byte-identical
 buffers once.
+
+The converter's `min_runtime_version` comes from op versions alone; a rank limit is not an op
+version: a 6-D STRIDED_SLICE (the decode models' cache) keeps version 4, declared 2.9.0, yet every
+TensorFlow runtime up to 2.21 refuses it ("only supports 1D-5D"), and LiteRT before 2.2.0 too. Such
+files declare 2.22.0 (past the last TensorFlow runtime measured to refuse them) and
+`min_litert_version` 2.2.0 (the oldest ai-edge-litert measured to run them).
 """
 
 from __future__ import annotations
@@ -17,15 +24,22 @@ from tensorflow.lite.python import schema_py_generated as schema
 from tensorflow.lite.tools import flatbuffer_utils
 
 MIN_SHARED_BYTES = 1024  # smaller buffers are not worth comparing
+MIN_RUNTIME_VERSION = "min_runtime_version"
+MIN_LITERT_VERSION = "min_litert_version"
+# Measured with each runtime's Python wheel: tflite-runtime 2.14, TensorFlow 2.21's tf.lite and
+# ai-edge-litert 1.0.1 to 2.1.0 refuse a 6-D STRIDED_SLICE; ai-edge-litert 2.2.0 and 2.3.0 run it.
+RANK6_STRIDED_SLICE = {MIN_RUNTIME_VERSION: "2.22.0", MIN_LITERT_VERSION: "2.2.0"}
 
 
 def share_tied_tables(content: bytes) -> bytes:
-    """`content` with every tied table stored once; unchanged when there is none."""
+    """`content` with every tied table stored once and a true min_runtime_version; unchanged when
+    neither needs a change."""
     model = flatbuffer_utils.convert_bytearray_to_object(bytearray(content))
     changed = False
     for subgraph in model.subgraphs:
         changed |= _tie_in_subgraph(model, subgraph)
     changed |= _dedupe_buffers(model)
+    changed |= _declare_rank_limits(model)
     if not changed:
         return content
     for subgraph in model.subgraphs:
@@ -179,3 +193,43 @@ def _empty_unused_buffers(model) -> None:
     for index, buffer in enumerate(model.buffers):
         if index not in used and buffer.data is not None and len(buffer.data):
             buffer.data = None
+
+
+def declared_versions(content: bytes) -> dict[str, str]:
+    """The runtime versions a .tflite declares in its metadata (min_runtime_version, min_litert_version)."""
+    model = flatbuffer_utils.convert_bytearray_to_object(bytearray(content))
+    return {name: _read_string(model, name) for name in (MIN_RUNTIME_VERSION, MIN_LITERT_VERSION) if _metadata(model, name)}
+
+
+def _metadata(model, name: str):
+    return next((entry for entry in model.metadata or [] if entry.name.decode() == name), None)
+
+
+def _read_string(model, name: str) -> str | None:
+    entry = _metadata(model, name)
+    data = model.buffers[entry.buffer].data if entry is not None else None
+    return None if data is None else bytes(np.asarray(data, dtype=np.uint8)).rstrip(b"\0").decode()
+
+
+def _declare_rank_limits(model) -> bool:
+    """Declares RANK6_STRIDED_SLICE's versions when a STRIDED_SLICE input has more than 5 dimensions."""
+    rank6 = any(
+        _op_name(model, op) == "STRIDED_SLICE" and len(subgraph.tensors[op.inputs[0]].shape) > 5
+        for subgraph in model.subgraphs
+        for op in subgraph.operators
+    )
+    if not rank6 or _version(_read_string(model, MIN_RUNTIME_VERSION)) >= _version(RANK6_STRIDED_SLICE[MIN_RUNTIME_VERSION]):
+        return False
+    for name, version in RANK6_STRIDED_SLICE.items():
+        entry = _metadata(model, name)
+        if entry is None:  # a new metadata entry with its own buffer
+            entry = schema.MetadataT()
+            entry.name, entry.buffer = name.encode(), len(model.buffers)
+            model.buffers.append(schema.BufferT())
+            model.metadata = (model.metadata or []) + [entry]
+        model.buffers[entry.buffer].data = np.frombuffer(version.encode().ljust(16, b"\0"), dtype=np.uint8)
+    return True
+
+
+def _version(text: str | None) -> tuple[int, ...]:
+    return tuple(int(part) for part in (text or "0").split(".") if part.isdigit())

@@ -15,7 +15,7 @@ import numpy as np
 from absl import logging
 
 import zoo
-from export import int8, onnx, saved_model, tflite
+from export import flatbuffer, int8, onnx, saved_model, tflite
 from export.evaluate import Predictor
 from export.runtime.litert import LiteRTRunner
 from export.spec import ExportError, Signature
@@ -104,7 +104,7 @@ def _write(fmt: str, model, spec: Signature, path: str, saved_model_dir: str, re
         content = tflite.convert_float(saved_model_dir, mode)
     with open(path, "wb") as f:
         f.write(content)
-    return details
+    return {**details, "declares": flatbuffer.declared_versions(content)}
 
 
 def predictor(fmt: str, path: str, num_threads: int | None = None, spec: Signature | None = None) -> Predictor:

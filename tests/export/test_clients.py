@@ -234,3 +234,29 @@ def test_a_cased_vocabulary_gets_no_mediapipe_file_and_the_report_says_why(class
         report = json.load(f)
     assert not os.path.exists(os.path.join(classifier_run, "export", FILE))
     assert "cased" in report["mediapipe"]["skipped"]
+
+
+# -- 8: declared runtime versions -------------------------------------------------------------------
+def test_tflite_files_declare_the_runtime_their_ops_need(tied_export):
+    _, _, written = tied_export
+    assert written["tflite_float32"]["declares"]["min_runtime_version"] == "2.9.0"
+    assert written["tflite_dynamic"]["declares"]["min_runtime_version"] == "2.17.0"  # FULLY_CONNECTED v12
+
+
+def test_a_6d_strided_slice_declares_a_runtime_that_runs_it(tmp_path):
+    import tensorflow as tf
+
+    from export import flatbuffer, tflite
+
+    class Slicer(tf.Module):  # a decode model's cache: (batch, layers, 2, heads, context, head_dim)
+        @tf.function(input_signature=[tf.TensorSpec((1, 2, 2, 2, 4, 8), tf.float32, name="cache")])
+        def serve(self, cache):
+            return {"layer": cache[:, 1] * 2.0}
+
+    module = Slicer()
+    tf.saved_model.save(module, str(tmp_path), signatures={"serving_default": module.serve})
+    content = tflite.convert_float(str(tmp_path), "float32")
+    assert flatbuffer.declared_versions(content) == {"min_runtime_version": "2.22.0", "min_litert_version": "2.2.0"}
+    runner = Interpreter(model_content=content).get_signature_runner()
+    cache = np.random.default_rng(0).random((1, 2, 2, 2, 4, 8), dtype=np.float32)
+    np.testing.assert_allclose(runner(cache=cache)["layer"], cache[:, 1] * 2.0)
