@@ -38,6 +38,7 @@ setup(
             # MediaPipe Tasks' TextClassifier judges RUN/export/model_mediapipe.tflite (tests/export/test_mediapipe.py);
             # 1.2.x keeps numpy 2 / protobuf 7 (0.10.x pins numpy<2, protobuf<5). export/mediapipe.py uses its metadata writer.
             "mediapipe>=1.2.3",
+            "openvino>=2026.4",  # a second ONNX runtime judges model.onnx's free batch and sequence dimensions
         ],
         "mediapipe": [
             "mediapipe>=1.2.3",  # export writes model_mediapipe.tflite (BERT classifiers, uncased vocabularies) when installed

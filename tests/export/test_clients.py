@@ -156,6 +156,18 @@ def test_onnx_takes_any_batch_and_length_up_to_the_maximum_and_names_the_limit_b
         session.run(["logits"], _inputs(model, 2, TINY["max_sequence_length"] + 1))
 
 
+def test_openvino_reads_the_onnx_file_and_takes_any_length_up_to_the_maximum(tied_export):
+    ov = pytest.importorskip("openvino", reason="openvino is in extras_require['test']")
+    import onnxruntime
+
+    directory, model, _ = tied_export
+    compiled = ov.Core().compile_model(os.path.join(directory, "model.onnx"), "CPU")
+    session = onnxruntime.InferenceSession(os.path.join(directory, "model.onnx"), providers=["CPUExecutionProvider"])
+    for batch, length in ((1, 3), (4, TINY["max_sequence_length"])):
+        inputs = _inputs(model, batch, length)
+        np.testing.assert_allclose(compiled(inputs)[compiled.output(0)], session.run(["logits"], inputs)[0], atol=1e-4)
+
+
 # -- 4 and 5: TF Serving layout, read by clients without zoo ----------------------------------------
 FRESH_SAVED_MODEL = """
 import sys, numpy as np, tensorflow as tf
