@@ -40,6 +40,13 @@ setup(
             # LiteRT-LM's runtime (Engine + `litert-lm` CLI) runs the exported .litertlm in tests; wheels for
             # manylinux x86_64/aarch64 and macOS arm64 only, so tests/export/test_litertlm.py skips elsewhere.
             "litert-lm>=0.18.1; platform_machine in 'x86_64 aarch64 arm64'",
+            # MediaPipe Tasks' TextClassifier judges RUN/export/model_mediapipe.tflite (tests/export/test_mediapipe.py);
+            # 1.2.x keeps numpy 2 / protobuf 7 (0.10.x pins numpy<2, protobuf<5). export/mediapipe.py uses its metadata writer.
+            "mediapipe>=1.2.3",
+            "openvino>=2026.4",  # a second ONNX runtime judges model.onnx's free batch and sequence dimensions
+        ],
+        "mediapipe": [
+            "mediapipe>=1.2.3",  # export writes model_mediapipe.tflite (BERT classifiers, uncased vocabularies) when installed
         ],
         # keras-hub is the "theirs" of python -m benchmarks.run; 0.32 pulls tensorflow-text 2.21 and keeps TF 2.21 / Keras 3.15.
         "bench": ["keras-hub==0.32.0", "litert-lm>=0.18.1"],  # litert-lm: the LiteRT-LM rows of benchmarks/generation.py

@@ -16,11 +16,13 @@ import numpy as np
 from absl import logging
 
 from export import formats as formats_lib
-from export import generation
+from export import generation, mediapipe
 from export import report as report_lib
 from export.spec import ExportError, Signature, signature_of
 from trainers.config import Config
-from trainers.rundir import CALIBRATION, TARGETS, VALIDATION, RunDir, RunDirError, umask, write_json
+from trainers.rundir import (
+    CALIBRATION, LABELS, TARGETS, TOKENIZER, VALIDATION, RunDir, RunDirError, read_json, umask, write_json,
+)
 from trainers.tasks import TASKS, Task
 
 REPORT = "report.json"
@@ -79,10 +81,12 @@ def export_run(
     tmp = tempfile.mkdtemp(prefix=f".export-tmp-{os.getpid()}-", dir=run.path)
     try:
         tokenizer = run.load_tokenizer() if run.has_tokenizer() else None
+        _copy_for_clients(run, tmp, spec)
         written = formats_lib.export_formats(
             model, spec, tmp, formats, _representative_dataset(spec, calibration, representative_examples), tokenizer
         )
-        report_lib.size_ratios(written)
+        report_lib.size_ratios(written, tmp, model.count_params())
+        apps = _app_files(run, tmp, spec)
         predictors = {fmt: formats_lib.predictor(fmt, os.path.join(tmp, e["file"]), num_threads, spec) for fmt, e in written.items()}
         keras_entry, checks = report_lib.check(
             task, spec, formats_lib.keras_predictor(model, spec), predictors, validation, parity_examples
@@ -98,11 +102,15 @@ def export_run(
             "run_dir": os.path.abspath(run.path),
             "model": config.name,
             "signature": spec.to_json(),
+            **({"labels": run.labels()} if run.labels() else {}),
             "keras": {**keras_entry, "parameters": int(model.count_params())},
             "formats": written,
             **({"generation": decode} if decode else {}),
+            **({"mediapipe": apps} if apps else {}),
             "gates": gates,
             "passed": all(g["passed"] for g in gates.values()),
+            "failed_gates": sorted(name for name, g in gates.items() if not g["passed"]),
+            "export_dir": os.path.abspath(destination),
             "examples": {
                 "parity": min(parity_examples, _count(validation)),
                 "evaluation": _count(validation),
@@ -114,9 +122,9 @@ def export_run(
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
         raise
-    for name, gate in gates.items():
-        if not gate["passed"]:
-            logging.warning("gate failed: %s = %.4g (limit %.4g)", name, gate["value"], gate["limit"])
+    for line in report_lib.failed(gates):
+        logging.warning("gate failed: %s", line)
+    logging.info("exported %s to %s", config.name, destination)
     return report
 
 
@@ -155,6 +163,30 @@ def _decode_models(
     if not task.exports_decoder or not any(f.startswith("tflite_") for f in formats):
         return None
     return generation.export_decode_models(model, directory, validation, tokenizer_dir, context, num_threads)
+
+
+def _copy_for_clients(run: RunDir, directory: str, spec: Signature) -> None:
+    """What other tools need beside the model files: the Hugging Face tokenizer directory
+    (`AutoTokenizer.from_pretrained(RUN/export/tokenizer)`) and a classifier's labels.txt."""
+    if run.has_tokenizer():
+        target = os.path.join(directory, TOKENIZER)
+        shutil.copytree(run.tokenizer_dir, target)
+        if spec.sequence_length:  # what `truncation=True` cuts to: the exported TFLite length
+            _update_json(os.path.join(target, "tokenizer_config.json"), {"model_max_length": spec.sequence_length})
+    if run.labels():
+        shutil.copyfile(run.labels_path, os.path.join(directory, LABELS))
+
+
+def _app_files(run: RunDir, directory: str, spec: Signature) -> dict | None:
+    """Text classifiers: the .tflite with MediaPipe Tasks metadata, or why there is none."""
+    if spec.task != "classify" or not run.has_tokenizer():
+        return None
+    return mediapipe.write_text_classifier(directory, spec, os.path.join(directory, TOKENIZER), run.labels())
+
+
+def _update_json(path: str, values: dict) -> None:
+    current = read_json(path) if os.path.isfile(path) else {}
+    write_json(path, {**current, **values})
 
 
 def _check_destination(destination: str, overwrite: bool) -> None:

@@ -15,13 +15,13 @@ import numpy as np
 from absl import logging
 
 import zoo
-from export import int8, onnx, saved_model, tflite
+from export import flatbuffer, int8, onnx, saved_model, tflite
 from export.evaluate import Predictor
 from export.runtime.litert import LiteRTRunner
 from export.spec import ExportError, Signature
 
 FILES = {
-    "saved_model": "saved_model",
+    "saved_model": "saved_model",  # a relative symlink to SERVING_DIR, the real files
     "tflite_float32": "model_float32.tflite",
     "tflite_dynamic": "model_dynamic.tflite",
     "tflite_float16": "model_float16.tflite",
@@ -30,7 +30,10 @@ FILES = {
     "hf": "hf",  # BERT/GPT only: a Hugging Face directory (config.json, model.safetensors, tokenizer)
 }
 FORMATS = tuple(f for f in FILES if f != "hf")  # what "all" (the default) writes
-NEEDS_SAVED_MODEL = ("saved_model", "tflite_float32", "tflite_dynamic", "tflite_float16", "tflite_int8")
+TFLITE_SOURCE = ".tflite-source"  # the fixed-length SavedModel every TFLite file is converted from, then removed
+# TF Serving's layout: MODEL_BASE_PATH/<numeric version>/saved_model.pb. `tensorflow_model_server
+# --model_base_path=RUN/export/serving` serves it as it is; RUN/export/saved_model points at it.
+SERVING_DIR = os.path.join("serving", "1")
 
 
 def parse_formats(formats: str | list[str] | tuple[str, ...] | None) -> tuple[str, ...]:
@@ -55,28 +58,31 @@ def export_formats(
 ) -> dict[str, dict]:
     """Writes each format into `directory`; returns per format its file, size, seconds and details.
 
-    A SavedModel is written first when any TFLite format is asked for (they are converted from
-    it) and removed afterwards if it was not asked for itself.
+    SavedModel and ONNX take any sequence length up to the model's maximum (`spec.free_length()`);
+    TFLite files are converted from a fixed-length SavedModel (`spec`), removed afterwards.
     """
-    saved_model_dir = os.path.join(directory, FILES["saved_model"])
-    first = ("saved_model",) if any(f in NEEDS_SAVED_MODEL for f in formats) else ()
+    source = os.path.join(directory, TFLITE_SOURCE)
+    if any(f.startswith("tflite_") for f in formats):
+        saved_model.export_saved_model(model, spec, source)
     written: dict[str, dict] = {}
-    for fmt in first + tuple(f for f in formats if f != "saved_model"):
-        start = time.perf_counter()
-        path = os.path.join(directory, FILES[fmt])
-        details = _write(fmt, model, spec, path, saved_model_dir, representative_dataset, tokenizer)
-        written[fmt] = {"file": FILES[fmt], "size_bytes": _size(path), "seconds": round(time.perf_counter() - start, 2), **details}
-        logging.info("exported %s: %s (%.1f MB)", fmt, path, written[fmt]["size_bytes"] / 1e6)
-    if first and "saved_model" not in formats:
-        shutil.rmtree(saved_model_dir)
-        del written["saved_model"]
+    try:
+        for fmt in formats:
+            start = time.perf_counter()
+            path = os.path.join(directory, FILES[fmt])
+            details = _write(fmt, model, spec, path, source, representative_dataset, tokenizer)
+            written[fmt] = {"file": FILES[fmt], "size_bytes": _size(path), "seconds": round(time.perf_counter() - start, 2), **details}
+            logging.info("exported %s: %s (%.1f MB)", fmt, FILES[fmt], written[fmt]["size_bytes"] / 1e6)
+    finally:
+        shutil.rmtree(source, ignore_errors=True)
     return written
 
 
 def _write(fmt: str, model, spec: Signature, path: str, saved_model_dir: str, representative_dataset, tokenizer) -> dict:
     if fmt == "saved_model":
-        saved_model.export_saved_model(model, spec, path)
-        return {}
+        serving = os.path.join(os.path.dirname(path), SERVING_DIR)
+        saved_model.export_saved_model(model, spec.free_length(), serving)
+        os.symlink(SERVING_DIR, path)  # relative: the export directory can move or be copied
+        return {"serving": SERVING_DIR}
     if fmt == "hf":
         try:
             zoo.save_pretrained(model, tokenizer, path, format="hf")
@@ -84,7 +90,7 @@ def _write(fmt: str, model, spec: Signature, path: str, saved_model_dir: str, re
             raise ExportError(f"hf: {e}") from None
         return {}
     if fmt == "onnx":
-        onnx.export_onnx(model, spec, path)
+        onnx.export_onnx(model, spec.free_length(), path)
         return {"opset": onnx.OPSET}
     mode = fmt.removeprefix("tflite_")
     details: dict = {}
@@ -98,7 +104,7 @@ def _write(fmt: str, model, spec: Signature, path: str, saved_model_dir: str, re
         content = tflite.convert_float(saved_model_dir, mode)
     with open(path, "wb") as f:
         f.write(content)
-    return details
+    return {**details, "declares": flatbuffer.declared_versions(content)}
 
 
 def predictor(fmt: str, path: str, num_threads: int | None = None, spec: Signature | None = None) -> Predictor:

@@ -24,7 +24,7 @@ from absl import logging
 from ai_edge_litert.interpreter import Interpreter
 from tensorflow.lite.python import convert as lite_convert  # mlir_quantize: what the converter itself calls
 
-from export import tflite
+from export import flatbuffer, tflite
 
 RepresentativeDataset = Callable[[], Iterator[dict[str, np.ndarray]]]
 
@@ -102,6 +102,7 @@ def quantize_int8(
         denylisted_ops=float_ops,
         denylisted_nodes=[layer["name"] for layer in float_layers],
     )
+    model = flatbuffer.share_tied_tables(model)
     for layer in float_layers:  # NaN is not JSON
         layer["rmse"] = layer["rmse"] if math.isfinite(layer["rmse"]) else None
     return Int8Model(model, float_ops, float_layers, worst, len(layers), rmse_limit)

@@ -7,6 +7,8 @@ and the task's validation metrics. Gates turn the numbers into pass/fail, record
 
 from __future__ import annotations
 
+import os
+
 import numpy as np
 from absl import logging
 
@@ -19,8 +21,10 @@ from trainers.tasks import Task
 # zoo.from_pretrained) compute in float32 like Keras: only op order differs.
 PARITY_LIMIT = 1e-4
 PARITY_FORMATS = ("saved_model", "tflite_float32", "onnx", "hf")
-# File size as a fraction of the float32 TFLite file.
-SIZE_LIMITS = {"tflite_float16": 0.55, "tflite_dynamic": 0.3, "tflite_int8": 0.3}
+# File size as a fraction of the float32 TFLite file: each file stores a tied embedding table once.
+SIZE_LIMITS = {"tflite_float16": 0.55, "tflite_dynamic": 0.3, "tflite_int8": 0.3, "onnx": 1.05}
+# SavedModel variables as a fraction of the float32 weights (4 bytes per parameter): stored once.
+SAVED_MODEL_WEIGHTS_LIMIT = 1.1
 
 
 def check(
@@ -61,6 +65,8 @@ def gates(task: type[Task], keras_metrics: dict, formats: dict[str, dict]) -> di
         for fmt, limit in SIZE_LIMITS.items():
             if fmt in formats:
                 gate(f"{fmt}.size_vs_float32", formats[fmt]["size_vs_float32"], limit)
+    if "variables_vs_weights" in formats.get("saved_model", {}):
+        gate("saved_model.variables_vs_weights", formats["saved_model"]["variables_vs_weights"], SAVED_MODEL_WEIGHTS_LIMIT)
     if task.int8_gate and "metrics" in formats.get("tflite_int8", {}):
         metric, kind, limit = task.int8_gate
         ours, theirs = formats["tflite_int8"]["metrics"][metric], keras_metrics[metric]
@@ -69,11 +75,21 @@ def gates(task: type[Task], keras_metrics: dict, formats: dict[str, dict]) -> di
     return result
 
 
-def size_ratios(formats: dict[str, dict]) -> None:
-    """Adds `size_vs_float32` to every TFLite format, when the float32 file was exported."""
+def size_ratios(formats: dict[str, dict], directory: str, parameters: int) -> None:
+    """Adds `size_vs_float32` to every TFLite format and ONNX, when the float32 file was exported,
+    and the SavedModel's variables (its weights; the graph is a fixed few hundred KB) vs 4 bytes x parameters."""
+    if "saved_model" in formats:
+        variables = os.path.join(directory, formats["saved_model"]["serving"], "variables")
+        size = sum(os.path.getsize(os.path.join(variables, f)) for f in os.listdir(variables))
+        formats["saved_model"]["variables_vs_weights"] = round(size / (4 * parameters), 4)
     if "tflite_float32" not in formats:
         return
     base = formats["tflite_float32"]["size_bytes"]
     for fmt, entry in formats.items():
-        if fmt.startswith("tflite_"):
+        if fmt.startswith("tflite_") or fmt == "onnx":
             entry["size_vs_float32"] = round(entry["size_bytes"] / base, 4)
+
+
+def failed(gates: dict[str, dict]) -> list[str]:
+    """`name=value (limit L)` for every failed gate."""
+    return [f"{name}={g['value']:.4g} (limit {g['limit']:.4g})" for name, g in gates.items() if not g["passed"]]

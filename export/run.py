@@ -6,13 +6,17 @@
 Writes RUN/export/ (saved_model/, model_{float32,dynamic,float16,int8}.tflite, model.onnx,
 report.json; GPT runs also gpt_decode{,_int8,_int4}.tflite and model{,_int8,_int4}.litertlm for
 on-device generation, in our runner and in LiteRT-LM).
-This module only parses flags and calls `export.exporter.export_run`.
+This module only parses flags and calls `export.exporter.export_run`. It prints where it wrote;
+exit status 1 means the files were written but a gate failed (named on stderr, and in report.json).
 """
 
 from __future__ import annotations
 
-from absl import app, flags
+import sys
 
+from absl import app, flags, logging
+
+from export import report as report_lib
 from export.exporter import export_run
 from export.formats import FILES, FORMATS
 from trainers import cli
@@ -30,6 +34,7 @@ flags.DEFINE_integer(
 )
 
 FLAGS = flags.FLAGS
+GATES_FAILED = 1  # exit status when the export was written but a gate failed (2: a usage error, nothing written)
 
 
 def main(argv: list[str]) -> None:
@@ -46,6 +51,12 @@ def main(argv: list[str]) -> None:
     except ValueError as e:  # ExportError, and the trainers' DataError / RunDirError: one user sentence each
         cli.fail("export.run", str(e))
     print(summary(report))
+    print(f"wrote {report['export_dir']}")
+    failed = report_lib.failed(report["gates"])
+    if failed:  # the files stay, marked "passed": false in report.json; a script must not ship them unnoticed
+        logging.flush()
+        print(f"export.run: gates failed: {', '.join(failed)}; the files are kept, marked in report.json", file=sys.stderr)
+        sys.exit(GATES_FAILED)
 
 
 def summary(report: dict) -> str:
@@ -64,7 +75,7 @@ def summary(report: dict) -> str:
             f"{entry['file']:24} {entry['size_bytes'] / 1e6:8.2f} MB  decode step {entry['decode_step_ms']:.2f} ms  "
             f"prefill {entry['prefill_ms']:.1f} ms  ({variant})"
         )
-    failed = [f"{name}={g['value']:.4g} (limit {g['limit']:.4g})" for name, g in report["gates"].items() if not g["passed"]]
+    failed = report_lib.failed(report["gates"])
     lines.append("gates: " + ("all passed" if not failed else "FAILED " + ", ".join(failed)))
     return "\n".join(lines)
 

@@ -6,6 +6,7 @@
     python -m export.runner generate  RUN/export/gpt_decode.tflite --prompt="def main(" --max_new_tokens=100
     python -m export.runner evaluate  RUN/export/model_int8.tflite [--dataset=mnist --data_dir=DIR]
     python -m export.runner benchmark RUN/export/model_int8.tflite --num_threads=2 --iterations=200
+    python -m export.runner benchmark RUN/export/model_float32.tflite --delegate=libtensorflowlite_gpu_delegate.so
 
 The command can also be given as a flag after the model: `MODEL.tflite --task=generate`.
 From Python: `LiteRTRunner(path).predict(inputs)`; the commands are functions in `export.runtime`.
@@ -27,6 +28,10 @@ COMMANDS = ("classify", "fill_mask", "generate", "evaluate", "benchmark")
 DEFAULT_TOP_K = {"generate": 50}  # tokens a top_k sampler draws from; elsewhere: results shown (5)
 
 flags.DEFINE_integer("num_threads", None, "Interpreter threads (default: LiteRT's choice).", lower_bound=1)
+flags.DEFINE_string(
+    "delegate", None, "An external LiteRT delegate library (GPU, NPU, Edge TPU .so); if it cannot be loaded: CPU, after one warning."
+)
+flags.DEFINE_list("delegate_options", [], "The delegate's options as key=value,key=value (e.g. device=usb).")
 flags.DEFINE_string(
     "run_dir", None, "The training run (tokenizer, labels, stored examples); default: the run the file was exported into."
 )
@@ -54,7 +59,7 @@ FLAGS = flags.FLAGS
 def main(argv: list[str]) -> None:
     command, model_path, inputs = _command(argv[1:])
     try:
-        runner = LiteRTRunner(model_path, num_threads=FLAGS.num_threads)
+        runner = LiteRTRunner(model_path, num_threads=FLAGS.num_threads, delegate=FLAGS.delegate, delegate_options=_options())
         if command == "classify":
             _classify(runner, inputs)
         elif command == "fill_mask":
@@ -75,6 +80,11 @@ def main(argv: list[str]) -> None:
                 f"{stats['p50_ms']:6.2f}  {stats['p90_ms']:6.2f}  {stats['p99_ms']:6.2f}  "
                 f"{stats['mean_ms']:7.2f}  {stats['examples_per_second']:10.1f}"
             )
+            parts = runner.delegated_partitions
+            print(
+                f"delegate: {runner.delegate}: {parts} delegated partition(s), the other ops on CPU" if runner.delegate
+                else f"delegate: none (CPU; LiteRT's XNNPACK runs {parts} partition(s))"
+            )
     except (RunnerError, ValueError) as e:  # RunDirError, TokenizerError, GenerationError, DataError: a user sentence
         _fail(str(e))
 
@@ -90,6 +100,14 @@ def _command(args: list[str]) -> tuple[str, str, list[str]]:
     if command is None or not args:
         _fail(f"usage: python -m export.runner {{{'|'.join(COMMANDS)}}} MODEL.tflite [INPUTS...] [--flags]")
     return command, args[0], args[1:]
+
+
+def _options() -> dict[str, str]:
+    """--delegate_options=key=value,... as a dict."""
+    pairs = [option.split("=", 1) for option in FLAGS.delegate_options]
+    if any(len(pair) != 2 for pair in pairs):
+        _fail(f"--delegate_options takes key=value pairs separated by commas; got {','.join(FLAGS.delegate_options)}")
+    return dict(pairs)
 
 
 def _top_k(command: str) -> int:

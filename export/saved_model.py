@@ -18,9 +18,12 @@ SIGNATURE = "serving_default"
 
 
 def export_saved_model(model: keras.Model, spec: Signature, path: str) -> None:
-    """Writes `path` with `serving_default(**spec.inputs) -> {"logits": ...}`, inputs named and typed."""
+    """Writes `path` with `serving_default(**spec.inputs) -> {"logits": ...}`, inputs named and typed.
+
+    The endpoint tracks the variables it reads; `archive.track(model)` as well would store every
+    weight twice (Keras lists the model's variables and the endpoint's under two names).
+    """
     archive = keras.export.ExportArchive()
-    archive.track(model)
     archive.add_endpoint(SIGNATURE, serving_function(model, spec))
     archive.write_out(path, verbose=False)
 

@@ -2,8 +2,9 @@
 
 Every format is written from one `Signature`, so SavedModel, TFLite and ONNX signatures read the
 same as the Keras model's inputs (`token_ids`, `padding_mask`, ...) and its output (`logits`).
-The batch dimension stays free; every other dimension is fixed, because TFLite and its int8
-kernels run fastest, and only reliably, on static shapes.
+The batch dimension stays free. TFLite fixes every other dimension, because it and its int8
+kernels run fastest, and only reliably, on static shapes; SavedModel and ONNX (servers) take
+`spec.free_length()`: any sequence length up to the model's maximum, checked with a message.
 """
 
 from __future__ import annotations
@@ -42,10 +43,23 @@ class Signature:
     inputs: tuple[TensorInfo, ...]
     sequence_length: int | None = None
     num_predictions: int | None = None  # masked LM: length of `mask_positions`
+    max_sequence_length: int | None = None  # the model's position table: the longest input it takes
 
     @property
     def input_names(self) -> tuple[str, ...]:
         return tuple(t.name for t in self.inputs)
+
+    @property
+    def free(self) -> bool:
+        """Whether the sequence dimensions are free (None) rather than fixed."""
+        return self.sequence_length is not None and any(None in t.shape[1:] for t in self.inputs)
+
+    def free_length(self) -> Signature:
+        """This signature with every sequence dimension free: what SavedModel and ONNX serve."""
+        if self.sequence_length is None:
+            return self
+        inputs = tuple(dataclasses.replace(t, shape=(None,) + (None,) * (len(t.shape) - 1)) for t in self.inputs)
+        return dataclasses.replace(self, inputs=inputs)
 
     def tensor_specs(self) -> list[tf.TensorSpec]:
         return [t.tensor_spec() for t in self.inputs]
@@ -63,6 +77,7 @@ class Signature:
             "outputs": {OUTPUT: {"dtype": "float32"}},
             "sequence_length": self.sequence_length,
             "num_predictions": self.num_predictions,
+            "max_sequence_length": self.max_sequence_length,
         }
 
 
@@ -78,14 +93,44 @@ def signature_of(model: keras.Model, task: str, sequence_length: int | None = No
                 "give the sequence length (config data.sequence_length) to fix it"
             )
         inputs.append(TensorInfo(tensor.name, tuple(shape), np.dtype(tensor.dtype).name))
-    return Signature(task, tuple(inputs), sequence_length, num_predictions)
+    return Signature(task, tuple(inputs), sequence_length, num_predictions, _max_sequence_length(model))
+
+
+def _max_sequence_length(model: keras.Model) -> int | None:
+    """The length of the model's learned position table, if it has one."""
+    from zoo.layers import PositionEmbedding
+
+    tables = [layer.sequence_length for layer in model._flatten_layers() if isinstance(layer, PositionEmbedding)]  # noqa: SLF001
+    return min(tables) if tables else None
 
 
 def serving_function(model: keras.Model, spec: Signature):
-    """A `tf.function` taking the spec's inputs positionally and returning `{"logits": ...}`."""
+    """A `tf.function` taking the spec's inputs positionally and returning `{"logits": ...}`.
+
+    With free sequence dimensions, an input longer than the model's maximum fails with a
+    message naming the limit, not a shape error from deep inside the graph.
+    """
 
     def serve(*tensors):
-        outputs = model(spec.model_inputs(dict(zip(spec.input_names, tensors))), training=False)
+        named = dict(zip(spec.input_names, tensors))
+        if spec.free and spec.max_sequence_length:
+            named = {name: _at_most(value, spec.max_sequence_length, name) for name, value in named.items()}
+        outputs = model(spec.model_inputs(named), training=False)
         return {OUTPUT: tf.cast(outputs, tf.float32)}
 
     return tf.function(serve, input_signature=spec.tensor_specs(), autograph=False)
+
+
+def _at_most(tensor: tf.Tensor, limit: int, name: str) -> tf.Tensor:
+    """`tensor`, after checking its dimension 1 is at most `limit`.
+
+    TensorFlow (SavedModel, TF Serving) raises the assertion's message. ONNX has no assert op
+    (tf2onnx drops it), so the length also indexes a `limit`-long table: onnxruntime then fails
+    with "idx=N must be within the inclusive range [-limit,limit-1]" at a node named for the limit.
+    """
+    length = tf.shape(tensor)[1]
+    message = f"{name} is longer than this model's maximum sequence length of {limit} positions; shorten it"
+    check = tf.debugging.assert_less_equal(length, limit, message=message)
+    with tf.control_dependencies([check]):
+        guard = tf.gather(tf.zeros([limit], tensor.dtype), tf.maximum(length - 1, 0), name=f"max_sequence_length_{limit}")
+    return tensor + guard  # + 0: keeps the guard in the graph

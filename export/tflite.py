@@ -10,6 +10,7 @@ import re
 
 import tensorflow as tf
 
+from export import flatbuffer
 from export.spec import ExportError
 
 _FLEX_LIST = re.compile(r"TF Select ops: ([^\n]+)")
@@ -56,4 +57,4 @@ def convert_float(saved_model_dir: str, mode: str, signature_keys: list[str] | N
         conv.optimizations = [tf.lite.Optimize.DEFAULT]
     if mode == "float16":
         conv.target_spec.supported_types = [tf.float16]
-    return convert(conv)
+    return flatbuffer.share_tied_tables(convert(conv))

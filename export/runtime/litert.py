@@ -11,7 +11,8 @@ import os
 from typing import Mapping
 
 import numpy as np
-from ai_edge_litert.interpreter import Interpreter
+from absl import logging
+from ai_edge_litert.interpreter import Interpreter, load_delegate
 
 SIGNATURE = "serving_default"
 DEFAULT_BATCH = 64
@@ -23,19 +24,28 @@ class RunnerError(ValueError):
 
 
 class LiteRTRunner:
-    """Loads a .tflite once; `predict` runs its signature on numpy inputs of any batch size."""
+    """Loads a .tflite once; `predict` runs its signature on numpy inputs of any batch size.
 
-    def __init__(self, path: str | os.PathLike, num_threads: int | None = None, signature_key: str | None = None):
+    `delegate`: an external LiteRT delegate library (GPU, NPU, Edge TPU) loaded with
+    `delegate_options`; when it cannot be loaded or applied, the model runs on CPU after one
+    warning, and `self.delegate` is None.
+    """
+
+    def __init__(
+        self,
+        path: str | os.PathLike,
+        num_threads: int | None = None,
+        signature_key: str | None = None,
+        delegate: str | None = None,
+        delegate_options: Mapping[str, str] | None = None,
+    ):
         self.path = str(path)
         _check_file(self.path)
         if num_threads is not None and num_threads < 1:
             raise RunnerError(f"num_threads={num_threads}; use 1 or more")
-        try:
-            self.interpreter = Interpreter(model_path=self.path, num_threads=num_threads)
-        except ValueError as e:
-            raise RunnerError(
-                f"{self.path} is not a readable TFLite model ({e}); the file may be truncated: export it again"
-            ) from None
+        loaded = _load_delegate(delegate, delegate_options)
+        self.delegate = delegate if loaded else None
+        self.interpreter = self._interpreter(num_threads, loaded)
         signatures = self.interpreter.get_signature_list()
         if not signatures:
             raise RunnerError(f"{self.path} has no signature; export it with `python -m export.run`, which adds {SIGNATURE}")
@@ -45,6 +55,26 @@ class LiteRTRunner:
         self._runner = self.interpreter.get_signature_runner(key)
         self.input_details = self._runner.get_input_details()
         self.output_details = self._runner.get_output_details()
+
+    def _interpreter(self, num_threads: int | None, delegate) -> Interpreter:
+        try:
+            interpreter = Interpreter(model_path=self.path, num_threads=num_threads, experimental_delegates=[delegate] if delegate else None)
+            if delegate:
+                interpreter.allocate_tensors()  # where a delegate is applied, and can refuse the model
+            return interpreter
+        except (ValueError, RuntimeError) as e:
+            if not delegate:
+                raise RunnerError(
+                    f"{self.path} is not a readable TFLite model ({e}); the file may be truncated: export it again"
+                ) from None
+            _fall_back(self.delegate, f"it refused the model: {e}")
+        self.delegate = None
+        return self._interpreter(num_threads, None)
+
+    @property
+    def delegated_partitions(self) -> int:
+        """How many parts of the graph a delegate runs (LiteRT's default XNNPACK CPU delegate included)."""
+        return sum(op["op_name"] == "DELEGATE" for op in self.interpreter._get_ops_details())  # noqa: SLF001
 
     @property
     def input_names(self) -> list[str]:
@@ -119,6 +149,22 @@ class LiteRTRunner:
         if not np.issubdtype(value.dtype, np.integer):
             raise RunnerError(f"input {name} must be integer ({dtype.name}, e.g. token ids); got {value.dtype}")
         return value.astype(dtype)
+
+
+def _load_delegate(library: str | None, options: Mapping[str, str] | None):
+    """The loaded delegate, or None (after one warning) when `library` cannot be loaded."""
+    if not library:
+        return None
+    if not os.path.isfile(library):
+        return _fall_back(library, "no such file")
+    try:
+        return load_delegate(library, dict(options or {}))
+    except (OSError, ValueError, RuntimeError) as e:
+        return _fall_back(library, str(e))
+
+
+def _fall_back(library: str, reason: str) -> None:
+    logging.warning("delegate %s not used (%s); running on CPU", library, " ".join(reason.split()))
 
 
 def _dequantize(value: np.ndarray, details: dict) -> np.ndarray:

@@ -29,8 +29,8 @@ def test_cli_exports_prints_a_table_and_refuses_a_second_export(tmp_path, mnist_
     assert result.returncode == 0, result.stderr
     lines = result.stdout.strip().splitlines()
     assert lines[0].split() == ["format", "size_MB", "max_abs_diff", "loss", "accuracy"]
-    assert [line.split()[0] for line in lines[1:-1]] == ["keras", "tflite_float32", "tflite_int8"]
-    assert lines[-1] == "gates: all passed"
+    assert [line.split()[0] for line in lines[1:-2]] == ["keras", "tflite_float32", "tflite_int8"]
+    assert lines[-2:] == ["gates: all passed", f"wrote {os.path.abspath(run_dir)}/export"]
     with open(os.path.join(run_dir, "export", "report.json")) as f:
         report = json.load(f)
     assert report["examples"] == {"parity": 8, "evaluation": 200, "representative": 50}

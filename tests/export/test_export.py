@@ -35,7 +35,9 @@ def test_export_writes_every_format_and_the_report_it_returns(any_export):
     run_dir, report = any_export
     directory = os.path.join(run_dir, "export")
     decode_models = list(generation.FILES.values()) if report["signature"]["task"] == "causal_lm" else []
-    assert sorted(os.listdir(directory)) == sorted([FILES[f] for f in FORMATS] + decode_models + ["report.json"])
+    side_files = ["tokenizer"] * (report["signature"]["task"] != "image_classification") + ["labels.txt"] * ("labels" in report)
+    expected = [FILES[f] for f in FORMATS] + decode_models + side_files + ["report.json", "serving"]
+    assert sorted(os.listdir(directory)) == sorted(expected)
     with open(os.path.join(directory, "report.json")) as f:
         assert json.load(f) == json.loads(json.dumps(report))
     assert not [name for name in os.listdir(run_dir) if name.startswith(".export")]
@@ -57,14 +59,14 @@ def test_every_format_reaches_the_keras_accuracy_within_two_points(any_export):
         assert abs(entry["metrics"]["accuracy"] - reference) <= 0.02, (fmt, entry["metrics"], reference)
 
 
-def test_saved_model_serving_default_keeps_input_names_dtypes_and_fixed_length(bert_mlm_export):
+def test_saved_model_serving_default_keeps_input_names_and_dtypes_with_free_batch_and_length(bert_mlm_export):
     run_dir, report = bert_mlm_export
     signature = tf.saved_model.load(os.path.join(run_dir, "export", "saved_model")).signatures["serving_default"]
     _, inputs = signature.structured_input_signature
     assert set(inputs) == {"token_ids", "segment_ids", "padding_mask", "mask_positions"}
     assert all(spec.dtype == tf.int32 for spec in inputs.values())
-    assert inputs["token_ids"].shape.as_list() == [None, 32]
-    assert inputs["mask_positions"].shape.as_list() == [None, report["signature"]["num_predictions"]]
+    assert inputs["token_ids"].shape.as_list() == [None, None]  # any length up to max_sequence_length
+    assert inputs["mask_positions"].shape.as_list() == [None, None]
     assert list(signature.structured_outputs) == ["logits"]
     assert report["signature"]["sequence_length"] == 32
 

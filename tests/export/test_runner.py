@@ -71,6 +71,25 @@ def test_benchmark_reports_latency_percentiles_and_throughput(small_mlp_tflite):
     assert stats["examples_per_second"] > 0 and stats["batch_size"] == 4
 
 
+def test_a_delegate_that_cannot_load_falls_back_to_cpu_with_the_same_results(tmp_path, small_mlp_tflite):
+    not_a_library = tmp_path / "libnot_a_delegate.so"
+    not_a_library.write_bytes(b"not an ELF file")
+    cpu = LiteRTRunner(small_mlp_tflite["float32"])
+    images = np.random.default_rng(0).random((2, 28, 28, 1), dtype=np.float32)
+    for library in (str(tmp_path / "missing.so"), str(not_a_library)):
+        runner = LiteRTRunner(small_mlp_tflite["float32"], delegate=library, delegate_options={"device": "usb"})
+        assert runner.delegate is None
+        np.testing.assert_array_equal(runner.predict(images), cpu.predict(images))
+
+
+def test_runner_delegate_flag_warns_once_runs_on_cpu_and_benchmark_names_the_delegate(small_mlp_tflite):
+    result = run_runner("benchmark", small_mlp_tflite["int8"], "--delegate=/nonexistent/libedgetpu.so.1", "--iterations=3", "--warmup=0")
+    assert result.returncode == 0, result.stderr
+    warnings = [line for line in result.stderr.splitlines() if "running on CPU" in line]
+    assert len(warnings) == 1 and "/nonexistent/libedgetpu.so.1" in warnings[0]
+    assert "delegate: none (CPU; LiteRT's XNNPACK runs" in result.stdout
+
+
 def test_classify_reads_npy_arrays_and_image_files(tmp_path, small_mlp_tflite):
     import tensorflow as tf
 
