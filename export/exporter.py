@@ -111,6 +111,8 @@ def export_run(
             "passed": all(g["passed"] for g in gates.values()),
             "failed_gates": sorted(name for name, g in gates.items() if not g["passed"]),
             "export_dir": os.path.abspath(destination),
+            # The runner checks a model file against these before using this run's data with it.
+            "sha256": _model_hashes(tmp),
             "examples": {
                 "parity": min(parity_examples, _count(validation)),
                 "evaluation": _count(validation),
@@ -204,6 +206,13 @@ def _move_into_place(tmp: str, destination: str, overwrite: bool) -> None:
     os.replace(destination, os.path.join(old, "export"))
     os.replace(tmp, destination)
     shutil.rmtree(old, ignore_errors=True)
+
+
+def _model_hashes(directory: str) -> dict[str, str]:
+    """sha256 of every .tflite file written (by file name)."""
+    from export.runtime.litert import file_sha256
+
+    return {name: file_sha256(os.path.join(directory, name)) for name in sorted(os.listdir(directory)) if name.endswith(".tflite")}
 
 
 def _count(examples: dict[str, np.ndarray]) -> int:

@@ -7,6 +7,7 @@ every input against the signature before LiteRT sees it, so a mistake gets one c
 
 from __future__ import annotations
 
+import hashlib
 import os
 from typing import Mapping
 
@@ -99,6 +100,8 @@ class LiteRTRunner:
         Runs `batch_size` examples per invocation (the model's own batch if it has a fixed one).
         Returns the output array, or a dict of them when the model has several outputs.
         """
+        if batch_size is not None and batch_size < 1:
+            raise RunnerError(f"batch_size={batch_size}; use 1 or more")
         feeds = self._check_inputs(inputs)
         n = len(next(iter(feeds.values())))
         if n == 0:
@@ -112,7 +115,14 @@ class LiteRTRunner:
         return next(iter(outputs.values())) if len(outputs) == 1 else outputs
 
     def _invoke(self, feeds: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
-        raw = self._runner(**feeds)
+        try:
+            raw = self._runner(**feeds)
+        except RuntimeError as e:  # LiteRT's own message (e.g. a GATHER index past the vocabulary), its last line
+            lines = [line for line in str(e).splitlines() if line.strip()]
+            raise RunnerError(
+                f"LiteRT could not run {self.path} on these inputs ({lines[-1] if lines else e}); "
+                "token ids must be below the model's vocabulary size"
+            ) from None
         return {name: _dequantize(value, self.output_details[name]) for name, value in raw.items()}
 
     def _check_inputs(self, inputs) -> dict[str, np.ndarray]:
@@ -148,6 +158,14 @@ class LiteRTRunner:
             return value.astype(dtype)
         if not np.issubdtype(value.dtype, np.integer):
             raise RunnerError(f"input {name} must be integer ({dtype.name}, e.g. token ids); got {value.dtype}")
+        if value.size and value.min() < 0:  # ids, positions and masks of our models are never negative
+            raise RunnerError(f"input {name} has negative values (e.g. {value.min()}); ids, positions and masks are >= 0")
+        if value.size and value.max() > np.iinfo(dtype).max:  # astype would wrap 2**32 + k to k
+            raise RunnerError(f"input {name} has values beyond {dtype.name} (e.g. {value.max()}); no id of this model is that large")
+        if name == "mask_positions" and "token_ids" in self.input_details:
+            length = self.input_shape("token_ids")[1]
+            if length > 0 and value.size and value.max() >= length:
+                raise RunnerError(f"input mask_positions must be below the sequence length {length}; got {value.max()}")
         return value.astype(dtype)
 
 
@@ -181,3 +199,12 @@ def _check_file(path: str) -> None:
         head = f.read(8)
     if head[4:8] != _TFLITE_IDENTIFIER:
         raise RunnerError(f"{path} is not a TFLite model (a .tflite flatbuffer starts with identifier TFL3 at byte 4)")
+
+
+def file_sha256(path: str) -> str:
+    """The file's sha256, read in 1 MiB blocks."""
+    digest = hashlib.sha256()
+    with open(path, "rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()

@@ -10,6 +10,7 @@ Python API of `python -m export.runner`.
 
 from __future__ import annotations
 
+import functools
 import os
 import time
 
@@ -17,21 +18,49 @@ import numpy as np
 
 from export.runtime import images, metrics
 from export.runtime.decoder import TFLiteDecoder
-from export.runtime.litert import LiteRTRunner, RunnerError
+from export.runtime.litert import LiteRTRunner, RunnerError, file_sha256
 from export.runtime.sampling import Sampler, make_sampler
 from export.runtime.tokenizer import FILENAME, Tokenizer, encode_texts
-from trainers.rundir import TARGET_WEIGHTS, TARGETS, VALIDATION, RunDir
+from trainers.rundir import TARGET_WEIGHTS, TARGETS, VALIDATION, RunDir, read_json
 
 MASK_TOKEN = "[MASK]"
 Classification = tuple[str, np.ndarray]  # (input name, class probabilities)
 
 
 def run_dir_of(model_path: str, run_dir: str | None = None) -> str | None:
-    """`run_dir` if given, else the run the file was exported into (RUN/export/FILE), if any."""
+    """`run_dir` if given, else the run the file was exported into (RUN/export/FILE), if any.
+
+    A model file and a run that do not belong together (e.g. another run's .tflite with this
+    --run_dir) are refused: their data, tokenizer and labels would silently be the wrong ones.
+    """
+    if not run_dir:
+        candidate = os.path.dirname(os.path.dirname(os.path.abspath(model_path)))
+        run_dir = candidate if RunDir(candidate).has_config() else None
     if run_dir:
-        return run_dir
-    candidate = os.path.dirname(os.path.dirname(os.path.abspath(model_path)))
-    return candidate if RunDir(candidate).has_config() else None
+        _check_belongs(model_path, run_dir)
+    return run_dir
+
+
+@functools.lru_cache(maxsize=8)
+def _sha256(path: str, mtime_ns: int, size: int) -> str:
+    """A file's hash, once per version of the file (several lookups of one run hash it once)."""
+    del mtime_ns, size  # the cache key
+    return file_sha256(path)
+
+
+def _check_belongs(model_path: str, run_dir: str) -> None:
+    """The file's sha256 must be one the run's export recorded (runs exported before the
+    hashes were recorded are taken on trust)."""
+    report = os.path.join(RunDir(run_dir).export_dir, "report.json")
+    if not os.path.isfile(report):
+        return
+    recorded = read_json(report).get("sha256")
+    stat = os.stat(model_path)
+    if recorded and _sha256(os.path.abspath(model_path), stat.st_mtime_ns, stat.st_size) not in recorded.values():
+        raise RunnerError(
+            f"{model_path} was not exported from {run_dir} (its sha256 is not in {report}); "
+            "pass the --run_dir it was exported from"
+        )
 
 
 def load_tokenizer(model_path: str, run_dir: str | None = None) -> Tokenizer:
