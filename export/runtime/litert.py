@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import hashlib
 import os
+import re
 from typing import Mapping
 
 import numpy as np
@@ -117,10 +118,9 @@ class LiteRTRunner:
     def _invoke(self, feeds: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
         try:
             raw = self._runner(**feeds)
-        except RuntimeError as e:  # LiteRT's own message (e.g. a GATHER index past the vocabulary), its last line
-            lines = [line for line in str(e).splitlines() if line.strip()]
+        except RuntimeError as e:  # e.g. a GATHER index past the vocabulary
             raise RunnerError(
-                f"LiteRT could not run {self.path} on these inputs ({lines[-1] if lines else e}); "
+                f"LiteRT could not run {self.path} on these inputs ({_first_failure(str(e))}); "
                 "token ids must be below the model's vocabulary size"
             ) from None
         return {name: _dequantize(value, self.output_details[name]) for name, value in raw.items()}
@@ -208,3 +208,12 @@ def file_sha256(path: str) -> str:
         for block in iter(lambda: f.read(1 << 20), b""):
             digest.update(block)
     return digest.hexdigest()
+
+
+def _first_failure(message: str) -> str:
+    """The interpreter's error reporter appends every failure it has seen to one string
+    ("gather index out of boundsNode number 17 (GATHER) failed to invoke.gather index…"): the first."""
+    found = re.search(r"(.*?)Node number (\d+) \((\w+)\) failed to invoke", message, re.S)
+    if not found:
+        return " ".join(message.split())[:200]
+    return f"{' '.join(found.group(1).split())} in node {found.group(2)} ({found.group(3)})"
