@@ -76,9 +76,9 @@ class Corpus:
         """The shards `split` is made of, in order; concatenated they are its token stream."""
         raise NotImplementedError
 
-    def tokenizer_sample(self) -> tuple[list[str], str]:
-        """At most `TOKENIZER_SAMPLE_BYTES` of training documents, and a digest of them (the cache
-        key of a tokenizer trained on them)."""
+    def tokenizer_sample(self) -> tuple[str, Callable[[], list[str]]]:
+        """A digest of at most `TOKENIZER_SAMPLE_BYTES` of training documents (the cache key of a
+        tokenizer trained on them) and a function that reads them: a cached tokenizer reads nothing."""
         raise NotImplementedError
 
     def save_manifest(self) -> None:
@@ -153,7 +153,7 @@ class FileCorpus(Corpus):
                 chosen.add(d.key)
                 total += d.size
             train = [d for d in train if d.key in chosen]
-        return [d.read() for d in train], _sha256("\n".join(d.digest for d in train).encode())
+        return _sha256("\n".join(d.digest for d in train).encode()), lambda: [d.read() for d in train]
 
 
 def _file_table(files: list[tuple[str, Path]], previous: dict) -> tuple[dict, list[str], bool]:
@@ -287,13 +287,16 @@ class StreamCorpus(Corpus):
         return specs
 
     def tokenizer_sample(self):
-        sample, total = [], 0
-        for text in self._documents("train"):
-            total += len(text.encode("utf-8", "surrogatepass"))
-            if total > TOKENIZER_SAMPLE_BYTES and sample:
-                break
-            sample.append(text)
-        return sample, _sha256(f"{self.fingerprint}\n{len(sample)}".encode())
+        def read() -> list[str]:
+            sample, total = [], 0
+            for text in self._documents("train"):
+                total += len(text.encode("utf-8", "surrogatepass"))
+                if total > TOKENIZER_SAMPLE_BYTES and sample:
+                    break
+                sample.append(text)
+            return sample
+
+        return _sha256(f"{self.fingerprint}\n{TOKENIZER_SAMPLE_BYTES}".encode()), read
 
 
 class ParagraphCorpus(StreamCorpus):

@@ -53,13 +53,14 @@ def _tokenizer(kind: str, source: text_data.TextData | corpus.Corpus, vocab_size
     if run.has_checkpoints():
         raise RunDirError(f"{run.path} holds checkpoints but no tokenizer/; they cannot be resumed without it: choose another --output_dir")
     if isinstance(source, text_data.TextData):
-        texts, key = source.train_texts, source.fingerprint
+        key, sample = source.fingerprint, lambda: source.train_texts
     else:
-        texts, key = source.tokenizer_sample()
+        key, sample = source.tokenizer_sample()
     cache = os.path.join(data.default_cache_dir(), "tokenizers", f"{kind}-{vocab_size}-{key[:16]}")
     if os.path.exists(os.path.join(cache, "tokenizer.json")):
         logging.info("using the cached tokenizer %s", cache)
         return Tokenizer.load(cache)
+    texts = sample()
     megabytes = sum(len(t.encode("utf-8", "surrogatepass")) for t in texts) / 1e6
     logging.info("training a %d-token %s tokenizer on %d documents (%.1f MB)", vocab_size, kind, len(texts), megabytes)
     train = train_wordpiece if kind == WORDPIECE else train_byte_bpe
