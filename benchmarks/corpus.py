@@ -10,7 +10,7 @@ process, as a user would meet them:
      shard-writing time (and over hashing + writing); peak RSS is the process's high-water mark.
   2. train: the same command again on the cached corpus (a new run directory, the tokenizer
      from the cache): seconds from process start to the end of the first training step, the
-     data preparation part of it, then 40 more steps; the process's peak RSS, and its RSS
+     data preparation part of it, then 20 more steps; the process's peak RSS, and its RSS
      (private / file-backed) after the steps.
 Disk is what the shards, counts and manifest take. Targets (issue 16): training RSS within 10%
 from the smallest to the largest corpus, >= 5 MB/s, cached start-up <= 10 s at 2 GB.
@@ -29,7 +29,7 @@ import time
 from pathlib import Path
 
 MB = 10**6
-TRAIN_STEPS = 40
+TRAIN_STEPS = 20
 
 
 def write_corpus(directory: Path, size_mb: int) -> int:

@@ -190,21 +190,25 @@ def _text_documents(path: Path) -> list[tuple[str, str]]:
             raise DataError(f"{path} is not a UTF-8 text file; convert it, or point text: at a directory of them")
         # A lone file has no other unit to hold out for validation.
         return [(p, p) for p in PARAGRAPH_BREAK.split(text) if p.strip()]
-    documents = [(key, text) for key, file in text_files(path) if (text := _read_text(file)) is not None]
+    documents = [(key, text) for key, file in text_files(path) if (text := _read_text(Path(file))) is not None]
     if not any(text.strip() for _, text in documents):
         raise DataError(f"no UTF-8 text files under {path}; add .txt (or other plain-text) files there")
     return documents
 
 
-def text_files(path: Path) -> list[tuple[str, Path]]:
-    """(relative path, path) of every file under the directory `path`, hidden ones left out."""
+def text_files(path: Path) -> list[tuple[str, str]]:
+    """(relative path, path) of every file under the directory `path`, hidden ones left out.
+
+    Plain strings, not `Path`s: a corpus of 100k files is listed in a fraction of the time.
+    """
     if not path.is_dir():
         raise DataError(f"{path} does not exist; point text: at a text file or a directory of text files")
-    files = []
+    files, root_length = [], len(str(path)) + 1
     for root, dirs, names in os.walk(path):
         dirs[:] = sorted(d for d in dirs if not d.startswith("."))  # skips .git and friends
         for name in sorted(n for n in names if not n.startswith(".")):
-            files.append(((Path(root) / name).relative_to(path).as_posix(), Path(root) / name))
+            full = os.path.join(root, name)
+            files.append((full[root_length:].replace(os.sep, "/"), full))
     return files
 
 
