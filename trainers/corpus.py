@@ -99,10 +99,10 @@ def open_corpus(spec: str, data_dir: str | None = None, *, text_field: str = "te
         files = text_data.pysource_files()
         return FileCorpus(spec, f"pysource:{text_data._stdlib()}", files, text_data.pydoc_topics(), validation_fraction, max_documents)
     path = Path(arg).resolve() if kind != "tfds" else None
-    if kind == "text" and path.is_dir():
-        return FileCorpus(spec, f"text:{path}", text_data.text_files(path), [], validation_fraction, max_documents)
-    if kind == "text":
+    if kind == "text" and path.is_file():
         return ParagraphCorpus(spec, path, validation_fraction)
+    if kind == "text":  # a directory, or a DataError saying the path does not exist
+        return FileCorpus(spec, f"text:{path}", text_data.text_files(path), [], validation_fraction, max_documents)
     if kind == "tfds":
         return TfdsCorpus(spec, arg, data_dir, text_field, validation_fraction)
     return TableCorpus(spec, text_data.load_texts(spec, text_field=text_field, validation_fraction=validation_fraction))

@@ -355,6 +355,9 @@ def _hash_texts(digest: Any, texts: list[str]) -> None:
 def tokenize_corpus(texts: list[str], tokenizer: Any, cache_dir: str | None, separator_id: int) -> np.ndarray:
     """All documents as one flat int32 stream with `separator_id` between them, cached as .npy.
 
+    The in-memory form of a split; language models train on `trainers.shards` instead, which are
+    tested to hold exactly this stream.
+
     The cache key covers the tokenizer's JSON and every text, so a changed vocabulary or corpus
     never reads a stale stream. `cache_dir=None` disables the cache.
     """

@@ -16,7 +16,7 @@ import tensorflow as tf
 
 from tests.trainers.conftest import REPO
 from tests.trainers.test_data import prepare_fake_tfds
-from trainers import corpus, pipeline, shards, tasks, text_data
+from trainers import corpus, data, pipeline, shards, tasks, text_data
 from zoo import tokenizers
 
 SHARD_BYTES = 20_000  # a few documents per shard: many shards from a small corpus
@@ -213,3 +213,14 @@ def test_training_windows_read_from_shards_are_the_in_memory_ones_resumed_and_sh
     np.testing.assert_array_equal(take(windows, 8, 4), from_shards[8:])  # resumed at example 8
     workers = [take(windows, 0, 6, 2, i) for i in range(2)]  # two workers take alternate examples
     np.testing.assert_array_equal(np.stack(workers, 1).reshape(-1, 16), from_shards)
+
+
+def test_a_missing_or_binary_text_path_is_one_data_error(tmp_path):
+    with pytest.raises(data.DataError, match="does not exist"):
+        corpus.open_corpus(f"text:{tmp_path / 'nowhere'}")
+    (tmp_path / "blob.txt").write_bytes(b"\x89PNG\0\0binary")
+    with pytest.raises(data.DataError, match="not a UTF-8 text file"):
+        corpus.open_corpus(f"text:{tmp_path / 'blob.txt'}")
+    (tmp_path / "empty").mkdir()
+    with pytest.raises(data.DataError, match="no UTF-8 text files"):
+        corpus.open_corpus(f"text:{tmp_path / 'empty'}")
