@@ -15,7 +15,7 @@ import numpy as np
 import tensorflow as tf
 from absl import logging
 
-from trainers import data, pretrained, text_data
+from trainers import corpus, data, pretrained, shards, text_data
 from trainers.config import Config
 from trainers.rundir import TARGET_WEIGHTS, RunDir, RunDirError
 from trainers.tasks import Task, TaskData, task_class
@@ -23,20 +23,27 @@ from zoo.tokenizers import WORDPIECE, Tokenizer, train_byte_bpe, train_wordpiece
 
 
 def prepare(config: Config, run: RunDir, data_dir: str | None, init_from: str | None = None) -> tuple[Task, TaskData]:
-    """Loads the data for `config.task`; text is tokenized with the run's tokenizer (trained if new)."""
+    """Loads the data for `config.task`; text is tokenized with the run's tokenizer (trained if new).
+
+    Classifiers read their (small, labeled) table into memory; language models open their corpus
+    as a stream and train on windows of its memory-mapped token shards.
+    """
     cls = task_class(config)
     if cls.tokenizer_kind is None:
         return cls.prepare(config, data.load_images(config.data.dataset, data_dir), None)
-    texts = text_data.load_texts(
-        config.data.dataset, data_dir, labeled=cls.labeled, text_field=config.data.text_field, label_field=config.data.label_field
-    )
-    return cls.prepare(config, texts, _tokenizer(cls.tokenizer_kind, texts, config.model["vocab_size"], run, init_from))
+    if cls.labeled:
+        source = text_data.load_texts(
+            config.data.dataset, data_dir, labeled=True, text_field=config.data.text_field, label_field=config.data.label_field
+        )
+    else:
+        source = corpus.open_corpus(config.data.dataset, data_dir, text_field=config.data.text_field)
+    return cls.prepare(config, source, _tokenizer(cls.tokenizer_kind, source, config.model["vocab_size"], run, init_from))
 
 
-def _tokenizer(kind: str, texts: text_data.TextData, vocab_size: int, run: RunDir, init_from: str | None) -> Tokenizer:
+def _tokenizer(kind: str, source: text_data.TextData | corpus.Corpus, vocab_size: int, run: RunDir, init_from: str | None) -> Tokenizer:
     """The run's tokenizer: the one it already has, `--init_from`'s (a run's or a checkpoint's), or
-    — for a new run only — one trained on its text (cached by corpus, so a second new run skips
-    the training)."""
+    — for a new run only — one trained on its training text, or a bounded sample of it (cached by
+    that text, so a second new run skips the training)."""
     if run.has_tokenizer():
         logging.info("using the tokenizer in %s", run.tokenizer_dir)
         return run.load_tokenizer()
@@ -45,13 +52,19 @@ def _tokenizer(kind: str, texts: text_data.TextData, vocab_size: int, run: RunDi
         return pretrained.tokenizer(init_from, kind) if pretrained.is_checkpoint(init_from) else RunDir(init_from).load_tokenizer()
     if run.has_checkpoints():
         raise RunDirError(f"{run.path} holds checkpoints but no tokenizer/; they cannot be resumed without it: choose another --output_dir")
-    cache = os.path.join(data.default_cache_dir(), "tokenizers", f"{kind}-{vocab_size}-{texts.fingerprint[:16]}")
+    if isinstance(source, text_data.TextData):
+        key, sample = source.fingerprint, lambda: source.train_texts
+    else:
+        key, sample = source.tokenizer_sample()
+    cache = os.path.join(data.default_cache_dir(), "tokenizers", f"{kind}-{vocab_size}-{key[:16]}")
     if os.path.exists(os.path.join(cache, "tokenizer.json")):
         logging.info("using the cached tokenizer %s", cache)
         return Tokenizer.load(cache)
-    logging.info("training a %d-token %s tokenizer on %d documents", vocab_size, kind, len(texts.train_texts))
+    texts = sample()
+    megabytes = sum(len(t.encode("utf-8", "surrogatepass")) for t in texts) / 1e6
+    logging.info("training a %d-token %s tokenizer on %d documents (%.1f MB)", vocab_size, kind, len(texts), megabytes)
     train = train_wordpiece if kind == WORDPIECE else train_byte_bpe
-    tokenizer = train(texts.train_texts, vocab_size)
+    tokenizer = train(texts, vocab_size)
     _save_atomically(tokenizer, cache)
     return tokenizer
 
@@ -65,10 +78,10 @@ def _save_atomically(tokenizer: Tokenizer, directory: str) -> None:
         shutil.rmtree(tmp, ignore_errors=True)
 
 
-def token_stream(tokenizer: Tokenizer, texts: list[str]) -> np.ndarray:
-    """All `texts` as one token stream, documents separated by [SEP] / <|endoftext|>."""
+def token_streams(source: corpus.Corpus, tokenizer: Tokenizer) -> dict[str, shards.TokenStream]:
+    """Each split as one token stream over its shards, documents separated by [SEP] / <|endoftext|>."""
     separator = tokenizer.sep_id if tokenizer.kind == WORDPIECE else tokenizer.eos_id
-    return text_data.tokenize_corpus(texts, tokenizer, data.default_cache_dir(), separator)
+    return shards.tokenize(source, tokenizer, separator)
 
 
 def encode_texts(tokenizer: Tokenizer, texts: list[str], length: int) -> dict[str, np.ndarray]:
@@ -85,7 +98,28 @@ def _gather(arrays: dict[str, tf.Tensor], index) -> dict[str, tf.Tensor]:
     return {key: tf.gather(value, index) for key, value in arrays.items()}
 
 
-def train_dataset_fn(task: Task, arrays: dict[str, np.ndarray], global_batch: int, seed: int, start_example: int):
+def _example_reader(arrays: dict[str, np.ndarray] | shards.TokenWindows):
+    """index -> one example's arrays: a gather from constants, or (language models) one window
+    read from the memory-mapped shards, so a worker reads only the windows it trains on."""
+    if not isinstance(arrays, shards.TokenWindows):
+        tensors = {k: tf.constant(v) for k, v in arrays.items()}
+        return lambda i: _gather(tensors, i)
+
+    def read(i):
+        rows = arrays.rows(np.asarray([i]))
+        return rows["token_ids"][0], rows["padding_mask"][0], rows["weight"][0]
+
+    def reader(i):
+        token_ids, padding_mask, weight = tf.numpy_function(read, [i], [tf.int32, tf.int8, tf.float32], stateful=False)
+        token_ids.set_shape([arrays.width])
+        padding_mask.set_shape([arrays.width])
+        weight.set_shape([])
+        return {"token_ids": token_ids, "padding_mask": padding_mask, "weight": weight}
+
+    return reader
+
+
+def train_dataset_fn(task: Task, arrays: dict[str, np.ndarray] | shards.TokenWindows, global_batch: int, seed: int, start_example: int):
     """A `dataset_fn(input_context)` for `distribute_datasets_from_function`, starting at `start_example`."""
     n = len(arrays["weight"])
 
@@ -94,12 +128,12 @@ def train_dataset_fn(task: Task, arrays: dict[str, np.ndarray], global_batch: in
         return tf.data.Dataset.from_tensor_slices(order)
 
     def dataset_fn(context: tf.distribute.InputContext) -> tf.data.Dataset:
-        tensors = {k: tf.constant(v) for k, v in arrays.items()}
+        read = _example_reader(arrays)
         indices = tf.data.Dataset.range(start_example // n, 2**62).flat_map(epoch).skip(start_example % n)
         counters = tf.data.Dataset.range(start_example, 2**62)
         ds = tf.data.Dataset.zip(counters, indices).shard(context.num_input_pipelines, context.input_pipeline_id)
         ds = ds.map(
-            lambda c, i: task.make_example(_gather(tensors, i), tf.stack([tf.constant(seed, tf.int64), c])),
+            lambda c, i: task.make_example(read(i), tf.stack([tf.constant(seed, tf.int64), c])),
             num_parallel_calls=tf.data.AUTOTUNE,
             deterministic=True,
         )
@@ -124,7 +158,7 @@ def make_examples(task: Task, arrays: dict[str, np.ndarray], indices: np.ndarray
     indices = np.asarray(indices, dtype=np.int64)
     if not len(indices):
         raise data.DataError("the split has no examples to evaluate or calibrate on; give the dataset more text or rows")
-    rows = {k: v[indices] for k, v in arrays.items()}
+    rows = arrays.rows(indices) if isinstance(arrays, shards.TokenWindows) else {k: v[indices] for k, v in arrays.items()}
     dataset = tf.data.Dataset.from_tensor_slices((np.arange(len(indices), dtype=np.int64), rows)).map(
         lambda i, example: task.make_example(example, tf.stack([tf.constant(seed, tf.int64), i])),
         num_parallel_calls=tf.data.AUTOTUNE,

@@ -20,7 +20,9 @@ from absl import logging
 import zoo
 from trainers import data, text_data
 from trainers.config import Config, ConfigError
+from trainers.corpus import Corpus
 from trainers.rundir import TARGET_WEIGHTS, TARGETS
+from trainers.shards import TokenWindows
 from zoo.tokenizers import BYTE_BPE, WORDPIECE, Tokenizer
 
 
@@ -28,8 +30,9 @@ from zoo.tokenizers import BYTE_BPE, WORDPIECE, Tokenizer
 class TaskData:
     """Examples as arrays (first axis = example) plus what the model needs to know of the data."""
 
-    train: dict[str, np.ndarray]
-    validation: dict[str, np.ndarray]
+    # Arrays, or (language models) `TokenWindows` read from memory-mapped token shards.
+    train: dict[str, np.ndarray] | TokenWindows
+    validation: dict[str, np.ndarray] | TokenWindows
     model_overrides: dict[str, Any] = dataclasses.field(default_factory=dict)
     tokenizer: Tokenizer | None = None
     label_names: list[str] | None = None  # classifiers: class names in class-id order
@@ -210,7 +213,7 @@ class MaskedLM(Task):
     reports_perplexity = True
 
     @classmethod
-    def prepare(cls, config, source: text_data.TextData, tokenizer):
+    def prepare(cls, config, source: Corpus, tokenizer):
         task = cls(tokenizer.vocab_size, tokenizer.mask_id, tokenizer.special_ids, config.data.sequence_length, config.data.mask_rate)
         # Masked LM never predicts a special token.
         return task, _language_model_data(config, source, tokenizer, _mlm_windows, set(tokenizer.special_ids))
@@ -267,7 +270,7 @@ class CausalLM(Task):
     exports_decoder = True
 
     @classmethod
-    def prepare(cls, config, source: text_data.TextData, tokenizer):
+    def prepare(cls, config, source: Corpus, tokenizer):
         return cls(), _language_model_data(config, source, tokenizer, _lm_windows, {tokenizer.pad_id})
 
     def make_example(self, example, seed):
@@ -302,22 +305,25 @@ def task_class(config: Config) -> type[Task]:
 # Language-model windows
 
 
-def _language_model_data(config: Config, source: text_data.TextData, tokenizer: Tokenizer, windows, excluded: set[int]) -> TaskData:
-    from trainers.pipeline import eval_indices, token_stream
+def _language_model_data(config: Config, corpus, tokenizer: Tokenizer, windows, excluded: set[int]) -> TaskData:
+    """Windows over the corpus's memory-mapped token shards, and the unigram baseline: the
+    training token frequencies (from the shards' counts) scored on the final evaluation's windows."""
+    from trainers.pipeline import eval_indices, token_streams
 
     length = config.data.sequence_length
-    train = windows(token_stream(tokenizer, source.train_texts), tokenizer, length)
-    validation = windows(token_stream(tokenizer, source.validation_texts), tokenizer, length)
-    logging.info("%s: %d training and %d validation examples", config.task, len(train["token_ids"]), len(validation["token_ids"]))
-    train_targets = _targets(train, excluded)
+    streams = token_streams(corpus, tokenizer)
+    train, validation = windows(streams["train"], tokenizer, length), windows(streams["validation"], tokenizer, length)
+    logging.info("%s: %d training and %d validation examples", config.task, train.count, validation.count)
+    counts = train.target_counts().astype(np.float64)
+    counts[list(excluded)] = 0.0
     # The baseline scores the very examples the final evaluation scores, so the two compare.
-    final = eval_indices(len(validation["token_ids"]), config.train.batch_size, config.train.final_eval_batches)
-    final_targets = _targets({k: v[final] for k, v in validation.items()}, excluded)
-    _require_examples(config, len(train_targets), len(final_targets), "tokens to predict")
-    counts = np.bincount(train_targets, minlength=tokenizer.vocab_size) + 1.0  # add-one smoothed
+    final = eval_indices(validation.count, config.train.batch_size, config.train.final_eval_batches)
+    final_targets = _targets(validation.rows(final), excluded) if validation.count else np.zeros(0, np.int64)
+    _require_examples(config, int(counts.sum()), len(final_targets), "tokens to predict")
+    counts += 1.0  # add-one smoothed
     unigram = _unigram_loss(counts, final_targets, excluded)
     log_prior = np.log(counts / counts.sum()).astype(np.float32)
-    return TaskData(_with_weight(train), _with_weight(validation), {"vocab_size": tokenizer.vocab_size}, tokenizer, None, unigram, log_prior)
+    return TaskData(train, validation, {"vocab_size": tokenizer.vocab_size}, tokenizer, None, unigram, log_prior)
 
 
 def _require_examples(config: Config, train: int, validation: int, what: str) -> None:
@@ -330,9 +336,10 @@ def _require_examples(config: Config, train: int, validation: int, what: str) ->
             )
 
 
-def _targets(arrays: dict, excluded: set[int]) -> np.ndarray:
-    """The token ids a language model is asked to predict: real tokens, specials excluded."""
-    ids = arrays["token_ids"][arrays["padding_mask"] > 0]
+def _targets(rows: dict, excluded: set[int]) -> np.ndarray:
+    """The token ids a language model is asked to predict in windows `rows`: real tokens after
+    the first (GPT's first token is only context, BERT's is [CLS]), specials excluded."""
+    ids = np.asarray(rows["token_ids"][:, 1:])[np.asarray(rows["padding_mask"][:, 1:]) > 0]
     return ids[~np.isin(ids, list(excluded))]
 
 
@@ -344,30 +351,16 @@ def _unigram_loss(counts: np.ndarray, validation_targets: np.ndarray, excluded: 
     return float(-log_p[validation_targets].mean())
 
 
-def _mlm_windows(stream: np.ndarray, tokenizer: Tokenizer, length: int) -> dict[str, np.ndarray]:
+def _mlm_windows(stream, tokenizer: Tokenizer, length: int) -> TokenWindows:
     """[CLS] + (length - 2) tokens + [SEP], non-overlapping; the last window padded."""
     body = length - 2
-    chunks = _chunks(stream, body, body, tokenizer.pad_id)
-    n = len(chunks)
-    token_ids = np.concatenate([np.full((n, 1), tokenizer.cls_id), chunks, np.full((n, 1), tokenizer.sep_id)], axis=1).astype(np.int32)
-    padding_mask = (token_ids != tokenizer.pad_id).astype(np.int8)
-    return {"token_ids": token_ids, "padding_mask": padding_mask}
+    return TokenWindows(stream, body, body, tokenizer.pad_id, (tokenizer.cls_id,), (tokenizer.sep_id,), pad_is_padding=True)
 
 
-def _lm_windows(stream: np.ndarray, tokenizer: Tokenizer, length: int) -> dict[str, np.ndarray]:
-    """Windows of length + 1 tokens with stride `length`, so every token is a target exactly once."""
-    token_ids = _chunks(stream, length + 1, length, -1)
-    padding_mask = (token_ids >= 0).astype(np.int8)
-    return {"token_ids": np.where(token_ids >= 0, token_ids, tokenizer.pad_id).astype(np.int32), "padding_mask": padding_mask}
-
-
-def _chunks(stream: np.ndarray, size: int, stride: int, pad: int) -> np.ndarray:
-    """(n, size) windows of `stream` every `stride` tokens; the last one padded with `pad`."""
-    n = max(1, int(np.ceil(max(len(stream) - (size - stride), 1) / stride)))
-    padded = np.full(n * stride + size, pad, dtype=np.int64)
-    padded[: len(stream)] = stream
-    index = np.arange(n)[:, None] * stride + np.arange(size)[None, :]
-    return padded[index]
+def _lm_windows(stream, tokenizer: Tokenizer, length: int) -> TokenWindows:
+    """Windows of length + 1 tokens with stride `length`, so every token but the first is a target
+    exactly once."""
+    return TokenWindows(stream, length + 1, length, tokenizer.pad_id)
 
 
 def _with_weight(arrays: dict[str, np.ndarray]) -> dict[str, np.ndarray]:

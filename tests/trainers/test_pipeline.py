@@ -43,7 +43,8 @@ def test_unigram_baseline_scores_the_examples_the_final_evaluation_scores(tmp_pa
     config.train.final_eval_batches = 0
     _, full = pipeline.prepare(resolve(config), RunDir(tmp_path / "b"), None)
     chosen = pipeline.eval_indices(len(full.validation["token_ids"]), 8, 3)
-    targets = full.validation["token_ids"][chosen][full.validation["padding_mask"][chosen] > 0]
+    # A GPT window's first token is only context: the targets are the real tokens after it.
+    targets = full.validation["token_ids"][chosen][:, 1:][full.validation["padding_mask"][chosen][:, 1:] > 0]
     counts = np.bincount(tasks._targets(full.train, {full.tokenizer.pad_id}), minlength=full.tokenizer.vocab_size) + 1.0
     counts[full.tokenizer.pad_id] = 0  # never a target
     expected = -np.mean(np.log(counts[targets] / counts.sum()))
