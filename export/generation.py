@@ -226,9 +226,11 @@ def export_decode_models(
         raise ExportError(NO_TOKENIZER)
     stop = [] if (eos := Tokenizer.load(tokenizer_dir).eos_id) is None else [eos]
     paths = {"float32": write_decode_model(model, directory, context)}
+    recipes = {"float32": "none (float32)"}
     for variant in variants:
         if variant != "float32":
-            paths[variant] = litertlm.quantize(paths["float32"], os.path.join(directory, litertlm.DECODE_FILES[variant]), variant)
+            paths[variant] = os.path.join(directory, litertlm.DECODE_FILES[variant])
+            recipes[variant] = litertlm.quantize(paths["float32"], paths[variant], variant)
     decoders = {v: TFLiteDecoder(p, num_threads) for v, p in paths.items()}
     context = decoders["float32"].context
     prompts = [list(p[: context // 2]) for p in validation["token_ids"][:PROMPTS]]
@@ -241,7 +243,7 @@ def export_decode_models(
         files[variant] = {
             "file": os.path.basename(paths[variant]),
             "package": os.path.basename(package),
-            "quantization": litertlm.QUANTIZED.get(variant, "none (float32)"),
+            "quantization": recipes[variant],
             "size_bytes": os.path.getsize(paths[variant]),
             "package_size_bytes": os.path.getsize(package),
             "perplexity": round(validation_perplexity(decoder, validation, eval_examples), 4),

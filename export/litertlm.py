@@ -27,14 +27,32 @@ NO_TOKENIZER = (
 DECODE_FILES = {"float32": "gpt_decode.tflite", "int8": "gpt_decode_int8.tflite", "int4": "gpt_decode_int4.tflite"}
 
 
-def quantize(float_path: str, out_path: str, variant: str) -> str:
-    """Writes `float_path` with `variant` ("int8" or "int4") weights to `out_path` via litert-quantizer."""
-    from litert_quantizer import quantizer, recipe
+# int4 in blocks of 32 needs every quantized dimension to be a multiple of 32; a smaller model
+# (e.g. hidden size 16) gets channelwise int4 instead, and the report says which.
+INT4_FALLBACK = "dynamic_wi4c_afp32"
 
-    recipes = {"int8": recipe.dynamic_wi8_afp32, "int4": recipe.dynamic_wi4b32_afp32}
-    q = quantizer.Quantizer(float_path, recipes[variant]())
+
+def quantize(float_path: str, out_path: str, variant: str) -> str:
+    """Writes `float_path` with `variant` ("int8" or "int4") weights to `out_path` via
+    litert-quantizer; returns the recipe used."""
+    from litert_quantizer import quantizer
+
+    name = QUANTIZED[variant]
+    try:
+        _quantize(quantizer, float_path, out_path, name)
+    except Exception as e:  # noqa: BLE001  (the quantizer raises plain exceptions)
+        if variant != "int4" or "divisible by block size" not in str(e):
+            raise
+        name = INT4_FALLBACK
+        _quantize(quantizer, float_path, out_path, name)
+    return name
+
+
+def _quantize(quantizer, float_path: str, out_path: str, recipe_name: str) -> None:
+    from litert_quantizer import recipe
+
+    q = quantizer.Quantizer(float_path, getattr(recipe, recipe_name)())
     q.quantize(serialize_to_path=out_path, enable_progress_report=False)
-    return out_path
 
 
 def llm_metadata(context: int, stop_token_ids: Sequence[int]):
