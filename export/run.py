@@ -73,7 +73,7 @@ def summary(report: dict) -> str:
     for variant, entry in report.get("generation", {}).get("files", {}).items():
         lines.append(
             f"{entry['file']:24} {entry['size_bytes'] / 1e6:8.2f} MB  decode step {entry['decode_step_ms']:.2f} ms  "
-            f"prefill {entry['prefill_ms']:.1f} ms  ({variant})"
+            f"first token (8-token prompt) {entry['ttft_8_tokens_ms']:.1f} ms  perplexity {entry['perplexity']:.4g}  ({variant})"
         )
     failed = report_lib.failed(report["gates"])
     lines.append("gates: " + ("all passed" if not failed else "FAILED " + ", ".join(failed)))
