@@ -103,4 +103,4 @@ def test_export_flag_exports_at_the_end_of_training(tmp_path):
     result = run_cli("--model=mnist_mlp", "--train_steps=30", "--export=saved_model,tflite_int8", f"--output_dir={tmp_path}/r")
     assert result.returncode == 0, result.stderr[-3000:]
     export_dir = tmp_path / "r" / "export"
-    assert sorted(p.name for p in export_dir.iterdir()) == ["model_int8.tflite", "report.json", "saved_model"]
+    assert sorted(p.name for p in export_dir.iterdir()) == ["labels.txt", "model_int8.tflite", "report.json", "saved_model", "serving"]

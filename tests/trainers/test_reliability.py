@@ -15,7 +15,6 @@ import time
 import numpy as np
 import pytest
 import tensorflow as tf
-from absl import logging as absl_logging
 
 from tests.trainers.conftest import REPO, one_device, run_cli, tiny_config
 from trainers import text_data
@@ -28,15 +27,6 @@ from trainers.train import train_and_evaluate
 
 def _train(run_dir, **train):
     return train_and_evaluate(tiny_config("mnist_mlp", **train), str(run_dir), strategy=one_device())
-
-
-@pytest.fixture
-def absl_info():
-    """absl at INFO for this test ("resumed from ... at step N" is INFO; other tests lower it)."""
-    previous = absl_logging.get_verbosity()
-    absl_logging.set_verbosity(absl_logging.INFO)
-    yield
-    absl_logging.set_verbosity(previous)
 
 
 def _dead_pid() -> int:
@@ -193,7 +183,7 @@ def test_num_classes_smaller_than_the_data_is_refused(tmp_path, stdlib_corpus):
 
 
 @pytest.mark.parametrize("damage", ["truncate_data", "empty_index", "delete_data"])
-def test_a_corrupt_newest_checkpoint_falls_back_to_the_previous_one(tmp_path, caplog, absl_info, damage):
+def test_a_corrupt_newest_checkpoint_falls_back_to_the_previous_one(tmp_path, caplog, damage):
     caplog.set_level(logging.INFO)
     run_dir = tmp_path / "run"
     _train(run_dir, train_steps=20, checkpoint_every=10)
