@@ -78,7 +78,6 @@ def test_tpu_strategy_without_a_tpu_fails_with_one_line(tmp_path):
     assert_one_clear_line(result, "--strategy=tpu", "no TPU reachable")
 
 
-@pytest.mark.skipif(not MNIST_T10K.exists(), reason="shared MNIST test set not present")
 def test_mnist_with_only_the_test_files_asks_for_the_training_files(tmp_path):
     result = run_cli("--model=mnist_mlp", "--dataset=mnist", f"--data_dir={MNIST_T10K}", f"--output_dir={tmp_path}/r")
     assert_one_clear_line(result, "train-images-idx3-ubyte")

@@ -7,13 +7,12 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from tests.trainers.conftest import MNIST_T10K  # shipped in tests/data: nothing is skipped
 from trainers import data, text_data
 from zoo import tokenizers
 
 # The repository is cloned next to `shared/`, locally and in CI.
-MNIST_T10K = Path(__file__).resolve().parents[3] / "shared/data/mnist-t10k"
 MNIST_NAMES = ["train-images-idx3-ubyte", "train-labels-idx1-ubyte", "t10k-images-idx3-ubyte", "t10k-labels-idx1-ubyte"]
-needs_t10k = pytest.mark.skipif(not MNIST_T10K.is_dir(), reason=f"no MNIST test set at {MNIST_T10K}")
 
 
 def write_idx(path: Path, array: np.ndarray) -> Path:
@@ -36,7 +35,6 @@ def write_mnist(directory: Path, split: str, count: int, *, gz: bool) -> tuple[n
 # MNIST -------------------------------------------------------------------------------------------
 
 
-@needs_t10k
 def test_real_mnist_test_set_loads_for_evaluation_only():
     images = data.load_images("mnist", str(MNIST_T10K), splits=("validation",))
     assert images.validation_images.shape == (10_000, 28, 28, 1)
@@ -48,7 +46,6 @@ def test_real_mnist_test_set_loads_for_evaluation_only():
     assert images.train_images.shape == (0, 28, 28, 1) and images.train_labels.shape == (0,)
 
 
-@needs_t10k
 def test_training_needs_the_train_files_too():
     with pytest.raises(data.DataError, match="train-images-idx3-ubyte, train-labels-idx1-ubyte"):
         data.load_images("mnist", str(MNIST_T10K))
@@ -82,7 +79,6 @@ def test_idx_files_spelled_with_a_dot_as_in_kaggles_copy_are_found(tmp_path):
     assert len(images.train_labels) == 6
 
 
-@needs_t10k
 def test_truncated_gzip_is_reported_by_file_name(tmp_path):
     (tmp_path / "t10k-labels-idx1-ubyte.gz").write_bytes((MNIST_T10K / "t10k-labels-idx1-ubyte.gz").read_bytes())
     original = (MNIST_T10K / "t10k-images-idx3-ubyte.gz").read_bytes()
