@@ -11,7 +11,6 @@ from tests.trainers.conftest import MNIST_T10K  # shipped in tests/data: nothing
 from trainers import data, text_data
 from zoo import tokenizers
 
-# The repository is cloned next to `shared/`, locally and in CI.
 MNIST_NAMES = ["train-images-idx3-ubyte", "train-labels-idx1-ubyte", "t10k-images-idx3-ubyte", "t10k-labels-idx1-ubyte"]
 
 
