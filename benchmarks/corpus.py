@@ -112,9 +112,9 @@ def train_phase(corpus: str, run_dir: str, started: float) -> dict:
     dataset_fn = pipeline.train_dataset_fn(task, data.train, train.batch_size, train.seed, 0)
     iterator = iter(strategy.distribute_datasets_from_function(dataset_fn))
     step = loop.make_train_function(strategy, task, model, optimizer, train.clip_norm)
-    loop.to_floats(step(iterator, tf.constant(1)))
+    step(iterator, tf.constant(1))
     first = time.time()
-    loss = task.summarize(loop.to_floats(step(iterator, tf.constant(TRAIN_STEPS))))["loss"]
+    loss = task.summarize(loop.to_floats(step(iterator, tf.constant(TRAIN_STEPS))[0]))["loss"]
     status = dict(line.split(":", 1) for line in Path("/proc/self/status").read_text().splitlines())
     kb = lambda key: int(status[key].split()[0]) * 1024 / MB  # noqa: E731
     return {"first_step_s": first - started, "prepare_s": prepared - begin, "windows": data.train.count,

@@ -55,9 +55,17 @@ def current_learning_rate(optimizer) -> float:
     return float(inner.learning_rate)
 
 
-def make_train_function(strategy, task: Task, model, optimizer, clip_norm: float, stop: tf.Variable | None = None):
-    """A `tf.function(iterator, num_steps) -> (summed stats, steps done)` that runs `num_steps`
-    optimizer steps, or fewer when `stop` (a bool variable, e.g. set by a SIGTERM) turns true."""
+def make_train_function(
+    strategy, task: Task, model, optimizer, clip_norm: float, stop: tf.Variable | None = None, coordinate: bool = False
+):
+    """A `tf.function(iterator, num_steps) -> (summed stats, steps done, stopped)` that runs
+    `num_steps` optimizer steps, or fewer when `stop` (a bool variable, e.g. set by a SIGTERM)
+    turns true.
+
+    With `coordinate` (several workers), every step first sums the workers' `stop` flags, so a
+    signal to any one worker stops all of them after the same step: a worker that stopped alone
+    would leave the others waiting forever on the next step's all-reduce.
+    """
     stop = stop if stop is not None else tf.Variable(False, trainable=False)
     scaled = isinstance(optimizer, keras.optimizers.LossScaleOptimizer)
 
@@ -86,17 +94,25 @@ def make_train_function(strategy, task: Task, model, optimizer, clip_norm: float
         optimizer.apply(grads, variables)
         return stats
 
+    def stop_requested():
+        if not coordinate:
+            return tf.convert_to_tensor(stop)
+        flags = strategy.run(lambda: tf.cast(stop, tf.float32))
+        return strategy.reduce("SUM", flags, axis=None) > 0
+
     @tf.function
     def train_steps(iterator, num_steps):
         totals = {key: tf.constant(0.0) for key in STAT_KEYS}
         done = tf.constant(0)
+        stopped = tf.constant(False)
         for _ in tf.range(num_steps):
-            if stop:  # checked between steps: a preempted run ends after the step in progress
+            stopped = stop_requested()
+            if stopped:  # checked between steps: a preempted run ends after the step in progress
                 break
             stats = strategy.run(step_fn, args=(next(iterator),))
             totals = {key: totals[key] + strategy.reduce("SUM", stats[key], axis=None) for key in STAT_KEYS}
             done += 1
-        return totals, done
+        return totals, done, stopped
 
     return train_steps
 
@@ -185,6 +201,7 @@ class Preemption:
     def __init__(self):
         self.stop = tf.Variable(False, trainable=False, name="stop_requested")
         self.signal: int | None = None
+        self.by_peer = False  # stopped because another worker was signalled
         self._previous: dict[int, Any] = {}
         self._pool = concurrent.futures.ThreadPoolExecutor(1, thread_name_prefix="train")
 
@@ -210,6 +227,13 @@ class Preemption:
     @property
     def requested(self) -> bool:
         return self.signal is not None
+
+    def peer_stopped(self) -> None:
+        """Another worker was signalled and all stopped together: this one exits as preempted too."""
+        if self.signal is None:
+            self.signal = signal.SIGTERM
+            self.by_peer = True
+            logging.warning("another worker was preempted: stopping at the same step")
 
     @property
     def exit_code(self) -> int:

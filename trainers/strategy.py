@@ -58,6 +58,15 @@ def _tpu_strategy(tpu: str | None) -> tf.distribute.Strategy:
     return tf.distribute.TPUStrategy(resolver)
 
 
+def num_workers(strategy: tf.distribute.Strategy) -> int:
+    """How many processes train together (1 unless MultiWorkerMirroredStrategy spans several)."""
+    resolver = getattr(strategy, "cluster_resolver", None)
+    if resolver is None:
+        return 1
+    cluster = resolver.cluster_spec().as_dict()
+    return sum(len(cluster.get(role, ())) for role in ("chief", "worker")) or 1
+
+
 def is_chief(strategy: tf.distribute.Strategy) -> bool:
     """Only the chief writes the run directory; other workers write to a scratch directory."""
     resolver = getattr(strategy, "cluster_resolver", None)

@@ -23,7 +23,7 @@ import zoo
 from trainers import loop, pipeline, pretrained
 from trainers.config import Config, ConfigError, resolve
 from trainers.rundir import CALIBRATION, VALIDATION, RunDir, RunDirError
-from trainers.strategy import get_strategy, is_chief
+from trainers.strategy import get_strategy, is_chief, num_workers
 from trainers.tasks import Task, TaskData, task_class
 
 POLICIES = {"none": "float32", "bfloat16": "mixed_bfloat16", "float16": "mixed_float16"}
@@ -197,15 +197,18 @@ def run_loop(state: TrainState, config: Config, strategy, task: Task, task_data:
             pipeline.train_dataset_fn(task, task_data.train, train.batch_size, train.seed, int(state.examples_seen))
         )
     )
-    train_fn = loop.make_train_function(strategy, task, state.model, state.optimizer, train.clip_norm, preemption.stop)
+    coordinate = num_workers(strategy) > 1
+    train_fn = loop.make_train_function(strategy, task, state.model, state.optimizer, train.clip_norm, preemption.stop, coordinate)
     progress = loop.Progress(train.train_steps, int(state.step))
     every = [train.steps_per_loop, train.checkpoint_every, train.eval_every]
     last_saved = int(state.step) if state.manager.latest_checkpoint else None
     while int(state.step) < train.train_steps and not preemption.requested:
         current = int(state.step)
         num_steps = min([train.train_steps - current] + [n - current % n for n in every if n > 0])
-        totals, done = preemption.call(train_fn, train_iter, tf.constant(num_steps))
+        totals, done, stopped = preemption.call(train_fn, train_iter, tf.constant(num_steps))
         done = int(done)
+        if bool(stopped):
+            preemption.peer_stopped()
         if done == 0:
             break
         metrics = {**task.summarize(loop.to_floats(totals)), "lr": loop.current_learning_rate(state.optimizer)}
@@ -227,7 +230,7 @@ def run_loop(state: TrainState, config: Config, strategy, task: Task, task_data:
         current = int(state.step)
         if last_saved != current:
             _save_checkpoint(state, current, last_saved)
-        name = signal.Signals(preemption.signal).name
+        name = "another worker's SIGTERM" if preemption.by_peer else signal.Signals(preemption.signal).name
         raise loop.Preempted(f"{name}: stopped at step {current} and saved its checkpoint; rerun the same command to resume", preemption.exit_code)
 
 

@@ -5,12 +5,15 @@ from __future__ import annotations
 import json
 import os
 import re
+import signal
 import socket
 import subprocess
 import sys
+import time
 
 import numpy as np
 import pytest
+import tensorflow as tf
 
 from tests.trainers.conftest import REPO
 
@@ -69,3 +72,61 @@ def test_two_workers_on_loopback_finish_with_identical_weights_and_only_the_chie
         "checkpoint", "ckpt-10.data-00000-of-00001", "ckpt-10.index", "ckpt-20.data-00000-of-00001", "ckpt-20.index",
     ]
 
+
+
+def _start_workers(args: list[str], workers: list[str], logs: list) -> list[subprocess.Popen]:
+    env = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "2", "PYTHONPATH": str(REPO)}
+    procs = []
+    for index, log in enumerate(logs):
+        tf_config = {"cluster": {"worker": workers}, "task": {"type": "worker", "index": index}}
+        procs.append(subprocess.Popen(
+            [sys.executable, "-m", "trainers.run", *args], cwd=REPO, env={**env, "TF_CONFIG": json.dumps(tf_config)},
+            stdout=subprocess.DEVNULL, stderr=log, text=True,
+        ))
+    return procs
+
+
+def _run_workers(args: list[str], tmp_path, name: str) -> list[str]:
+    """Both workers to the end; their stderr."""
+    logs = [open(tmp_path / f"{name}-{i}.log", "w+") for i in range(2)]
+    procs = _start_workers(args, [f"127.0.0.1:{port}" for port in _free_ports(2)], logs)
+    for p in procs:
+        p.wait(timeout=600)
+    outputs = [(log.seek(0), log.read())[1] for log in logs]
+    for p, err in zip(procs, outputs):
+        assert p.returncode == 0, err[-3000:]
+    return outputs
+
+
+@pytest.mark.slow
+def test_a_sigterm_to_one_worker_stops_every_worker_at_one_checkpointed_step_and_the_rerun_ends_identical(tmp_path):
+    """Preemption under MultiWorkerMirroredStrategy: the signalled worker and its peer stop after
+    the same step, the chief checkpoints it, and rerunning both ends with the weights of a run
+    that was never interrupted."""
+    common = ["--model=mnist_mlp", "--strategy=multi_worker", "--train_steps=1500", "--batch_size=32",
+              "--config.train.steps_per_loop=10", "--config.train.checkpoint_every=500", "--config.train.eval_every=0"]
+    reference = _run_workers([*common, f"--output_dir={tmp_path / 'reference'}"], tmp_path, "reference")
+    expected = re.findall(r"weights checksum: (\S+)", reference[0])
+
+    run_dir = tmp_path / "run"
+    args = [*common, f"--output_dir={run_dir}"]
+    logs = [open(tmp_path / f"preempted-{i}.log", "w+") for i in range(2)]
+    procs = _start_workers(args, [f"127.0.0.1:{port}" for port in _free_ports(2)], logs)
+    deadline = time.time() + 300
+    while not re.search(r"step (\d\d\d+)/1500", (tmp_path / "preempted-0.log").read_text()):  # well inside the loop
+        assert all(p.poll() is None for p in procs) and time.time() < deadline, "the run ended before it could be signalled"
+        time.sleep(0.1)
+    procs[1].send_signal(signal.SIGTERM)  # the non-chief: the chief must still checkpoint
+    for p in procs:
+        p.wait(timeout=120)
+    outputs = [(log.seek(0), log.read())[1] for log in logs]
+    assert [p.returncode for p in procs] == [143, 143], outputs[0][-2000:] + outputs[1][-2000:]
+    steps = [int(re.search(r"stopped at step (\d+)", err).group(1)) for err in outputs]
+    assert steps[0] == steps[1] and 0 < steps[0] < 1500
+    assert "another worker's SIGTERM" in outputs[0] and "trainers.run: SIGTERM: stopped" in outputs[1]
+    assert tf.train.latest_checkpoint(str(run_dir / "checkpoints")).endswith(f"ckpt-{steps[0]}")
+
+    resumed = _run_workers(args, tmp_path, "resumed")
+    assert f"at step {steps[0]}" in resumed[0]
+    assert re.findall(r"weights checksum: (\S+)", resumed[0]) == expected
+    assert re.findall(r"weights checksum: (\S+)", resumed[1]) == expected
