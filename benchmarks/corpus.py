@@ -78,7 +78,7 @@ def tokenize_phase(corpus: str, run_dir: str, started: float) -> dict:
     begin = time.time()
     source = corpora.open_corpus(f"text:{corpus}")
     hashed = time.time()
-    tokenizer = pipeline._tokenizer("wordpiece", source, 8192, RunDir(run_dir), None)
+    tokenizer = pipeline._tokenizer("wordpiece", source, 8192, RunDir(run_dir), None, False)
     trained = time.time()
     streams = pipeline.token_streams(source, tokenizer)
     done = time.time()

@@ -16,7 +16,7 @@ import tensorflow as tf
 from absl import logging
 
 from trainers import corpus, data, pretrained, shards, text_data
-from trainers.config import Config
+from trainers.config import Config, ConfigError
 from trainers.rundir import TARGET_WEIGHTS, RunDir, RunDirError
 from trainers.tasks import Task, TaskData, task_class
 from zoo.tokenizers import WORDPIECE, Tokenizer, train_byte_bpe, train_wordpiece
@@ -37,34 +37,45 @@ def prepare(config: Config, run: RunDir, data_dir: str | None, init_from: str | 
         )
     else:
         source = corpus.open_corpus(config.data.dataset, data_dir, text_field=config.data.text_field)
-    return cls.prepare(config, source, _tokenizer(cls.tokenizer_kind, source, config.model["vocab_size"], run, init_from))
+    tokenizer = _tokenizer(cls.tokenizer_kind, source, config.model["vocab_size"], run, init_from, config.data.lowercase)
+    return cls.prepare(config, source, tokenizer)
 
 
-def _tokenizer(kind: str, source: text_data.TextData | corpus.Corpus, vocab_size: int, run: RunDir, init_from: str | None) -> Tokenizer:
+def _tokenizer(
+    kind: str, source: text_data.TextData | corpus.Corpus, vocab_size: int, run: RunDir, init_from: str | None, lowercase: bool
+) -> Tokenizer:
     """The run's tokenizer: the one it already has, `--init_from`'s (a run's or a checkpoint's), or
     — for a new run only — one trained on its training text, or a bounded sample of it (cached by
-    that text, so a second new run skips the training)."""
-    if run.has_tokenizer():
-        logging.info("using the tokenizer in %s", run.tokenizer_dir)
-        return run.load_tokenizer()
-    if init_from:
-        logging.info("using the tokenizer of %s", init_from)
-        return pretrained.tokenizer(init_from, kind) if pretrained.is_checkpoint(init_from) else RunDir(init_from).load_tokenizer()
+    that text, so a second new run skips the training). `lowercase` asks for an uncased WordPiece."""
+    if run.has_tokenizer() or init_from:
+        where = run.tokenizer_dir if run.has_tokenizer() else init_from
+        logging.info("using the tokenizer of %s", where)
+        if run.has_tokenizer():
+            tokenizer = run.load_tokenizer()
+        else:
+            tokenizer = pretrained.tokenizer(init_from, kind) if pretrained.is_checkpoint(init_from) else RunDir(init_from).load_tokenizer()
+        if lowercase and not tokenizer.lowercase:
+            raise ConfigError(
+                f"config.data.lowercase=True, but the tokenizer of {where} is cased and is the one this run must use; "
+                "drop the flag, or lowercase when the tokenizer is first trained (a new run without --init_from)"
+            )
+        return tokenizer
+    if lowercase and kind != WORDPIECE:
+        raise ConfigError("config.data.lowercase=True applies to WordPiece (BERT) vocabularies only; GPT's byte-level BPE keeps every byte")
     if run.has_checkpoints():
         raise RunDirError(f"{run.path} holds checkpoints but no tokenizer/; they cannot be resumed without it: choose another --output_dir")
     if isinstance(source, text_data.TextData):
         key, sample = source.fingerprint, lambda: source.train_texts
     else:
         key, sample = source.tokenizer_sample()
-    cache = os.path.join(data.default_cache_dir(), "tokenizers", f"{kind}-{vocab_size}-{key[:16]}")
+    cache = os.path.join(data.default_cache_dir(), "tokenizers", f"{kind}{'-uncased' if lowercase else ''}-{vocab_size}-{key[:16]}")
     if os.path.exists(os.path.join(cache, "tokenizer.json")):
         logging.info("using the cached tokenizer %s", cache)
         return Tokenizer.load(cache)
     texts = sample()
     megabytes = sum(len(t.encode("utf-8", "surrogatepass")) for t in texts) / 1e6
     logging.info("training a %d-token %s tokenizer on %d documents (%.1f MB)", vocab_size, kind, len(texts), megabytes)
-    train = train_wordpiece if kind == WORDPIECE else train_byte_bpe
-    tokenizer = train(texts, vocab_size)
+    tokenizer = train_wordpiece(texts, vocab_size, lowercase) if kind == WORDPIECE else train_byte_bpe(texts, vocab_size)
     _save_atomically(tokenizer, cache)
     return tokenizer
 

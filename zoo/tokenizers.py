@@ -175,20 +175,24 @@ def _kind_of(tokenizer: hf.Tokenizer) -> str:
     raise ValueError(f"unsupported tokenizer model {type(tokenizer.model).__name__}; use WordPiece or byte-level BPE")
 
 
-def train_wordpiece(texts: Iterable[str], vocab_size: int) -> Tokenizer:
-    """BERT-style WordPiece, case kept: source code is case-sensitive. Deterministic.
+def train_wordpiece(texts: Iterable[str], vocab_size: int, lowercase: bool = False) -> Tokenizer:
+    """BERT-style WordPiece, case kept by default (source code is case-sensitive). Deterministic.
+
+    `lowercase=True` is BERT's uncased vocabulary (lowercased, accents stripped): what MediaPipe
+    Tasks' BERT tokenizer assumes, so only an uncased classifier gets a MediaPipe file.
 
     tokenizers' own WordPiece training is not deterministic (huggingface/tokenizers#1794): it
     numbers the "##c" pieces, and cuts the alphabet at tied counts, in hash-map order, and ids
     break ties between merges. So we choose the alphabet here and fix the "##c" ids up front.
     """
+    # BERT's cleanup (control characters, CJK spacing); uncased also lowercases and strips accents.
+    normalizer = normalizers.BertNormalizer(lowercase=lowercase, strip_accents=None if lowercase else False)
     texts = list(texts)  # read twice: for the alphabet, then for training
-    alphabet = _wordpiece_alphabet(texts)
+    alphabet = _wordpiece_alphabet([normalizer.normalize_str(t) for t in texts] if lowercase else texts)
     # BertPreTokenizer splits off ASCII punctuation, so "##(" and friends can never occur.
     pieces = ["##" + c for c in alphabet if c not in string.punctuation]
     tokenizer = hf.Tokenizer(models.WordPiece(unk_token="[UNK]"))
-    # BERT's cleanup (control characters, CJK spacing) without lowercasing or accent stripping.
-    tokenizer.normalizer = normalizers.BertNormalizer(lowercase=False, strip_accents=False)
+    tokenizer.normalizer = normalizer
     tokenizer.pre_tokenizer = pre_tokenizers.BertPreTokenizer()
     tokenizer.decoder = decoders.WordPiece(prefix="##")
     trainer = trainers.WordPieceTrainer(

@@ -52,6 +52,48 @@ def uncased_classifier(tmp_path_factory, stdlib_corpus) -> tuple[str, list[str]]
     return str(run_dir), lines[200:500]
 
 
+@pytest.fixture(scope="module")
+def lowercase_classifier(tmp_path_factory, stdlib_corpus) -> tuple[str, list[str]]:  # noqa: F811
+    """A bert_tiny classifier trained from scratch with `--config.data.lowercase=True` (the
+    trainer trains its own uncased vocabulary), exported through `trainers.run --export`."""
+    lines = _lines(stdlib_corpus)
+    data = tmp_path_factory.mktemp("csv")
+    for split, rows in {"train": lines[:1500], "validation": lines[1500:1800]}.items():
+        with open(data / f"{split}.csv", "w", newline="") as f:
+            csv.writer(f).writerows([("text", "label")] + [(t, "long" if len(t) > 45 else "short") for t in rows])
+    run_dir = tmp_path_factory.mktemp("runs") / "lowercase"
+    result = subprocess.run(
+        [sys.executable, "-m", "trainers.run", "--model=bert_tiny", "--task=classify", f"--dataset=csv:{data}",
+         f"--output_dir={run_dir}", "--train_steps=10", "--batch_size=8", "--config.data.lowercase=True",
+         "--config.model.vocab_size=1000", f"--config.data.sequence_length={LENGTH}", "--config.train.eval_every=0",
+         "--config.train.checkpoint_every=0", "--export=tflite_float32"],
+        cwd=REPO, capture_output=True, text=True, timeout=600,
+    )
+    assert result.returncode == 0, result.stderr[-3000:]
+    return str(run_dir), lines[1500:1800]
+
+
+def test_a_classifier_trained_with_lowercase_gets_a_mediapipe_file_that_agrees_with_our_runner(lowercase_classifier):
+    run_dir, texts = lowercase_classifier
+    report = json.loads(Path(run_dir, "export", "report.json").read_text())
+    assert "skipped" not in report["mediapipe"], report["mediapipe"]
+    _assert_mediapipe_agrees(run_dir, texts)
+
+
+def test_lowercase_with_a_cased_init_from_is_refused_in_one_line(tmp_path, stdlib_corpus):  # noqa: F811
+    from tests.trainers.conftest import run_cli
+
+    source = tmp_path / "cased"
+    trained = run_cli("--model=bert_tiny", f"--dataset=text:{stdlib_corpus}", f"--output_dir={source}", "--train_steps=1",
+                      "--batch_size=4", "--config.model.vocab_size=400", "--config.data.sequence_length=16",
+                      "--config.train.eval_every=0", "--config.train.checkpoint_every=0")
+    assert trained.returncode == 0, trained.stderr[-2000:]
+    refused = run_cli("--model=bert_tiny", f"--dataset=text:{stdlib_corpus}", f"--output_dir={tmp_path / 'again'}",
+                      f"--init_from={source}", "--train_steps=1", "--config.data.lowercase=True")
+    assert refused.returncode == 2
+    assert "config.data.lowercase=True, but the tokenizer of" in refused.stderr.strip().splitlines()[-1]
+
+
 def _mediapipe_classifier(path: str):
     try:
         from mediapipe.tasks.python.core import base_options
@@ -63,7 +105,10 @@ def _mediapipe_classifier(path: str):
 
 
 def test_mediapipe_text_classifier_loads_the_file_as_is_and_agrees_with_our_runner(uncased_classifier):
-    run_dir, texts = uncased_classifier
+    _assert_mediapipe_agrees(*uncased_classifier)
+
+
+def _assert_mediapipe_agrees(run_dir: str, texts: list[str]) -> None:
     export_dir = os.path.join(run_dir, "export")
     assert os.path.isfile(os.path.join(export_dir, FILE))
     classifier = _mediapipe_classifier(os.path.join(export_dir, FILE))
