@@ -117,8 +117,9 @@ def _assert_mediapipe_agrees(run_dir: str, texts: list[str]) -> None:
         encode_texts(Tokenizer.load(os.path.join(export_dir, "tokenizer")), texts, LENGTH)
     )
     same_label = same_scores = 0
-    for text, ours in zip(texts, logits):
-        categories = classifier.classify(text).classifications[0].categories
+    results = [classifier.classify(text).classifications[0].categories for text in texts]
+    classifier.close()  # now: its __del__ at interpreter exit finds MediaPipe half torn down
+    for categories, ours in zip(results, logits):
         theirs = np.array([next(c.score for c in categories if c.category_name == name) for name in labels])
         same_label += labels[int(ours.argmax())] == max(categories, key=lambda c: c.score).category_name
         same_scores += np.allclose(theirs, ours, atol=1e-4) or np.allclose(theirs, _softmax(ours), atol=1e-4)
