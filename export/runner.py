@@ -80,11 +80,14 @@ def main(argv: list[str]) -> None:
                 f"{stats['p50_ms']:6.2f}  {stats['p90_ms']:6.2f}  {stats['p99_ms']:6.2f}  "
                 f"{stats['mean_ms']:7.2f}  {stats['examples_per_second']:10.1f}"
             )
-            parts = runner.delegated_partitions
+            parts, placement = runner.delegated_partitions, runner.op_placement()
             print(
-                f"delegate: {runner.delegate}: {parts} delegated partition(s), the other ops on CPU" if runner.delegate
+                f"delegate: {runner.delegate}: {parts} delegated partition(s)" if runner.delegate
                 else f"delegate: none (CPU; LiteRT's XNNPACK runs {parts} partition(s))"
             )
+            for where, counts in (("on the delegate", placement["delegated"]), ("on CPU kernels", placement["cpu"])):
+                listed = ", ".join(f"{name}×{n}" for name, n in sorted(counts.items(), key=lambda item: (-item[1], item[0])))
+                print(f"ops {where}: {sum(counts.values())}" + (f" ({listed})" if listed else ""))
     except (RunnerError, ValueError) as e:  # RunDirError, TokenizerError, GenerationError, DataError: a user sentence
         _fail(str(e))
 

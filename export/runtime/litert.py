@@ -7,6 +7,7 @@ every input against the signature before LiteRT sees it, so a mistake gets one c
 
 from __future__ import annotations
 
+import collections
 import hashlib
 import os
 import re
@@ -61,8 +62,7 @@ class LiteRTRunner:
     def _interpreter(self, num_threads: int | None, delegate) -> Interpreter:
         try:
             interpreter = Interpreter(model_path=self.path, num_threads=num_threads, experimental_delegates=[delegate] if delegate else None)
-            if delegate:
-                interpreter.allocate_tensors()  # where a delegate is applied, and can refuse the model
+            interpreter.allocate_tensors()  # where delegates (XNNPACK too) take their partitions, and can refuse the model
             return interpreter
         except (ValueError, RuntimeError) as e:
             if not delegate:
@@ -77,6 +77,31 @@ class LiteRTRunner:
     def delegated_partitions(self) -> int:
         """How many parts of the graph a delegate runs (LiteRT's default XNNPACK CPU delegate included)."""
         return sum(op["op_name"] == "DELEGATE" for op in self.interpreter._get_ops_details())  # noqa: SLF001
+
+    def op_placement(self) -> dict[str, collections.Counter]:
+        """Which ops a delegate runs and which run on LiteRT's own CPU kernels: op name -> count,
+        under "delegated" and "cpu" (LiteRT's default XNNPACK delegate counts as a delegate).
+
+        LiteRT's Python API lists every node, the replaced ones and the DELEGATE nodes that replace
+        them, but not the execution plan. So walk back from the outputs through what executes:
+        a tensor a DELEGATE node outputs comes from it; any other from the node that wrote it,
+        which therefore ran outside the delegates. Every other original node was delegated.
+        """
+        ops = self.interpreter._get_ops_details()  # noqa: SLF001
+        delegates = [op for op in ops if op["op_name"] == "DELEGATE"]
+        writer = {int(t): op for op in ops if op["op_name"] != "DELEGATE" for t in op["outputs"]}
+        writer.update({int(t): op for op in delegates for t in op["outputs"]})  # the delegate wins
+        executed, pending = set(), [int(i) for i in self.interpreter._interpreter.OutputIndices()]  # noqa: SLF001
+        while pending:
+            op = writer.get(pending.pop())
+            if op is None or op["index"] in executed:
+                continue
+            executed.add(op["index"])
+            pending.extend(int(t) for t in op["inputs"] if t >= 0)
+        original = [op for op in ops if op["op_name"] != "DELEGATE"]
+        cpu = collections.Counter(op["op_name"] for op in original if op["index"] in executed)
+        delegated = collections.Counter(op["op_name"] for op in original if op["index"] not in executed)
+        return {"delegated": delegated, "cpu": cpu}
 
     @property
     def input_names(self) -> list[str]:

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import collections
 import os
+import re
 import subprocess
 import sys
 
@@ -88,6 +90,18 @@ def test_runner_delegate_flag_warns_once_runs_on_cpu_and_benchmark_names_the_del
     warnings = [line for line in result.stderr.splitlines() if "running on CPU" in line]
     assert len(warnings) == 1 and "/nonexistent/libedgetpu.so.1" in warnings[0]
     assert "delegate: none (CPU; LiteRT's XNNPACK runs" in result.stdout
+    assert re.search(r"^ops on the delegate: \d+ \(.*FULLY_CONNECTED×2", result.stdout, re.M), result.stdout
+    assert re.search(r"^ops on CPU kernels: \d+", result.stdout, re.M), result.stdout
+
+
+def test_op_placement_accounts_for_every_op_and_names_what_the_delegate_left_on_cpu(small_mlp_tflite):
+    """XNNPACK (LiteRT's default delegate) takes the dense layers; every op is counted once."""
+    runner = LiteRTRunner(small_mlp_tflite["float32"])
+    placement = runner.op_placement()
+    every = [op["op_name"] for op in runner.interpreter._get_ops_details() if op["op_name"] != "DELEGATE"]
+    assert placement["delegated"] + placement["cpu"] == collections.Counter(every)
+    assert placement["delegated"]["FULLY_CONNECTED"] == 2 and "FULLY_CONNECTED" not in placement["cpu"]
+    assert runner.delegated_partitions >= 1
 
 
 def test_classify_reads_npy_arrays_and_image_files(tmp_path, small_mlp_tflite):
