@@ -33,7 +33,7 @@ def get_config(name: str) -> ml_collections.ConfigDict:
         eval_every=40,
         eval_batches=20,
         final_eval_batches=30,
-        mixed_precision="none",
+        mixed_precision="auto",
         seed=0,
     )
     return config

@@ -29,7 +29,7 @@ def get_config(name: str) -> ml_collections.ConfigDict:
         eval_every=200,
         eval_batches=0,
         final_eval_batches=0,
-        mixed_precision="none",
+        mixed_precision="auto",
         seed=0,
     )
     return config

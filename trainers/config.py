@@ -19,7 +19,7 @@ import ml_collections
 
 import zoo
 
-MIXED_PRECISION = ("none", "bfloat16", "float16")
+MIXED_PRECISION = ("auto", "none", "bfloat16", "float16")  # auto: see trainers/precision.py
 
 
 class ConfigError(ValueError):
@@ -53,7 +53,7 @@ class TrainConfig:
     eval_every: int = 0
     eval_batches: int = 0  # global batches per intermediate evaluation (0: the whole split)
     final_eval_batches: int = 0  # the final evaluation's, whose examples are stored in the run
-    mixed_precision: str = "none"
+    mixed_precision: str = "auto"  # config.json records what `auto` resolved to on the machine that trained
     seed: int = 0
 
 

@@ -38,7 +38,10 @@ flags.DEFINE_integer("batch_size", None, "Global batch size (split across replic
 flags.DEFINE_float("learning_rate", None, "Peak learning rate.", lower_bound=0.0)
 flags.DEFINE_enum("strategy", "auto", STRATEGIES, "tf.distribute strategy.")
 flags.DEFINE_string("tpu", None, "TPU name or grpc:// address for TPUClusterResolver.")
-flags.DEFINE_enum("mixed_precision", None, ["none", "bfloat16", "float16"], "Mixed-precision compute dtype.")
+flags.DEFINE_enum(
+    "mixed_precision", None, ["auto", "none", "bfloat16", "float16"],
+    "Compute dtype; auto (the default): bfloat16 on CPUs with AMX/AVX512-BF16, GPUs >= sm80 and TPUs, else float32.",
+)
 flags.DEFINE_integer("seed", None, "Seed for initialisation, data order and masking.")
 flags.DEFINE_bool("resume", True, "Continue from the newest checkpoint in --output_dir.")
 flags.DEFINE_integer("resume_step", None, "Resume from this step's checkpoint; newer ones are set aside (not deleted).", lower_bound=0)

@@ -20,13 +20,13 @@ import tensorflow as tf
 from absl import logging
 
 import zoo
-from trainers import loop, pipeline, pretrained
+from trainers import loop, pipeline, precision, pretrained
 from trainers.config import Config, ConfigError, resolve
 from trainers.rundir import CALIBRATION, VALIDATION, RunDir, RunDirError
 from trainers.strategy import get_strategy, is_chief, num_workers
 from trainers.tasks import Task, TaskData, task_class
 
-POLICIES = {"none": "float32", "bfloat16": "mixed_bfloat16", "float16": "mixed_float16"}
+POLICIES = precision.POLICIES
 
 
 @dataclasses.dataclass
@@ -61,6 +61,10 @@ def train_and_evaluate(
     """
     config = resolve(config)
     strategy = strategy or get_strategy("auto")
+    # config.json records the dtype that ran: resuming with `auto` on the same machine resolves
+    # the same and changes nothing; on a machine without bfloat16 units it warns of the change.
+    mixed_precision = precision.resolve(config.train.mixed_precision, strategy)
+    config = dataclasses.replace(config, train=dataclasses.replace(config.train, mixed_precision=mixed_precision))
     run = RunDir(run_dir)
     _check_replicas(config, strategy)
     task_class(config)  # a family that cannot do the task is refused before any data loads

@@ -110,11 +110,12 @@ def test_int8_keeps_layers_the_debugger_flags_in_float_and_says_which(tmp_path):
 
 
 @pytest.mark.slow
-def test_a_mixed_precision_run_exports_float32_files_that_match_keras(tmp_path, stdlib_corpus):
+@pytest.mark.parametrize("name", ["gpt_mini", "bert_small"])
+def test_a_mixed_precision_run_exports_float32_files_that_match_keras(tmp_path, stdlib_corpus, name):
     from tests.trainers.conftest import one_device, tiny_config
     from trainers.train import train_and_evaluate
 
-    config = tiny_config("gpt_mini", train_steps=5, mixed_precision="bfloat16")
+    config = tiny_config(name, train_steps=5, mixed_precision="bfloat16")
     config.data.dataset = f"text:{stdlib_corpus}"
     run_dir = str(tmp_path / "bf16")
     train_and_evaluate(config, run_dir, strategy=one_device())

@@ -28,6 +28,9 @@ def tiny_config(name: str, **train):
         dict(batch_size=8, train_steps=20, warmup_steps=2, steps_per_loop=5, checkpoint_every=10, eval_every=10,
              eval_batches=2, final_eval_batches=4)
     )
+    # float32 whatever the CPU: `auto` would pick bfloat16 on some machines and not others, and
+    # thresholds and exact comparisons must not depend on which one runs the suite.
+    config.train.mixed_precision = "none"
     config.train.update(train)
     return config
 

@@ -90,15 +90,21 @@ class CachedMultiHeadAttention(keras.layers.Layer):
             return dense_initializer()
         return keras.initializers.get(keras.initializers.serialize(keras.initializers.get(self.kernel_initializer)))
 
-    def call(self, inputs, attention_mask=None, cache=None, cache_index=None):
+    def call(self, inputs, attention_mask=None, cache=None, cache_index=None, query_positions=None):
+        """`query_positions` (batch, queries): attend from those positions only (keys and values
+        still come from every position); the output is (batch, queries, hidden)."""
         length = ops.shape(inputs)[1]
         heads = self.num_heads
-        qkv = tokenwise(self.qkv_dense, inputs)  # (batch, seq, 3 * heads * head_dim)
-        # One transpose to heads-first, then a split along that axis. Slicing the 5-D
-        # (batch, seq, 3, heads, head_dim) view instead cost TFLite ~1 ms per layer (bert_small),
-        # and `ops.split` trains 6-8% faster than slicing (its gradient is one concat).
-        qkv = ops.transpose(ops.reshape(qkv, (-1, length, 3 * heads, self.head_dim)), (0, 2, 1, 3))
-        query, key, value = ops.split(qkv, 3, axis=1)  # (batch, heads, seq, head_dim) each
+        if query_positions is None:
+            qkv = tokenwise(self.qkv_dense, inputs)  # (batch, seq, 3 * heads * head_dim)
+            # One transpose to heads-first, then a split along that axis. Slicing the 5-D
+            # (batch, seq, 3, heads, head_dim) view instead cost TFLite ~1 ms per layer (bert_small),
+            # and `ops.split` trains 6-8% faster than slicing (its gradient is one concat).
+            qkv = ops.transpose(ops.reshape(qkv, (-1, length, 3 * heads, self.head_dim)), (0, 2, 1, 3))
+            query, key, value = ops.split(qkv, 3, axis=1)  # (batch, heads, seq, head_dim) each
+        else:
+            query, key, value = self._project_at(inputs, query_positions)
+            length = ops.shape(query_positions)[1]
         if cache is not None:  # (batch, 2, heads, max_length, head_dim): heads-first, like query
             start = [0, 0, cache_index, 0]
             key = ops.slice_update(cache[:, 0], start, ops.cast(key, cache.dtype))
@@ -108,6 +114,21 @@ class CachedMultiHeadAttention(keras.layers.Layer):
         outputs = ops.reshape(outputs, (-1, length, heads * self.head_dim))
         outputs = tokenwise(self.output_dense, outputs)
         return outputs if cache is None else (outputs, cache)
+
+    def _project_at(self, inputs, query_positions):
+        """Queries at `query_positions` only, keys and values everywhere: the fused QKV kernel's
+        [q | k | v] column blocks applied to the rows that need them."""
+        width, hidden = self.num_heads * self.head_dim, inputs.shape[-1]
+        kernel = ops.cast(self.qkv_dense.kernel, self.compute_dtype)
+        bias = ops.cast(self.qkv_dense.bias, self.compute_dtype)
+        length, queries = ops.shape(inputs)[1], ops.shape(query_positions)[1]
+        kv = ops.matmul(ops.reshape(inputs, (-1, hidden)), kernel[:, width:]) + bias[width:]
+        kv = ops.transpose(ops.reshape(kv, (-1, length, 2 * self.num_heads, self.head_dim)), (0, 2, 1, 3))
+        key, value = ops.split(kv, 2, axis=1)  # (batch, heads, seq, head_dim) each
+        rows = ops.take_along_axis(inputs, ops.expand_dims(query_positions, -1), axis=1)  # (batch, queries, hidden)
+        query = ops.matmul(ops.reshape(rows, (-1, hidden)), kernel[:, :width]) + bias[:width]
+        query = ops.transpose(ops.reshape(query, (-1, queries, self.num_heads, self.head_dim)), (0, 2, 1, 3))
+        return query, key, value
 
     def _attend(self, query, key, value, mask):
         """softmax(q k^T / sqrt(d) + mask bias) v over (batch, heads, seq, head_dim) tensors.

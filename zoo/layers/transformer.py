@@ -91,15 +91,22 @@ class TransformerBlock(keras.layers.Layer):
         self.ffn_norm.build(input_shape)
         self.dropout_layer = keras.layers.Dropout(self.dropout, dtype=policy)
 
-    def call(self, inputs, padding_mask=None, cache=None, cache_index=None, training=None):
+    def call(self, inputs, padding_mask=None, cache=None, cache_index=None, training=None, query_positions=None):
+        """With `query_positions` (batch, queries), the block's output at those positions only:
+        keys and values come from every position, queries, residuals and the feed-forward only
+        from those (a masked LM's last layer needs nothing else)."""
         length = ops.shape(inputs)[1]
         key_length = length if cache is None else ops.shape(cache)[3]
+        if query_positions is not None and (self.causal or cache is not None):
+            raise ValueError("query_positions needs a non-causal block without a cache")
         mask = attention_mask(padding_mask, length, key_length, self.causal, cache_index)
 
         x = self.attention_norm(inputs) if self.normalize_first else inputs
-        x = self.attention(x, attention_mask=mask, cache=cache, cache_index=cache_index)
+        x = self.attention(x, attention_mask=mask, cache=cache, cache_index=cache_index, query_positions=query_positions)
         if cache is not None:
             x, cache = x
+        if query_positions is not None:
+            inputs = ops.take_along_axis(inputs, ops.expand_dims(query_positions, -1), axis=1)
         x = inputs + self.dropout_layer(x, training=training)
         if not self.normalize_first:
             x = self.attention_norm(x)
