@@ -42,7 +42,15 @@ from absl import app, flags, logging
 
 from trainers import cli
 from trainers.config import Config, ConfigError
-from trainers.rundir import CALIBRATION, EXAMPLES, VALIDATION, RunDir, RunDirError, TARGET_WEIGHTS, write_json
+from trainers.rundir import (
+    CALIBRATION,
+    EXAMPLES,
+    TARGET_WEIGHTS,
+    VALIDATION,
+    RunDir,
+    RunDirError,
+    write_json,
+)
 
 PROGRAM = "trainers.prune"
 FAMILIES = ("bert", "gpt")
@@ -118,20 +126,20 @@ def _slice_block(old, new, heads: list[int], neurons: list[int], head_dim: int) 
     columns = np.concatenate([np.arange(p * total * head_dim + h * head_dim, p * total * head_dim + (h + 1) * head_dim) for p in range(3) for h in heads])
     rows = np.concatenate([np.arange(h * head_dim, (h + 1) * head_dim) for h in heads])
     neurons = np.asarray(neurons)
-    pairs = {
-        new.attention.qkv_dense.kernel: old.attention.qkv_dense.kernel.numpy()[:, columns],
-        new.attention.qkv_dense.bias: old.attention.qkv_dense.bias.numpy()[columns],
-        new.attention.output_dense.kernel: old.attention.output_dense.kernel.numpy()[rows],
-        new.attention.output_dense.bias: old.attention.output_dense.bias.numpy(),
-        new.intermediate_dense.kernel: old.intermediate_dense.kernel.numpy()[:, neurons],
-        new.intermediate_dense.bias: old.intermediate_dense.bias.numpy()[neurons],
-        new.output_dense.kernel: old.output_dense.kernel.numpy()[neurons],
-        new.output_dense.bias: old.output_dense.bias.numpy(),
-    }
+    pairs = [
+        (new.attention.qkv_dense.kernel, old.attention.qkv_dense.kernel.numpy()[:, columns]),
+        (new.attention.qkv_dense.bias, old.attention.qkv_dense.bias.numpy()[columns]),
+        (new.attention.output_dense.kernel, old.attention.output_dense.kernel.numpy()[rows]),
+        (new.attention.output_dense.bias, old.attention.output_dense.bias.numpy()),
+        (new.intermediate_dense.kernel, old.intermediate_dense.kernel.numpy()[:, neurons]),
+        (new.intermediate_dense.bias, old.intermediate_dense.bias.numpy()[neurons]),
+        (new.output_dense.kernel, old.output_dense.kernel.numpy()[neurons]),
+        (new.output_dense.bias, old.output_dense.bias.numpy()),
+    ]
     for norm in ("attention_norm", "ffn_norm"):
         for name in ("gamma", "beta"):
-            pairs[getattr(getattr(new, norm), name)] = getattr(getattr(old, norm), name).numpy()
-    for variable, value in pairs.items():
+            pairs.append((getattr(getattr(new, norm), name), getattr(getattr(old, norm), name).numpy()))
+    for variable, value in pairs:
         variable.assign(value)
 
 
