@@ -71,3 +71,12 @@ def test_per_layer_gpt_decodes_with_its_cache_as_the_full_forward_pass():
 def test_bad_per_layer_geometry_is_refused_clearly(overrides, message):
     with pytest.raises(ValueError, match=message):
         zoo.get_model("gpt_tiny", **{**PER_LAYER, "num_heads": 2, "intermediate_dim": 16, "head_dim": None, **overrides})
+
+
+def test_checkpoint_formats_that_cannot_hold_per_layer_geometry_refuse_it(tmp_path):
+    from zoo.checkpoints.slots import CheckpointError
+
+    model = zoo.get_model("gpt_tiny", **PER_LAYER)
+    for fmt in ("hf", "keras_hub"):
+        with pytest.raises(CheckpointError, match="per-layer head counts"):
+            zoo.pretrained.save_pretrained(model, None, tmp_path / fmt, format=fmt)
