@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import numbers
 from typing import Sequence
 
 import keras
@@ -46,7 +47,7 @@ def layer_geometry(
     heads = _per_layer("num_heads", num_heads, num_layers)
     widths = _per_layer("intermediate_dim", intermediate_dim, num_layers)
     if head_dim is None:
-        if not isinstance(num_heads, int):
+        if not isinstance(num_heads, numbers.Integral):
             raise ValueError("num_heads is a per-layer list: give head_dim (the size of one head) too")
         if hidden_dim % num_heads:
             raise ValueError(f"hidden_dim={hidden_dim} must be divisible by num_heads={num_heads}")
@@ -57,7 +58,7 @@ def layer_geometry(
 
 
 def _per_layer(key: str, value: int | Sequence[int], num_layers: int) -> list[int]:
-    values = [value] * num_layers if isinstance(value, int) else [int(v) for v in value]
+    values = [int(value)] * num_layers if isinstance(value, numbers.Integral) else [int(v) for v in value]
     if len(values) != num_layers:
         raise ValueError(f"{key} has {len(values)} values; give one int or one per layer (num_layers={num_layers})")
     if min(values, default=1) < 1:
