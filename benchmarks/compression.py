@@ -4,8 +4,8 @@
     python -m benchmarks.compression --workloads=gpt --output=/tmp/compression.json
 
 Two workloads, each trained here from scratch at small, stated sizes (CPU budget, not the
-models' best): a BERT classifier on a two-class CSV built from the Python standard library's
-own lines of code (which half of the stdlib a line comes from), and a GPT language model on a
+models' best): a BERT classifier on a two-class CSV built from what every Python installation has
+(a line of standard-library code, or a line of its reference documentation), and a GPT language model on a
 slice of pysource (standard-library sources). Each workload's rows are run directories made
 from its baseline run by a row maker (`ROW_MAKERS`): `baseline`, `pruned` (trainers.prune, 50%
 of heads and FFN neurons), `pruned+ft` (that run fine-tuned with `--init_from`). A new kind of
@@ -66,7 +66,8 @@ class Workload:
 
 
 WORKLOADS = {
-    # Pre-LN (normalize_first): post-LN bert_small from scratch stayed at chance for 150 steps here.
+    # Pre-LN (normalize_first): post-LN bert_small from scratch stayed at chance for 150 steps here
+    # (on a harder task, which stdlib half a line is from: pre-LN also stayed at chance for 120 steps).
     "bert": Workload("bert_classify", "bert_small", "classify", dict(vocab_size=4096, normalize_first=True), 64, 16, 200, 50, 1e-3, "accuracy"),
     "gpt": Workload("gpt_pysource", "gpt_mini", "causal_lm", dict(vocab_size=4096, max_sequence_length=128), 128, 16, 150, 50, 2e-3, "perplexity"),
 }
@@ -77,22 +78,22 @@ def stdlib_files(count: int) -> list[Path]:
     return sorted(stdlib.glob("*.py"))[:count]
 
 
-def which_half_csv(directory: Path) -> str:
-    """Two classes of real text: lines of code from the first or the second half (alphabetically)
-    of 120 standard-library modules; 1,500 training and 500 validation lines per class."""
-    files = stdlib_files(120)
-    halves = [files[: len(files) // 2], files[len(files) // 2 :]]
+def code_or_docs_csv(directory: Path) -> str:
+    """Two classes of real text every Python has: a line of standard-library code, or a line of the
+    Python reference documentation (pydoc_data topics, which quote code too, so not trivially apart);
+    1,500 training and 500 validation lines per class."""
+    import pydoc_data.topics
+
     rng = np.random.default_rng(0)
-    lines = []
-    for group in halves:
-        rows = [line.strip() for f in group for line in f.read_text(errors="replace").splitlines() if len(line.strip()) > 30]
-        lines.append([rows[i] for i in rng.permutation(len(rows))])
+    code = [line.strip() for f in stdlib_files(120) for line in f.read_text(errors="replace").splitlines() if len(line.strip()) > 30]
+    docs = [line.strip() for text in pydoc_data.topics.topics.values() for line in text.splitlines() if len(line.strip()) > 30]
+    lines = [[group[i] for i in rng.permutation(len(group))] for group in (code, docs)]
     directory.mkdir(parents=True, exist_ok=True)
     for split, rows in {"train": slice(0, 1500), "validation": slice(1500, 2000)}.items():
         with open(directory / f"{split}.csv", "w", newline="") as f:
             writer = csv.writer(f)
             writer.writerow(["text", "label"])
-            writer.writerows([(t, "first") for t in lines[0][rows]] + [(t, "second") for t in lines[1][rows]])
+            writer.writerows([(t, "code") for t in lines[0][rows]] + [(t, "docs") for t in lines[1][rows]])
     return f"csv:{directory}"
 
 
@@ -105,10 +106,12 @@ def pysource_slice(directory: Path) -> str:
 
 
 def dataset(workload: Workload, scratch: Path) -> str:
-    return which_half_csv(scratch / "data") if workload.task == "classify" else pysource_slice(scratch / "data")
+    return code_or_docs_csv(scratch / "data") if workload.task == "classify" else pysource_slice(scratch / "data")
 
 
 def train(workload: Workload, data: str, run_dir: str, steps: int, init_from: str | None = None) -> str:
+    if os.path.isfile(os.path.join(run_dir, "metrics.json")):
+        return run_dir  # finished in an earlier call with the same --scratch_dir: measure it again
     config = defaults(workload.model)
     config.task = workload.task
     config.model.update(workload.overrides)
