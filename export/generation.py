@@ -100,7 +100,8 @@ def _step(model: keras.Model, tokens, input_pos, mask, caches: Sequence[tf.Tenso
 def decode_functions(model: keras.Model, context: int, buckets: Sequence[int] = PREFILL_BUCKETS) -> dict[str, tf.types.experimental.GenericFunction]:
     """The `prefill_<T>` and `decode` tf.functions over a fixed context, batch 1."""
     b = model.backbone
-    cache_shape = (1, b.num_heads, context, b.hidden_dim // b.num_heads)
+    # One shape per layer: a pruned model's layers have different head counts.
+    shapes = [(1, heads, context, b.key_dim) for heads in b.layer_num_heads for _ in range(2)]
     names = [n for i in range(b.num_layers) for n in cache_names(i)]
 
     def function(length: int, logits: bool):
@@ -108,7 +109,7 @@ def decode_functions(model: keras.Model, context: int, buckets: Sequence[int] = 
             tf.TensorSpec((1, length), tf.int32, name="tokens"),
             tf.TensorSpec((length,), tf.int32, name="input_pos"),
             tf.TensorSpec((1, 1, length, context), tf.float32, name="mask"),
-        ] + [tf.TensorSpec(cache_shape, tf.float32, name=n) for n in names]
+        ] + [tf.TensorSpec(shape, tf.float32, name=n) for shape, n in zip(shapes, names)]
 
         @tf.function(input_signature=specs)
         def run(tokens, input_pos, mask, *caches):

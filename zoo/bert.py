@@ -17,6 +17,7 @@ from zoo.layers import (
     TransformerBlock,
     dense_initializer,
     get_activation,
+    layer_geometry,
     POST_LN_ATTENTION_INITIALIZER,
     tokenwise,
 )
@@ -48,17 +49,19 @@ class BertBackbone(Backbone):
         vocab_size: int,
         num_layers: int,
         hidden_dim: int,
-        num_heads: int,
-        intermediate_dim: int,
+        num_heads: int | list[int],
+        intermediate_dim: int | list[int],
         max_sequence_length: int = 512,
         num_segments: int = 2,
         dropout: float = 0.1,
         layer_norm_epsilon: float = 1e-12,
         normalize_first: bool = False,
         activation: str = "gelu_approximate",
+        head_dim: int | None = None,
         dtype=None,
         **kwargs,
     ):
+        layer_heads, layer_widths, key_dim = layer_geometry(num_layers, hidden_dim, num_heads, intermediate_dim, head_dim)
         self.token_embedding = keras.layers.ReversibleEmbedding(
             vocab_size, hidden_dim, embeddings_initializer=dense_initializer(), dtype=dtype, name="token_embedding"
         )
@@ -71,13 +74,14 @@ class BertBackbone(Backbone):
         )
         self.blocks = [
             TransformerBlock(
-                num_heads,
-                intermediate_dim,
+                layer_heads[i],
+                layer_widths[i],
                 dropout=dropout,
                 layer_norm_epsilon=layer_norm_epsilon,
                 normalize_first=normalize_first,
                 attention_initializer=None if normalize_first else POST_LN_ATTENTION_INITIALIZER,
                 activation=activation,
+                head_dim=key_dim,
                 dtype=dtype,
                 name=f"transformer_{i}",
             )
@@ -117,6 +121,11 @@ class BertBackbone(Backbone):
         self.layer_norm_epsilon = layer_norm_epsilon
         self.normalize_first = normalize_first
         self.activation = activation
+        self.head_dim = head_dim
+        # Resolved geometry (not config): what each block has, whether given per layer or not.
+        self.layer_num_heads = tuple(layer_heads)
+        self.layer_intermediate_dims = tuple(layer_widths)
+        self.key_dim = key_dim
 
     def sequence_output_at(self, inputs: dict, positions, training=None):
         """`sequence_output` gathered at `positions` (batch, P) -> (batch, P, hidden), computing
@@ -267,8 +276,8 @@ HEADS = ("masked_lm", "classifier", "backbone")
 def bert(
     num_layers: int,
     hidden_dim: int,
-    num_heads: int,
-    intermediate_dim: int,
+    num_heads: int | list[int],
+    intermediate_dim: int | list[int],
     vocab_size: int = 30522,
     max_sequence_length: int = 512,
     num_segments: int = 2,
@@ -276,6 +285,7 @@ def bert(
     layer_norm_epsilon: float = 1e-12,
     normalize_first: bool = False,
     activation: str = "gelu_approximate",
+    head_dim: int | None = None,
     head_activation: str | None = None,
     head_layer_norm_epsilon: float | None = None,
     head: str = "masked_lm",
@@ -303,6 +313,7 @@ def bert(
         layer_norm_epsilon=layer_norm_epsilon,
         normalize_first=normalize_first,
         activation=activation,
+        head_dim=head_dim,
         name="bert_backbone",
     )
     if head == "backbone":

@@ -10,7 +10,7 @@ import keras
 from keras import ops
 
 from zoo.base import Backbone, Task
-from zoo.layers import PositionEmbedding, TransformerBlock, dense_initializer, tokenwise
+from zoo.layers import PositionEmbedding, TransformerBlock, dense_initializer, layer_geometry, tokenwise
 from zoo.registry import register_model
 
 PRESETS: dict[str, dict] = {
@@ -30,15 +30,17 @@ class GPTBackbone(Backbone):
         vocab_size: int,
         num_layers: int,
         hidden_dim: int,
-        num_heads: int,
-        intermediate_dim: int,
+        num_heads: int | list[int],
+        intermediate_dim: int | list[int],
         max_sequence_length: int = 1024,
         dropout: float = 0.0,
         layer_norm_epsilon: float = 1e-5,
         activation: str = "gelu_approximate",
+        head_dim: int | None = None,
         dtype=None,
         **kwargs,
     ):
+        layer_heads, layer_widths, key_dim = layer_geometry(num_layers, hidden_dim, num_heads, intermediate_dim, head_dim)
         self.token_embedding = keras.layers.ReversibleEmbedding(
             vocab_size, hidden_dim, embeddings_initializer=dense_initializer(), dtype=dtype, name="token_embedding"
         )
@@ -46,13 +48,14 @@ class GPTBackbone(Backbone):
         self.embedding_dropout = keras.layers.Dropout(dropout, dtype=dtype, name="embedding_dropout")
         self.blocks = [
             TransformerBlock(
-                num_heads,
-                intermediate_dim,
+                layer_heads[i],
+                layer_widths[i],
                 dropout=dropout,
                 layer_norm_epsilon=layer_norm_epsilon,
                 normalize_first=True,
                 causal=True,
                 activation=activation,
+                head_dim=key_dim,
                 dtype=dtype,
                 name=f"transformer_{i}",
             )
@@ -77,6 +80,11 @@ class GPTBackbone(Backbone):
         self.dropout = dropout
         self.layer_norm_epsilon = layer_norm_epsilon
         self.activation = activation
+        self.head_dim = head_dim
+        # Resolved geometry (not config): what each block has, whether given per layer or not.
+        self.layer_num_heads = tuple(layer_heads)
+        self.layer_intermediate_dims = tuple(layer_widths)
+        self.key_dim = key_dim
 
 
 @keras.saving.register_keras_serializable(package="zoo")
@@ -98,10 +106,14 @@ class GPTCausalLM(Task):
         self.backbone = backbone
 
     def init_cache(self, batch_size: int, max_length: int | None = None):
-        """Zeros of shape (batch, layers, 2, heads, max_length, head_dim) for `call_with_cache`."""
+        """Zeros of shape (batch, layers, 2, heads, max_length, head_dim) for `call_with_cache`.
+
+        With per-layer head counts (a pruned model) `heads` is the largest; a layer with fewer
+        heads uses the first of them (the rest stay zero), so the cache stays one tensor.
+        """
         b = self.backbone
         max_length = max_length or b.max_sequence_length
-        shape = (batch_size, b.num_layers, 2, b.num_heads, max_length, b.hidden_dim // b.num_heads)
+        shape = (batch_size, b.num_layers, 2, max(b.layer_num_heads), max_length, b.key_dim)
         return ops.zeros(shape, dtype=b.compute_dtype)
 
     def call_with_cache(self, token_ids, cache, cache_index, padding_mask=None, position_ids=None):
@@ -122,8 +134,12 @@ class GPTCausalLM(Task):
             positions = ops.cast(ops.take(table, position_ids, axis=0), tokens.dtype)  # (batch, n, hidden)
         x = tokens + positions
         layer_caches = []
+        most = max(b.layer_num_heads)
         for i, block in enumerate(b.blocks):
-            x, layer_cache = block(x, padding_mask=padding_mask, cache=cache[:, i], cache_index=cache_index)
+            heads = b.layer_num_heads[i]
+            x, layer_cache = block(x, padding_mask=padding_mask, cache=cache[:, i, :, :heads], cache_index=cache_index)
+            if heads < most:  # (batch, 2, heads, ...) back to the shared cache's head count
+                layer_cache = ops.pad(layer_cache, [(0, 0), (0, 0), (0, most - heads), (0, 0), (0, 0)])
             layer_caches.append(layer_cache)
         x = b.final_norm(x)
         logits = ops.cast(tokenwise(b.token_embedding, x, reverse=True), "float32")
@@ -133,13 +149,14 @@ class GPTCausalLM(Task):
 def gpt(
     num_layers: int,
     hidden_dim: int,
-    num_heads: int,
-    intermediate_dim: int,
+    num_heads: int | list[int],
+    intermediate_dim: int | list[int],
     vocab_size: int,
     max_sequence_length: int,
     dropout: float = 0.0,
     layer_norm_epsilon: float = 1e-5,
     activation: str = "gelu_approximate",
+    head_dim: int | None = None,
     head: str = "causal_lm",
 ) -> keras.Model:
     """A GPT of the given size; `head="backbone"` returns the decoder without the LM head.
@@ -158,6 +175,7 @@ def gpt(
         dropout=dropout,
         layer_norm_epsilon=layer_norm_epsilon,
         activation=activation,
+        head_dim=head_dim,
         name="gpt_backbone",
     )
     return backbone if head == "backbone" else GPTCausalLM(backbone, name="gpt_causal_lm")

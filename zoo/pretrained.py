@@ -143,6 +143,12 @@ def save_pretrained(model: keras.Model, tokenizer: Tokenizer | None, path: str |
         raise ValueError(f"unknown checkpoint format {format!r}; choose 'hf' or 'keras_hub'")
     family, directory = _family(model), str(path)
     names, _ = FAMILIES[family]
+    b = _backbone(model)
+    if not (isinstance(b.num_heads, int) and isinstance(b.intermediate_dim, int) and b.key_dim * b.num_heads == b.hidden_dim):
+        raise CheckpointError(
+            "this model has per-layer head counts or FFN widths (a pruned model): Hugging Face and keras-hub configs hold one "
+            "num_heads and one intermediate size for every layer; use its .keras file or export.run's formats"
+        )
     if tokenizer is not None and tokenizer.vocab_size > _backbone(model).vocab_size:
         raise CheckpointError(f"tokenizer has {tokenizer.vocab_size} tokens, more than the model's {_backbone(model).vocab_size} embedding rows")
     os.makedirs(directory, exist_ok=True)

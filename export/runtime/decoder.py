@@ -81,10 +81,9 @@ class _CompiledBackend:
             s: {n: self.model.create_input_buffer_by_name(s, n) for n in ("tokens", "input_pos", "mask")} for s in signatures
         }
 
-    def reset(self, cache_shape: tuple[int, ...]) -> None:
-        zeros = np.zeros(cache_shape, np.float32)
-        for buffer in self.caches.values():
-            buffer.write(zeros)
+    def reset(self, cache_shapes: dict[str, tuple[int, ...]]) -> None:
+        for name, buffer in self.caches.items():
+            buffer.write(np.zeros(cache_shapes[name], np.float32))
 
     def run(self, signature: str, feeds: dict[str, np.ndarray], vocab_size: int) -> np.ndarray | None:
         buffers = self.inputs[signature]
@@ -102,9 +101,8 @@ class _InterpreterBackend:
         self.runners = {s: interpreter.get_signature_runner(s) for s in signatures}
         self.caches: dict[str, np.ndarray] = {}
 
-    def reset(self, cache_shape: tuple[int, ...]) -> None:
-        names = [n for n in self.runners[DECODE].get_input_details() if n.startswith("kv_cache_")]
-        self.caches = {n: np.zeros(cache_shape, np.float32) for n in names}
+    def reset(self, cache_shapes: dict[str, tuple[int, ...]]) -> None:
+        self.caches = {n: np.zeros(shape, np.float32) for n, shape in cache_shapes.items()}
 
     def run(self, signature: str, feeds: dict[str, np.ndarray], vocab_size: int) -> np.ndarray | None:
         out = self.runners[signature](**feeds, **self.caches)
@@ -132,7 +130,10 @@ class TFLiteDecoder:
         decode = interpreter.get_signature_runner(DECODE)
         self.context = int(decode.get_input_details()["mask"]["shape"][-1])
         self.vocab_size = int(decode.get_output_details()["logits"]["shape"][-1])
-        self.cache_shape = tuple(int(d) for d in decode.get_input_details()["kv_cache_k_0"]["shape"])
+        details = decode.get_input_details()
+        # Per layer: a pruned model's layers can have different head counts.
+        self.cache_shapes = {n: tuple(int(d) for d in v["shape"]) for n, v in details.items() if n.startswith("kv_cache_")}
+        self.cache_shape = self.cache_shapes["kv_cache_k_0"]
         self.num_layers = sum(n.startswith("kv_cache_k_") for n in signatures[DECODE]["inputs"])
         if backend == "compiled":
             del decode, interpreter  # CompiledModel loads the file itself
@@ -142,7 +143,7 @@ class TFLiteDecoder:
 
     def prefill(self, prompt: Sequence[int]) -> np.ndarray:
         """Fresh caches, the prompt written into them; returns logits (1, vocab) after its last token."""
-        self._backend.reset(self.cache_shape)
+        self._backend.reset(self.cache_shapes)
         start = 0
         for bucket, used in split_prompt(len(prompt) - 1, self.buckets, self.context):
             tokens = np.zeros((1, bucket), np.int32)
@@ -187,7 +188,7 @@ class TFLiteDecoder:
 
     def score(self, token_ids: Sequence[int]) -> np.ndarray:
         """Logits (length, vocab) after each of `token_ids`, one decode step each: perplexity on device."""
-        self._backend.reset(self.cache_shape)
+        self._backend.reset(self.cache_shapes)
         return np.concatenate([self.decode(int(t), i) for i, t in enumerate(token_ids)])
 
     def step_latency_ms(self, steps: int = LATENCY_STEPS, index: int | None = None) -> dict[str, float]:

@@ -61,6 +61,17 @@ def test_both_backends_give_keras_greedy_tokens_for_prompts_of_every_bucket(untr
     assert [decoder.generate_ids(p, 8) for p in prompts] == generation.keras_greedy(model, prompts, 8)
 
 
+def test_a_pruned_gpt_with_per_layer_head_counts_decodes_as_keras(tmp_path):
+    """Each layer's cache has its own head count (a pruned model): the decode model and the runner follow."""
+    keras.utils.set_random_seed(0)
+    model = zoo.get_model("gpt_tiny", **{**TINY_TRANSFORMER, "num_heads": [1, 3], "intermediate_dim": [8, 40], "head_dim": 8})
+    model.set_weights([w * 10 for w in model.get_weights()])  # varied greedy tokens
+    decoder = generation.TFLiteDecoder(generation.write_decode_model(model, str(tmp_path)), num_threads=2)
+    assert decoder.cache_shapes["kv_cache_k_0"] == (1, 1, 32, 8) and decoder.cache_shapes["kv_cache_v_1"] == (1, 3, 32, 8)
+    prompts = [[5], list(range(10, 30))]
+    assert [decoder.generate_ids(p, 8) for p in prompts] == generation.keras_greedy(model, prompts, 8)
+
+
 def test_a_long_prompt_is_split_across_buckets_that_fit_the_context():
     assert split_prompt(20, [8, 32], context=32) == [(32, 20)]
     assert split_prompt(20, [8, 16], context=32) == [(16, 16), (8, 4)]

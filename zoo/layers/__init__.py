@@ -8,7 +8,7 @@ from zoo.layers.attention import (
     tokenwise,
 )
 from zoo.layers.embeddings import PositionEmbedding
-from zoo.layers.transformer import ACTIVATIONS, TransformerBlock, gelu_exact, gelu_tanh, get_activation
+from zoo.layers.transformer import ACTIVATIONS, TransformerBlock, gelu_exact, gelu_tanh, get_activation, layer_geometry
 
 __all__ = [
     "ACTIVATIONS",
@@ -20,6 +20,7 @@ __all__ = [
     "attention_mask",
     "dense_initializer",
     "gelu_tanh",
+    "layer_geometry",
     "POST_LN_ATTENTION_INITIALIZER",
     "tokenwise",
 ]

@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import numbers
+from typing import Sequence
+
 import keras
 from keras import ops
 
@@ -32,6 +35,37 @@ def get_activation(name: str):
         raise ValueError(f"unknown activation {name!r}; choose one of {', '.join(ACTIVATIONS)}") from None
 
 
+def layer_geometry(
+    num_layers: int, hidden_dim: int, num_heads: int | Sequence[int], intermediate_dim: int | Sequence[int], head_dim: int | None
+) -> tuple[list[int], list[int], int]:
+    """Per-layer head counts, per-layer FFN widths and the head size of a stack of blocks.
+
+    `num_heads` and `intermediate_dim` are one value for every layer (the usual case) or a list
+    with one value per layer (a pruned model). With a list of head counts the head size cannot be
+    derived from hidden_dim, so `head_dim` must be given (the unpruned model's hidden_dim // heads).
+    """
+    heads = _per_layer("num_heads", num_heads, num_layers)
+    widths = _per_layer("intermediate_dim", intermediate_dim, num_layers)
+    if head_dim is None:
+        if not isinstance(num_heads, numbers.Integral):
+            raise ValueError("num_heads is a per-layer list: give head_dim (the size of one head) too")
+        if hidden_dim % num_heads:
+            raise ValueError(f"hidden_dim={hidden_dim} must be divisible by num_heads={num_heads}")
+        head_dim = hidden_dim // num_heads
+    if head_dim < 1:
+        raise ValueError(f"head_dim={head_dim} must be >= 1")
+    return heads, widths, int(head_dim)
+
+
+def _per_layer(key: str, value: int | Sequence[int], num_layers: int) -> list[int]:
+    values = [int(value)] * num_layers if isinstance(value, numbers.Integral) else [int(v) for v in value]
+    if len(values) != num_layers:
+        raise ValueError(f"{key} has {len(values)} values; give one int or one per layer (num_layers={num_layers})")
+    if min(values, default=1) < 1:
+        raise ValueError(f"{key}={list(values)}: every layer needs at least 1 (remove a whole layer instead of emptying it)")
+    return values
+
+
 @keras.saving.register_keras_serializable(package="zoo")
 class TransformerBlock(keras.layers.Layer):
     """Self-attention + feed-forward, each with a residual connection and LayerNorm.
@@ -41,6 +75,8 @@ class TransformerBlock(keras.layers.Layer):
     initialises the attention projections (default N(0, 0.02), like the feed-forward ones).
     `activation` names the feed-forward activation (see `ACTIVATIONS`). With `cache` and
     `cache_index`, it decodes incrementally and returns `(outputs, updated_cache)`.
+    `head_dim` (default hidden_dim // num_heads) is explicit when heads were pruned away: a block
+    keeping 3 of 8 heads still has heads of hidden_dim // 8.
     """
 
     def __init__(
@@ -53,10 +89,17 @@ class TransformerBlock(keras.layers.Layer):
         causal: bool = False,
         attention_initializer=None,
         activation: str = "gelu_approximate",
+        head_dim: int | None = None,
         **kwargs,
     ):
         super().__init__(**kwargs)
+        if num_heads < 1 or intermediate_dim < 1:
+            raise ValueError(
+                f"a transformer block needs at least 1 attention head and 1 feed-forward unit; got num_heads={num_heads}, "
+                f"intermediate_dim={intermediate_dim} (remove the whole layer instead)"
+            )
         self.num_heads = num_heads
+        self.head_dim = head_dim
         self.intermediate_dim = intermediate_dim
         self.dropout = dropout
         self.layer_norm_epsilon = layer_norm_epsilon
@@ -68,11 +111,12 @@ class TransformerBlock(keras.layers.Layer):
 
     def build(self, input_shape):
         hidden_dim = input_shape[-1]
-        if hidden_dim % self.num_heads:
+        if self.head_dim is None and hidden_dim % self.num_heads:
             raise ValueError(f"hidden_dim={hidden_dim} must be divisible by num_heads={self.num_heads}")
         policy = self.dtype_policy
+        head_dim = self.head_dim or hidden_dim // self.num_heads
         self.attention = CachedMultiHeadAttention(
-            self.num_heads, hidden_dim // self.num_heads, self.attention_initializer, dtype=policy, name="attention"
+            self.num_heads, head_dim, self.attention_initializer, dtype=policy, name="attention"
         )
         self.attention.build(input_shape)
         self.attention_norm = keras.layers.LayerNormalization(
@@ -133,4 +177,5 @@ class TransformerBlock(keras.layers.Layer):
             "causal": self.causal,
             "attention_initializer": self.attention_initializer,
             "activation": self.activation,
+            "head_dim": self.head_dim,
         }
