@@ -13,11 +13,11 @@ from keras import ops
 
 from zoo.base import Backbone, Task
 from zoo.layers import (
-    PositionEmbedding,
     TransformerBlock,
     dense_initializer,
     get_activation,
     POST_LN_ATTENTION_INITIALIZER,
+    position_layer,
     tokenwise,
 )
 from zoo.registry import register_model
@@ -56,13 +56,14 @@ class BertBackbone(Backbone):
         layer_norm_epsilon: float = 1e-12,
         normalize_first: bool = False,
         activation: str = "gelu_approximate",
+        position_embedding_type: str = "learned",
         dtype=None,
         **kwargs,
     ):
         self.token_embedding = keras.layers.ReversibleEmbedding(
             vocab_size, hidden_dim, embeddings_initializer=dense_initializer(), dtype=dtype, name="token_embedding"
         )
-        self.position_embedding = PositionEmbedding(max_sequence_length, dtype=dtype, name="position_embedding")
+        self.position_embedding = position_layer(position_embedding_type, max_sequence_length, dtype=dtype, name="position_embedding")
         self.segment_embedding = keras.layers.Embedding(
             num_segments, hidden_dim, embeddings_initializer=dense_initializer(), dtype=dtype, name="segment_embedding"
         )
@@ -117,6 +118,7 @@ class BertBackbone(Backbone):
         self.layer_norm_epsilon = layer_norm_epsilon
         self.normalize_first = normalize_first
         self.activation = activation
+        self.position_embedding_type = position_embedding_type
 
 
 @keras.saving.register_keras_serializable(package="zoo")
@@ -249,6 +251,7 @@ def bert(
     layer_norm_epsilon: float = 1e-12,
     normalize_first: bool = False,
     activation: str = "gelu_approximate",
+    position_embedding: str = "learned",
     head_activation: str | None = None,
     head_layer_norm_epsilon: float | None = None,
     head: str = "masked_lm",
@@ -260,7 +263,8 @@ def bert(
     from scratch without BERT's long post-LN plateau (Xiong et al. 2020), at the cost of not
     being the original BERT layout. `activation="gelu"` is exact (erf) GELU, as original BERT
     checkpoints use; `head_activation` / `head_layer_norm_epsilon` are the masked-LM head's
-    (default: the encoder's).
+    (default: the encoder's). `position_embedding="sinusoidal"` replaces the learned position
+    table by fixed sin/cos encodings (Vaswani et al. 2017; no weights).
     """
     if head not in HEADS:
         raise ValueError(f"unknown BERT head {head!r}; choose one of {', '.join(HEADS)}")
@@ -276,6 +280,7 @@ def bert(
         layer_norm_epsilon=layer_norm_epsilon,
         normalize_first=normalize_first,
         activation=activation,
+        position_embedding_type=position_embedding,
         name="bert_backbone",
     )
     if head == "backbone":
