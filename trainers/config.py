@@ -31,6 +31,7 @@ class DataConfig:
     dataset: str
     sequence_length: int = 0  # text models: tokens per example (0 for images)
     mask_rate: float = 0.15  # masked LM: share of tokens picked per example
+    next_sentence: bool = False  # masked LM: examples are [CLS] A [SEP] B [SEP] pairs, plus next-sentence prediction
     text_field: str = "text"
     label_field: str = "label"
     calibration_examples: int = 200  # training examples stored in the run for full-int8 calibration
@@ -128,9 +129,10 @@ def _section(cls, section: str, values: Mapping[str, Any]):
         kind = fields[key].type
         if kind == "float" and isinstance(value, int) and not isinstance(value, bool):
             value = float(value)
-        expected = {"int": int, "float": float, "str": str}[kind]
-        if not isinstance(value, expected) or isinstance(value, bool):
-            raise ConfigError(f"config.{section}.{key}={value!r} must be {'a number' if kind == 'float' else 'an ' + kind if kind == 'int' else 'a string'}")
+        expected = {"int": int, "float": float, "str": str, "bool": bool}[kind]
+        if not isinstance(value, expected) or (isinstance(value, bool) and kind != "bool"):
+            what = {"float": "a number", "int": "an int", "str": "a string", "bool": "True or False"}[kind]
+            raise ConfigError(f"config.{section}.{key}={value!r} must be {what}")
         typed[key] = value
     return cls(**typed)
 

@@ -184,6 +184,8 @@ class BertMaskedLM(Task):
 
     `head_activation` and `head_layer_norm_epsilon` default to the backbone's; checkpoints may
     differ (keras-hub's head runs exact GELU and epsilon 1e-5 over a tanh-GELU, 1e-12 encoder).
+    With `next_sentence=True` (BERT's next-sentence prediction) the outputs are a dict: `logits`
+    and `nsp_logits` (batch, 2) from the pooled [CLS] output, 0 = B follows A, 1 = B is random.
     """
 
     def __init__(
@@ -191,6 +193,7 @@ class BertMaskedLM(Task):
         backbone: BertBackbone,
         head_activation: str | None = None,
         head_layer_norm_epsilon: float | None = None,
+        next_sentence: bool = False,
         **kwargs,
     ):
         inputs = {**_token_inputs(), "mask_positions": keras.Input(shape=(None,), dtype="int32", name="mask_positions")}
@@ -205,10 +208,22 @@ class BertMaskedLM(Task):
             name="mlm_head",
         )
         logits = self.head(features["sequence_output"], inputs["mask_positions"])
-        super().__init__(inputs=inputs, outputs=logits, **kwargs)
+        outputs = logits
+        if next_sentence:
+            self.nsp_head = keras.layers.Dense(2, kernel_initializer=dense_initializer(), dtype="float32", name="nsp_head")
+            outputs = {"logits": logits, "nsp_logits": self.nsp_head(features["pooled_output"])}
+        super().__init__(inputs=inputs, outputs=outputs, **kwargs)
         self.backbone = backbone
         self.head_activation = head_activation
         self.head_layer_norm_epsilon = head_layer_norm_epsilon
+        self.next_sentence = next_sentence
+
+    def masked_lm_model(self) -> keras.Model:
+        """This model with its masked-LM `logits` as the only output (the same layers and weights):
+        what deploys, since next-sentence prediction is a pretraining objective."""
+        if not self.next_sentence:
+            return self
+        return keras.Model(self.inputs, self.output["logits"], name=self.name)
 
     def set_output_bias(self, values: np.ndarray) -> None:
         """Sets the per-token output bias (vocab,), e.g. to the training text's log unigram prior."""
@@ -256,6 +271,7 @@ def bert(
     head_layer_norm_epsilon: float | None = None,
     head: str = "masked_lm",
     num_classes: int = 2,
+    next_sentence: bool = False,
 ) -> keras.Model:
     """A BERT of the given size; `head` picks the masked-LM model, a classifier or the backbone.
 
@@ -264,7 +280,8 @@ def bert(
     being the original BERT layout. `activation="gelu"` is exact (erf) GELU, as original BERT
     checkpoints use; `head_activation` / `head_layer_norm_epsilon` are the masked-LM head's
     (default: the encoder's). `position_embedding="sinusoidal"` replaces the learned position
-    table by fixed sin/cos encodings (Vaswani et al. 2017; no weights).
+    table by fixed sin/cos encodings (Vaswani et al. 2017; no weights). `next_sentence=True`
+    adds the next-sentence-prediction output to the masked-LM model (other heads ignore it).
     """
     if head not in HEADS:
         raise ValueError(f"unknown BERT head {head!r}; choose one of {', '.join(HEADS)}")
@@ -288,7 +305,11 @@ def bert(
     if head == "classifier":
         return BertClassifier(backbone, num_classes=num_classes, dropout=dropout, name="bert_classifier")
     return BertMaskedLM(
-        backbone, head_activation=head_activation, head_layer_norm_epsilon=head_layer_norm_epsilon, name="bert_masked_lm"
+        backbone,
+        head_activation=head_activation,
+        head_layer_norm_epsilon=head_layer_norm_epsilon,
+        next_sentence=next_sentence,
+        name="bert_masked_lm",
     )
 
 
