@@ -69,6 +69,14 @@ def test_half_the_pairs_are_random_and_each_is_deterministic_per_seed(pairs):
         np.testing.assert_array_equal(first[key], second[key])
 
 
+def test_next_sentence_and_position_embedding_are_settable_by_flag():
+    from trainers.config import defaults
+
+    assert defaults("bert_small").data.next_sentence is False  # --config.data.next_sentence=True
+    for name in ("bert_small", "gpt_mini"):
+        assert defaults(name).model.position_embedding == "learned"  # --config.model.position_embedding=sinusoidal
+
+
 def test_next_sentence_is_refused_where_it_cannot_work(tmp_path):
     config = tiny_config("gpt_tiny")
     config.data.next_sentence = True

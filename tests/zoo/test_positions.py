@@ -10,7 +10,7 @@ from ai_edge_litert.interpreter import Interpreter
 import zoo
 from zoo.layers import PositionEmbedding, SinusoidalPositionEncoding
 
-TINY = dict(num_layers=1, hidden_dim=32, num_heads=2, intermediate_dim=64, vocab_size=128, max_sequence_length=32)
+TINY = {"num_layers": 1, "hidden_dim": 32, "num_heads": 2, "intermediate_dim": 64, "vocab_size": 128, "max_sequence_length": 32}
 
 
 def _numpy(x) -> np.ndarray:
@@ -91,7 +91,7 @@ def test_sinusoidal_models_convert_to_builtin_only_tflite_including_the_gpt_deco
         files.append(str(directory / formats.FILES["tflite_float32"]))
     files.append(generation.write_decode_model(gpt, str(tmp_path), context=16, buckets=(8,)))
     for path in files:
-        ops = {op["op_name"] for op in Interpreter(model_path=path)._get_ops_details()}  # noqa: SLF001
+        ops = {op["op_name"] for op in Interpreter(model_path=path)._get_ops_details()}
         assert not [op for op in ops if op.startswith("Flex") or op == "CUSTOM"], (path, ops)
     # Fixed-length models fold the encodings into a constant; the decoder computes them from input_pos.
     assert {"SIN", "COS"} <= ops
