@@ -45,6 +45,8 @@ class TaskData:
 
     @property
     def tokens_per_example(self) -> int:
+        if isinstance(self.train, SentencePairs):
+            return self.train.size + 3  # [CLS] A [SEP] B [SEP]; a row also holds the other B
         ids = self.train.get("token_ids")
         return int(ids.shape[1]) if ids is not None else 0
 

@@ -11,7 +11,7 @@ import tensorflow as tf
 
 import zoo
 from tests.trainers.conftest import TINY_TRANSFORMER, one_device, tiny_config
-from trainers.config import ConfigError
+from trainers.config import ConfigError, resolve
 from trainers.rundir import TARGET_WEIGHTS, TARGETS, RunDir
 from trainers.tasks import NSP, MaskedLM, SentencePairs
 from trainers.train import train_and_evaluate
@@ -59,14 +59,14 @@ def test_pairs_are_cls_a_sep_b_sep_with_segment_ids_and_b_the_real_next_segment_
 
 
 def test_half_the_pairs_are_random_and_each_is_deterministic_per_seed(pairs):
-    task = _task()
-    labels = [int(_example(task, pairs, seed % 40, seed)[NSP + TARGETS]) for seed in range(300)]
-    assert 0.42 < np.mean(labels) < 0.58
-    again = [int(_example(task, pairs, seed % 40, seed)[NSP + TARGETS]) for seed in range(30)]
-    assert again == labels[:30]
-    first, second = _example(task, pairs, 3, 11), _example(task, pairs, 3, 11)
+    from trainers.pipeline import make_examples
+
+    task, indices = _task(), np.arange(400) % 40
+    first, again, other_seed = (make_examples(task, pairs, indices, seed) for seed in (0, 0, 1))
+    assert 0.42 < first[NSP + TARGETS].mean() < 0.58
     for key in first:
-        np.testing.assert_array_equal(first[key], second[key])
+        np.testing.assert_array_equal(first[key], again[key])
+    assert (first[NSP + TARGETS] != other_seed[NSP + TARGETS]).any()
 
 
 def test_next_sentence_and_position_embedding_are_settable_by_flag():
@@ -82,10 +82,10 @@ def test_next_sentence_is_refused_where_it_cannot_work(tmp_path):
     config.data.next_sentence = True
     with pytest.raises(ConfigError, match="next_sentence"):
         train_and_evaluate(config, str(tmp_path / "r"), strategy=one_device())
-    config = tiny_config("bert_small")
-    config.data.next_sentence = "yes"
+    values = tiny_config("bert_small").to_dict()  # e.g. a hand-edited config.json
+    values["data"]["next_sentence"] = 1
     with pytest.raises(ConfigError, match="True or False"):
-        train_and_evaluate(config, str(tmp_path / "r"), strategy=one_device())
+        resolve(values)
 
 
 def test_default_masked_lm_model_is_unchanged_and_nsp_adds_only_a_two_way_head():
@@ -95,6 +95,20 @@ def test_default_masked_lm_model_is_unchanged_and_nsp_adds_only_a_two_way_head()
     assert nsp.count_params() - plain.count_params() == TINY_TRANSFORMER["hidden_dim"] * 2 + 2
     assert set(nsp.output) == {"logits", "nsp_logits"}
     assert nsp.masked_lm_model().count_params() == plain.count_params()
+
+
+def test_a_run_from_before_the_new_hyper_parameters_still_resumes(tmp_path):
+    from trainers.config import defaults
+
+    run = RunDir(str(tmp_path / "old"))
+    os.makedirs(run.checkpoints_dir)
+    open(os.path.join(run.checkpoints_dir, "checkpoint"), "w").close()
+    current = defaults("bert_small").model.to_dict()
+    old = {k: v for k, v in current.items() if k not in ("position_embedding", "next_sentence")}
+    run.write_config({"name": "bert_small", "task": "masked_lm", "model": old, "data": {}, "train": {}})
+    run.check_same_architecture(current, zoo.get_spec("bert_small").hyperparameters())
+    with pytest.raises(ValueError, match="position_embedding"):
+        run.check_same_architecture({**current, "position_embedding": "sinusoidal"}, zoo.get_spec("bert_small").hyperparameters())
 
 
 @pytest.mark.slow
