@@ -37,6 +37,9 @@ def test_sinusoidal_positions_follow_the_formula_and_keras_hub():
     np.testing.assert_allclose(_numpy(layer.lookup(np.array([[5, 0]]))), _sinusoids(6, 32)[[[5, 0]]], atol=2e-5)
     np.testing.assert_allclose(_numpy(layer(hidden)), _numpy(keras_hub.layers.SinePositionEncoding()(hidden))[0], atol=1e-6)
     assert layer.weights == []
+    # The backbones' encodings are scaled to the learned table's initial size (0.02), like their tokens.
+    model = zoo.get_model("gpt_tiny", **TINY, position_embedding="sinusoidal")
+    np.testing.assert_allclose(_numpy(model.backbone.position_embedding(hidden)), 0.02 * _sinusoids(40, 32), atol=1e-6)
 
 
 @pytest.mark.parametrize("name", ["bert_tiny", "gpt_tiny"])

@@ -10,7 +10,7 @@ import keras
 import numpy as np
 from keras import ops
 
-from zoo.layers.attention import dense_initializer
+from zoo.layers.attention import INITIALIZER_STDDEV, dense_initializer
 
 # The backbones' `position_embedding` hyper-parameter: its values, the first the default.
 POSITION_EMBEDDINGS = ("learned", "sinusoidal")
@@ -53,15 +53,17 @@ class PositionEmbedding(keras.layers.Layer):
 @keras.saving.register_keras_serializable(package="zoo")
 class SinusoidalPositionEncoding(keras.layers.Layer):
     """Fixed sin/cos positions, no weights: dimension 2i of position p is sin(p / w^(2i/hidden)),
-    dimension 2i+1 its cos, w = `max_wavelength` (keras-hub's `SinePositionEncoding` formula).
+    dimension 2i+1 its cos, w = `max_wavelength` (keras-hub's `SinePositionEncoding` formula),
+    times `scale`.
 
     Computed in float32 whatever the policy (bfloat16 cannot tell position 256 from 257), from
     SIN and COS, which are TFLite builtins. Same calls as `PositionEmbedding`.
     """
 
-    def __init__(self, max_wavelength: float = 10000.0, **kwargs):
+    def __init__(self, max_wavelength: float = 10000.0, scale: float = 1.0, **kwargs):
         super().__init__(**kwargs)
         self.max_wavelength = max_wavelength
+        self.scale = scale
 
     def build(self, input_shape):
         self.hidden_dim = int(input_shape[-1])
@@ -83,13 +85,15 @@ class SinusoidalPositionEncoding(keras.layers.Layer):
         angles = ops.expand_dims(positions, -1) * ops.convert_to_tensor(self._timescales)
         cos_mask = ops.convert_to_tensor(self._cos_mask)
         encoding = ops.sin(angles) * (1.0 - cos_mask) + ops.cos(angles) * cos_mask
+        if self.scale != 1.0:
+            encoding = encoding * self.scale
         return ops.cast(encoding, self.compute_dtype)
 
     def compute_output_shape(self, input_shape):
         return (input_shape[1], input_shape[-1])
 
     def get_config(self) -> dict:
-        return {**super().get_config(), "max_wavelength": self.max_wavelength}
+        return {**super().get_config(), "max_wavelength": self.max_wavelength, "scale": self.scale}
 
 
 def position_layer(kind: str, sequence_length: int, **kwargs) -> keras.layers.Layer:
@@ -97,5 +101,8 @@ def position_layer(kind: str, sequence_length: int, **kwargs) -> keras.layers.La
     if kind == "learned":
         return PositionEmbedding(sequence_length, **kwargs)
     if kind == "sinusoidal":
-        return SinusoidalPositionEncoding(**kwargs)
+        # At the learned table's initial scale, beside tokens drawn at the same scale: unit-size
+        # encodings drowned N(0, 0.02) token embeddings (gpt_tiny stayed at the unigram loss for
+        # 300 steps). Vaswani et al. keep the same ratio by scaling tokens up by sqrt(hidden).
+        return SinusoidalPositionEncoding(scale=INITIALIZER_STDDEV, **kwargs)
     raise ValueError(f"unknown position_embedding {kind!r}; choose one of {', '.join(POSITION_EMBEDDINGS)}")
