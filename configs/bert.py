@@ -21,7 +21,12 @@ def get_config(name: str) -> ml_collections.ConfigDict:
     config.task = "masked_lm"
     # A WordPiece vocabulary trained on the run's own text replaces the 30,522-token English one.
     config.model = dict(vocab_size=8192, max_sequence_length=128, dropout=0.1)
-    config.data = dict(dataset="pysource", sequence_length=128, mask_rate=0.15, text_field="text", label_field="label", lowercase=False)
+    # lowercase=True trains an uncased WordPiece vocabulary (MediaPipe's TextClassifier needs one);
+    # next_sentence=True adds BERT's next-sentence prediction: [CLS] A [SEP] B [SEP] pairs, B random half the time.
+    config.data = dict(
+        dataset="pysource", sequence_length=128, mask_rate=0.15, next_sentence=False, text_field="text", label_field="label",
+        lowercase=False,
+    )
     config.train = dict(
         batch_size=16,
         train_steps=200,

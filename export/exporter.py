@@ -70,6 +70,9 @@ def export_run(
         raise ExportError(str(e)) from None
     task = TASKS[config.task]
     model = float32_model(run.load_model(), config)
+    if getattr(model, "next_sentence", False):
+        logging.warning("%s: exporting the masked-LM logits only; the next-sentence head is for pretraining and is left out", run.path)
+        model = model.masked_lm_model()
     spec = spec_from_examples(model, task, validation)
     if eval_examples:
         validation = {k: v[:eval_examples] for k, v in validation.items()}

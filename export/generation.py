@@ -31,7 +31,7 @@ from export.runtime.decoder import DECODE, DECODE_FILE, PREFILL_BUCKETS, TFLiteD
 from export.spec import ExportError
 from trainers.rundir import TARGET_WEIGHTS, TARGETS
 from zoo import CausalLM
-from zoo.layers import tokenwise
+from zoo.layers import PositionEmbedding, tokenwise
 from zoo.tokenizers import Tokenizer
 
 VARIANTS = ("float32", "int8", "int4")
@@ -86,7 +86,11 @@ def _step(model: keras.Model, tokens, input_pos, mask, caches: Sequence[tf.Tenso
     b = model.backbone
     # 1-D lookups of the tables themselves: `embedding_lookups` turns them into EMBEDDING_LOOKUP ops.
     table = tf.convert_to_tensor(b.token_embedding.embeddings)
-    x = tf.gather(table, tf.reshape(tokens, (-1,))) + tf.gather(tf.convert_to_tensor(b.position_embedding.embeddings), input_pos)
+    if isinstance(b.position_embedding, PositionEmbedding):
+        positions = tf.gather(tf.convert_to_tensor(b.position_embedding.embeddings), input_pos)
+    else:  # sinusoidal: computed from input_pos (SIN, COS), no table
+        positions = b.position_embedding.lookup(input_pos)
+    x = tf.gather(table, tf.reshape(tokens, (-1,))) + positions
     x = x[None]  # (1, T, hidden)
     outputs = {}
     for i, block in enumerate(b.blocks):

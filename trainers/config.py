@@ -31,6 +31,7 @@ class DataConfig:
     dataset: str
     sequence_length: int = 0  # text models: tokens per example (0 for images)
     mask_rate: float = 0.15  # masked LM: share of tokens picked per example
+    next_sentence: bool = False  # masked LM: examples are [CLS] A [SEP] B [SEP] pairs, plus next-sentence prediction
     text_field: str = "text"
     label_field: str = "label"
     calibration_examples: int = 200  # training examples stored in the run for full-int8 calibration

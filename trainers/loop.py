@@ -23,6 +23,11 @@ from trainers.tasks import Task
 STAT_KEYS = ("loss", "weight", "correct")
 
 
+def stat_keys(task: Task) -> tuple[str, ...]:
+    """The summed stats of `task`: `STAT_KEYS` for each of its objectives (prefix "" = the task's own)."""
+    return tuple(prefix + key for prefix in task.objectives for key in STAT_KEYS)
+
+
 class TrainingError(RuntimeError):
     """Training cannot go on (e.g. the loss became NaN); the last good checkpoint is intact."""
 
@@ -73,9 +78,12 @@ def make_train_function(
         context = tf.distribute.get_replica_context()
         with tf.GradientTape() as tape:
             stats = task.loss_and_stats(model, batch, training=True)
-            # Normalise by the weight of the *global* batch, so summing replicas' gradients gives the mean.
-            total_weight = context.all_reduce(tf.distribute.ReduceOp.SUM, stats["weight"])
-            loss = stats["loss"] / tf.maximum(total_weight, 1.0)
+            # Normalise by the weight of the *global* batch, so summing replicas' gradients gives the
+            # mean; several objectives (masked LM + next sentence) add their means.
+            loss = 0.0
+            for prefix in task.objectives:
+                total_weight = context.all_reduce(tf.distribute.ReduceOp.SUM, stats[prefix + "weight"])
+                loss += stats[prefix + "loss"] / tf.maximum(total_weight, 1.0)
             if scaled:
                 loss = optimizer.scale_loss(loss)
         grads = tape.gradient(loss, model.trainable_variables)
@@ -102,7 +110,7 @@ def make_train_function(
 
     @tf.function
     def train_steps(iterator, num_steps):
-        totals = {key: tf.constant(0.0) for key in STAT_KEYS}
+        totals = {key: tf.constant(0.0) for key in stat_keys(task)}
         done = tf.constant(0)
         stopped = tf.constant(False)
         for _ in tf.range(num_steps):
@@ -110,7 +118,7 @@ def make_train_function(
             if stopped:  # checked between steps: a preempted run ends after the step in progress
                 break
             stats = strategy.run(step_fn, args=(next(iterator),))
-            totals = {key: totals[key] + strategy.reduce("SUM", stats[key], axis=None) for key in STAT_KEYS}
+            totals = {key: totals[key] + strategy.reduce("SUM", stats[key], axis=None) for key in stat_keys(task)}
             done += 1
         return totals, done, stopped
 
@@ -125,10 +133,10 @@ def make_eval_function(strategy, task: Task, model):
 
     @tf.function
     def evaluate(dataset):
-        totals = {key: tf.constant(0.0) for key in STAT_KEYS}
+        totals = {key: tf.constant(0.0) for key in stat_keys(task)}
         for batch in dataset:
             stats = strategy.run(step_fn, args=(batch,))
-            totals = {key: totals[key] + strategy.reduce("SUM", stats[key], axis=None) for key in STAT_KEYS}
+            totals = {key: totals[key] + strategy.reduce("SUM", stats[key], axis=None) for key in stat_keys(task)}
         return totals
 
     return evaluate

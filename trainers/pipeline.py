@@ -198,8 +198,9 @@ def eval_dataset_fn(examples: dict[str, np.ndarray], global_batch: int):
     total = -(-n // global_batch) * global_batch
     index = np.arange(total) % n
     padded = {k: v[index] for k, v in examples.items()}
-    real = (np.arange(total) < n).reshape((-1,) + (1,) * (padded[TARGET_WEIGHTS].ndim - 1))
-    padded[TARGET_WEIGHTS] = np.where(real, padded[TARGET_WEIGHTS], 0.0).astype(np.float32)
+    real = np.arange(total) < n
+    for key in [k for k in padded if k.endswith(TARGET_WEIGHTS)]:  # also e.g. nsp_target_weights
+        padded[key] = np.where(real.reshape((-1,) + (1,) * (padded[key].ndim - 1)), padded[key], 0.0).astype(np.float32)
 
     def dataset_fn(context: tf.distribute.InputContext) -> tf.data.Dataset:
         ds = tf.data.Dataset.from_tensor_slices(padded).shard(context.num_input_pipelines, context.input_pipeline_id)

@@ -333,11 +333,12 @@ class RunDir:
                 "pass --resume to continue it, or choose another --output_dir"
             )
 
-    def check_same_architecture(self, model_config: dict) -> None:
-        """Resuming needs the architecture the checkpoints were written with."""
+    def check_same_architecture(self, model_config: dict, defaults: dict | None = None) -> None:
+        """Resuming needs the architecture the checkpoints were written with. A hyper-parameter
+        newer than the run's config.json is compared as its value in `defaults` (the registry's)."""
         if not self.has_config() or not self.has_checkpoints():
             return
-        previous = self.read_config().get("model") or {}
+        previous = {**(defaults or {}), **(self.read_config().get("model") or {})}
         changed = sorted(k for k in set(previous) | set(model_config) if previous.get(k) != model_config.get(k))
         if changed:
             raise RunDirError(

@@ -23,6 +23,7 @@ from trainers.config import Config, ConfigError
 from trainers.corpus import Corpus
 from trainers.rundir import TARGET_WEIGHTS, TARGETS
 from trainers.shards import TokenWindows
+from zoo.layers import POSITION_EMBEDDINGS
 from zoo.tokenizers import BYTE_BPE, WORDPIECE, Tokenizer
 
 
@@ -44,8 +45,13 @@ class TaskData:
 
     @property
     def tokens_per_example(self) -> int:
+        if isinstance(self.train, SentencePairs):
+            return self.train.size + 3  # [CLS] A [SEP] B [SEP]; a row also holds the other B
         ids = self.train.get("token_ids")
         return int(ids.shape[1]) if ids is not None else 0
+
+
+NSP = "nsp_"  # the next-sentence objective's prefix: nsp_targets, nsp_target_weights, nsp_loss, nsp_accuracy
 
 
 class Task:
@@ -61,12 +67,19 @@ class Task:
     # Export: the int8 TFLite file against the float Keras model (metric, "drop"|"ratio", limit).
     int8_gate: ClassVar[tuple[str, str, float] | None] = None
     exports_decoder: ClassVar[bool] = False  # GPT: prefill/decode models for on-device generation
+    # Stat prefixes of the objectives trained together ("" = the task's own); see `loop.stat_keys`.
+    objectives: ClassVar[tuple[str, ...]] = ("",)
 
     @classmethod
     def check_config(cls, config: Config) -> None:
         """Refuses settings this task cannot train with, before any data loads."""
+        if config.data.next_sentence and cls.name != MaskedLM.name:
+            raise ConfigError(f"config.data.next_sentence=True is a {MaskedLM.name} pretraining objective; task {cls.name} cannot use it")
         if cls.tokenizer_kind is None:
             return
+        kind = config.model.get("position_embedding", "learned")
+        if kind not in POSITION_EMBEDDINGS:
+            raise ConfigError(f"config.model.position_embedding={kind!r}; choose one of {', '.join(POSITION_EMBEDDINGS)}")
         length, limit = config.data.sequence_length, config.model.get("max_sequence_length")
         if length < 2:
             raise ConfigError(f"config.data.sequence_length={length} must be >= 2 for a text model")
@@ -85,12 +98,7 @@ class Task:
 
     def loss_and_stats(self, model, batch: dict[str, tf.Tensor], training: bool) -> dict[str, tf.Tensor]:
         """Weighted sums of cross-entropy and of correct argmax predictions over the targets."""
-        logits = tf.cast(model(self.inputs(batch), training=training), tf.float32)
-        labels = tf.cast(batch[TARGETS], tf.int32)
-        weights = tf.cast(batch[TARGET_WEIGHTS], tf.float32)
-        ce = tf.nn.sparse_softmax_cross_entropy_with_logits(labels=labels, logits=logits)
-        correct = tf.cast(tf.equal(tf.argmax(logits, -1, output_type=tf.int32), labels), tf.float32)
-        return {"loss": tf.reduce_sum(ce * weights), "weight": tf.reduce_sum(weights), "correct": tf.reduce_sum(correct * weights)}
+        return _cross_entropy_sums(model(self.inputs(batch), training=training), batch[TARGETS], batch[TARGET_WEIGHTS])
 
     def initialize(self, model, data: TaskData) -> None:
         """Data-dependent initialisation of a freshly built model (not of a resumed one)."""
@@ -108,6 +116,15 @@ class Task:
         if len(self.features) == 1:
             return batch[self.features[0]]
         return {name: batch[name] for name in self.features}
+
+
+def _cross_entropy_sums(logits, labels, weights, prefix: str = "") -> dict[str, tf.Tensor]:
+    """{prefix + loss, weight, correct}: weighted sums of cross-entropy and of right argmaxes."""
+    logits, labels, weights = tf.cast(logits, tf.float32), tf.cast(labels, tf.int32), tf.cast(weights, tf.float32)
+    ce = tf.nn.sparse_softmax_cross_entropy_with_logits(labels=labels, logits=logits)
+    correct = tf.cast(tf.equal(tf.argmax(logits, -1, output_type=tf.int32), labels), tf.float32)
+    sums = {"loss": tf.reduce_sum(ce * weights), "weight": tf.reduce_sum(weights), "correct": tf.reduce_sum(correct * weights)}
+    return {prefix + key: value for key, value in sums.items()}
 
 
 class ImageClassification(Task):
@@ -170,7 +187,8 @@ class TextClassification(Task):
         classes = max(num_classes, asked or 0)
         names = (source.label_names or [])[:classes]
         names += [str(i) for i in range(len(names), classes)]
-        overrides = {"vocab_size": tokenizer.vocab_size, "head": "classifier", "num_classes": classes}
+        # next_sentence: a classifier --init_from a next-sentence run has no next-sentence output.
+        overrides = {"vocab_size": tokenizer.vocab_size, "head": "classifier", "num_classes": classes, "next_sentence": False}
         task_data = TaskData(
             arrays(source.train_texts, source.train_labels),
             arrays(source.validation_texts, source.validation_labels),
@@ -197,6 +215,11 @@ class MaskedLM(Task):
 
     Of the picked tokens 80% become [MASK], 10% a random token, 10% stay; the model computes
     logits only at the picked positions (`mask_positions`), and the loss covers only those.
+
+    With `next_sentence` (BERT's next-sentence prediction, `config.data.next_sentence`) an example
+    is [CLS] A [SEP] B [SEP], segment ids 0 then 1, where A and its true successor B are the two
+    halves of a window (`SentencePairs`) and, on a coin flip drawn from the example's seed, B is
+    replaced by another window's; `nsp_targets` is 0 (B follows A) or 1 (B is random).
     """
 
     vocab_size: int = 0
@@ -204,6 +227,10 @@ class MaskedLM(Task):
     special_ids: tuple[int, ...] = ()
     sequence_length: int = 128
     mask_rate: float = 0.15
+    next_sentence: bool = False
+    cls_id: int = 0
+    sep_id: int = 0
+    pad_id: int = 0
 
     name = "masked_lm"
     features = ("token_ids", "segment_ids", "padding_mask", "mask_positions")
@@ -213,18 +240,39 @@ class MaskedLM(Task):
     reports_perplexity = True
 
     @classmethod
+    def check_config(cls, config: Config) -> None:
+        super().check_config(config)
+        if config.data.next_sentence and config.data.sequence_length < 5:
+            raise ConfigError(f"config.data.sequence_length={config.data.sequence_length} is too short for sentence pairs; use >= 5")
+
+    @classmethod
     def prepare(cls, config, source: Corpus, tokenizer):
-        task = cls(tokenizer.vocab_size, tokenizer.mask_id, tokenizer.special_ids, config.data.sequence_length, config.data.mask_rate)
+        data = config.data
+        task = cls(
+            tokenizer.vocab_size, tokenizer.mask_id, tokenizer.special_ids, data.sequence_length, data.mask_rate,
+            data.next_sentence, tokenizer.cls_id, tokenizer.sep_id, tokenizer.pad_id,
+        )
+        windows = SentencePairs if data.next_sentence else _mlm_windows
         # Masked LM never predicts a special token.
-        return task, _language_model_data(config, source, tokenizer, _mlm_windows, set(tokenizer.special_ids))
+        task_data = _language_model_data(config, source, tokenizer, windows, set(tokenizer.special_ids))
+        task_data.model_overrides["next_sentence"] = data.next_sentence
+        return task, task_data
+
+    @property
+    def objectives(self) -> tuple[str, ...]:
+        return ("", NSP) if self.next_sentence else ("",)
 
     @property
     def max_predictions(self) -> int:
         return max(1, int(math.ceil(self.sequence_length * self.mask_rate)))
 
     def make_example(self, example, seed):
-        token_ids = tf.cast(example["token_ids"], tf.int32)  # (seq,)
         seeds = tf.random.experimental.stateless_split(seed, 4)
+        pair = {}
+        if self.next_sentence:
+            pair = self._sentence_pair(tf.cast(example["token_ids"], tf.int32), seeds[3], tf.cast(example["weight"], tf.float32))
+            example = {**example, "token_ids": pair.pop("token_ids"), "padding_mask": pair.pop("padding_mask")}
+        token_ids = tf.cast(example["token_ids"], tf.int32)  # (seq,)
         candidates = tf.logical_not(tf.reduce_any(token_ids[:, None] == tf.constant(self.special_ids)[None, :], -1))
         # Random scores, -1 on special tokens: the top `max_predictions` scores are the masked positions.
         scores = tf.where(candidates, tf.random.stateless_uniform(tf.shape(token_ids), seeds[0]), -1.0)
@@ -245,7 +293,41 @@ class MaskedLM(Task):
             "mask_positions": positions,
             TARGETS: targets,
             TARGET_WEIGHTS: mask_weights,
+            **pair,  # next sentence: segment_ids, nsp_targets, nsp_target_weights
         }
+
+    def _sentence_pair(self, row: tf.Tensor, seed: tf.Tensor, weight: tf.Tensor) -> dict[str, tf.Tensor]:
+        """[CLS] A [SEP] B [SEP] from a `SentencePairs` row (A, true B, random B), B chosen by `seed`."""
+        a_length, body = SentencePairs.split(self.sequence_length)
+        is_random = tf.random.stateless_uniform([], seed) < 0.5
+        b = tf.where(is_random, row[body:], row[a_length:body])
+        cls, sep = tf.constant([self.cls_id]), tf.constant([self.sep_id])
+        token_ids = tf.concat([cls, row[:a_length], sep, b, sep], 0)  # (seq,)
+        b_start = a_length + 2
+        return {
+            "token_ids": token_ids,
+            "padding_mask": tf.cast(token_ids != self.pad_id, tf.int32),
+            "segment_ids": tf.cast(tf.range(self.sequence_length) >= b_start, tf.int32),
+            NSP + TARGETS: tf.cast(is_random, tf.int32),
+            NSP + TARGET_WEIGHTS: weight,
+        }
+
+    def loss_and_stats(self, model, batch, training):
+        if not self.next_sentence:
+            return super().loss_and_stats(model, batch, training)
+        outputs = model(self.inputs(batch), training=training)
+        return {
+            **_cross_entropy_sums(outputs["logits"], batch[TARGETS], batch[TARGET_WEIGHTS]),
+            **_cross_entropy_sums(outputs["nsp_logits"], batch[NSP + TARGETS], batch[NSP + TARGET_WEIGHTS], prefix=NSP),
+        }
+
+    def summarize(self, sums):
+        """Masked-LM metrics; with next-sentence prediction also `nsp_loss` and `nsp_accuracy`."""
+        metrics = super().summarize(sums)
+        if self.next_sentence:
+            weight = max(float(sums[NSP + "weight"]), 1e-12)
+            metrics.update({NSP + "loss": float(sums[NSP + "loss"]) / weight, NSP + "accuracy": float(sums[NSP + "correct"]) / weight})
+        return metrics
 
     def initialize(self, model, data: TaskData) -> None:
         """Starts the output bias at the log unigram prior, so the model predicts token frequencies
@@ -355,6 +437,37 @@ def _mlm_windows(stream, tokenizer: Tokenizer, length: int) -> TokenWindows:
     """[CLS] + (length - 2) tokens + [SEP], non-overlapping; the last window padded."""
     body = length - 2
     return TokenWindows(stream, body, body, tokenizer.pad_id, (tokenizer.cls_id,), (tokenizer.sep_id,), pad_is_padding=True)
+
+
+class SentencePairs(TokenWindows):
+    """Next-sentence windows: row i is segment A, its true successor B (together the stream's
+    `sequence_length - 3` tokens from i * that), then a random B: the B half of the window half the
+    split away (another document, on any corpus of more than a few windows). Which B an example
+    gets is drawn from its seed (`MaskedLM.make_example`), so it changes between epochs; the
+    random partner of a window does not.
+    """
+
+    def __init__(self, stream, tokenizer: Tokenizer, length: int):
+        a_length, body = self.split(length)
+        super().__init__(stream, body, body, tokenizer.pad_id, pad_is_padding=True)
+        self.a_length = a_length
+        self.width = 2 * body - a_length  # A, true B, random B
+
+    @staticmethod
+    def split(length: int) -> tuple[int, int]:
+        """(A's length, A + B's length) of a `length`-token pair: [CLS] A [SEP] B [SEP]."""
+        body = length - 3
+        return body // 2, body
+
+    def partner(self, indices: np.ndarray) -> np.ndarray:
+        return (indices + max(1, self.count // 2)) % self.count
+
+    def rows(self, indices: np.ndarray) -> dict[str, np.ndarray]:
+        indices = np.asarray(indices, np.int64).reshape(-1)
+        windows = TokenWindows(self.stream, self.size, self.stride, self.pad, pad_is_padding=True)
+        own, other = windows.rows(indices)["token_ids"], windows.rows(self.partner(indices))["token_ids"]
+        token_ids = np.concatenate([own, other[:, self.a_length :]], axis=1)
+        return {"token_ids": token_ids, "padding_mask": (token_ids != self.pad).astype(np.int8), "weight": np.ones(len(indices), np.float32)}
 
 
 def _lm_windows(stream, tokenizer: Tokenizer, length: int) -> TokenWindows:

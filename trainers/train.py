@@ -104,7 +104,7 @@ def _train(config: Config, run: RunDir, write_dir: RunDir, chief: bool, strategy
             if init_from:  # the source's embedding fits its tokenizer; the geometry stays the source's
                 overrides.pop("vocab_size", None)
             config = config.with_model(**overrides)
-            run.check_same_architecture(config.to_json()["model"])
+            run.check_same_architecture(config.to_json()["model"], zoo.get_spec(config.name).hyperparameters())
             if chief:
                 _warn_changed_settings(run, config, resume)
                 _write_run_start(run, config, task_data)

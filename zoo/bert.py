@@ -13,12 +13,12 @@ from keras import ops
 
 from zoo.base import Backbone, Task
 from zoo.layers import (
-    PositionEmbedding,
     TransformerBlock,
     dense_initializer,
     get_activation,
     layer_geometry,
     POST_LN_ATTENTION_INITIALIZER,
+    position_layer,
     tokenwise,
 )
 from zoo.registry import register_model
@@ -58,6 +58,7 @@ class BertBackbone(Backbone):
         normalize_first: bool = False,
         activation: str = "gelu_approximate",
         head_dim: int | None = None,
+        position_embedding_type: str = "learned",
         dtype=None,
         **kwargs,
     ):
@@ -65,7 +66,7 @@ class BertBackbone(Backbone):
         self.token_embedding = keras.layers.ReversibleEmbedding(
             vocab_size, hidden_dim, embeddings_initializer=dense_initializer(), dtype=dtype, name="token_embedding"
         )
-        self.position_embedding = PositionEmbedding(max_sequence_length, dtype=dtype, name="position_embedding")
+        self.position_embedding = position_layer(position_embedding_type, max_sequence_length, dtype=dtype, name="position_embedding")
         self.segment_embedding = keras.layers.Embedding(
             num_segments, hidden_dim, embeddings_initializer=dense_initializer(), dtype=dtype, name="segment_embedding"
         )
@@ -143,6 +144,7 @@ class BertBackbone(Backbone):
         x, padding_mask = prefix(inputs, training=training)
         x = self.blocks[-1](x, padding_mask=padding_mask, training=training, query_positions=positions)
         return x if self.final_norm is None else self.final_norm(x)
+        self.position_embedding_type = position_embedding_type
 
 
 @keras.saving.register_keras_serializable(package="zoo")
@@ -211,6 +213,8 @@ class BertMaskedLM(Task):
 
     `head_activation` and `head_layer_norm_epsilon` default to the backbone's; checkpoints may
     differ (keras-hub's head runs exact GELU and epsilon 1e-5 over a tanh-GELU, 1e-12 encoder).
+    With `next_sentence=True` (BERT's next-sentence prediction) the outputs are a dict: `logits`
+    and `nsp_logits` (batch, 2) from the pooled [CLS] output, 0 = B follows A, 1 = B is random.
     """
 
     def __init__(
@@ -218,6 +222,7 @@ class BertMaskedLM(Task):
         backbone: BertBackbone,
         head_activation: str | None = None,
         head_layer_norm_epsilon: float | None = None,
+        next_sentence: bool = False,
         **kwargs,
     ):
         inputs = {**_token_inputs(), "mask_positions": keras.Input(shape=(None,), dtype="int32", name="mask_positions")}
@@ -232,17 +237,33 @@ class BertMaskedLM(Task):
             name="mlm_head",
         )
         logits = self.head(features["sequence_output"], inputs["mask_positions"])
-        super().__init__(inputs=inputs, outputs=logits, **kwargs)
+        outputs = logits
+        if next_sentence:
+            self.nsp_head = keras.layers.Dense(2, kernel_initializer=dense_initializer(), dtype="float32", name="nsp_head")
+            outputs = {"logits": logits, "nsp_logits": self.nsp_head(features["pooled_output"])}
+        super().__init__(inputs=inputs, outputs=outputs, **kwargs)
         self.backbone = backbone
         self.head_activation = head_activation
         self.head_layer_norm_epsilon = head_layer_norm_epsilon
+        self.next_sentence = next_sentence
+
+    def masked_lm_model(self) -> keras.Model:
+        """This model with its masked-LM `logits` as the only output (the same layers and weights):
+        what deploys, since next-sentence prediction is a pretraining objective."""
+        if not self.next_sentence:
+            return self
+        return keras.Model(self.inputs, self.output["logits"], name=self.name)
 
     def call(self, inputs, training=None, mask=None):
         """The graph built in `__init__`, except that the last encoder block runs at the masked
-        positions only (`BertBackbone.sequence_output_at`): the same logits, less work."""
+        positions only (`BertBackbone.sequence_output_at`): the same logits, less work. With
+        next-sentence prediction the [CLS] position (0) is computed too, for the pooler."""
         features = {k: inputs[k] for k in ("token_ids", "segment_ids", "padding_mask")}
-        x = self.backbone.sequence_output_at(features, inputs["mask_positions"], training=training)
-        return self.head(x)
+        positions = inputs["mask_positions"]
+        if not self.next_sentence:
+            return self.head(self.backbone.sequence_output_at(features, positions, training=training))
+        x = self.backbone.sequence_output_at(features, ops.concatenate([ops.zeros_like(positions[:, :1]), positions], axis=1), training=training)
+        return {"logits": self.head(x[:, 1:]), "nsp_logits": self.nsp_head(self.backbone.pooler(x[:, 0, :]))}
 
     def set_output_bias(self, values: np.ndarray) -> None:
         """Sets the per-token output bias (vocab,), e.g. to the training text's log unigram prior."""
@@ -286,10 +307,12 @@ def bert(
     normalize_first: bool = False,
     activation: str = "gelu_approximate",
     head_dim: int | None = None,
+    position_embedding: str = "learned",
     head_activation: str | None = None,
     head_layer_norm_epsilon: float | None = None,
     head: str = "masked_lm",
     num_classes: int = 2,
+    next_sentence: bool = False,
 ) -> keras.Model:
     """A BERT of the given size; `head` picks the masked-LM model, a classifier or the backbone.
 
@@ -297,7 +320,9 @@ def bert(
     from scratch without BERT's long post-LN plateau (Xiong et al. 2020), at the cost of not
     being the original BERT layout. `activation="gelu"` is exact (erf) GELU, as original BERT
     checkpoints use; `head_activation` / `head_layer_norm_epsilon` are the masked-LM head's
-    (default: the encoder's).
+    (default: the encoder's). `position_embedding="sinusoidal"` replaces the learned position
+    table by fixed sin/cos encodings (Vaswani et al. 2017; no weights). `next_sentence=True`
+    adds the next-sentence-prediction output to the masked-LM model (other heads ignore it).
     """
     if head not in HEADS:
         raise ValueError(f"unknown BERT head {head!r}; choose one of {', '.join(HEADS)}")
@@ -314,6 +339,7 @@ def bert(
         normalize_first=normalize_first,
         activation=activation,
         head_dim=head_dim,
+        position_embedding_type=position_embedding,
         name="bert_backbone",
     )
     if head == "backbone":
@@ -321,7 +347,11 @@ def bert(
     if head == "classifier":
         return BertClassifier(backbone, num_classes=num_classes, dropout=dropout, name="bert_classifier")
     return BertMaskedLM(
-        backbone, head_activation=head_activation, head_layer_norm_epsilon=head_layer_norm_epsilon, name="bert_masked_lm"
+        backbone,
+        head_activation=head_activation,
+        head_layer_norm_epsilon=head_layer_norm_epsilon,
+        next_sentence=next_sentence,
+        name="bert_masked_lm",
     )
 
 

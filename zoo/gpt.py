@@ -10,7 +10,7 @@ import keras
 from keras import ops
 
 from zoo.base import Backbone, Task
-from zoo.layers import PositionEmbedding, TransformerBlock, dense_initializer, layer_geometry, tokenwise
+from zoo.layers import TransformerBlock, dense_initializer, layer_geometry, position_layer, tokenwise
 from zoo.registry import register_model
 
 PRESETS: dict[str, dict] = {
@@ -37,6 +37,7 @@ class GPTBackbone(Backbone):
         layer_norm_epsilon: float = 1e-5,
         activation: str = "gelu_approximate",
         head_dim: int | None = None,
+        position_embedding_type: str = "learned",
         dtype=None,
         **kwargs,
     ):
@@ -44,7 +45,7 @@ class GPTBackbone(Backbone):
         self.token_embedding = keras.layers.ReversibleEmbedding(
             vocab_size, hidden_dim, embeddings_initializer=dense_initializer(), dtype=dtype, name="token_embedding"
         )
-        self.position_embedding = PositionEmbedding(max_sequence_length, dtype=dtype, name="position_embedding")
+        self.position_embedding = position_layer(position_embedding_type, max_sequence_length, dtype=dtype, name="position_embedding")
         self.embedding_dropout = keras.layers.Dropout(dropout, dtype=dtype, name="embedding_dropout")
         self.blocks = [
             TransformerBlock(
@@ -85,6 +86,7 @@ class GPTBackbone(Backbone):
         self.layer_num_heads = tuple(layer_heads)
         self.layer_intermediate_dims = tuple(layer_widths)
         self.key_dim = key_dim
+        self.position_embedding_type = position_embedding_type
 
 
 @keras.saving.register_keras_serializable(package="zoo")
@@ -130,8 +132,7 @@ class GPTCausalLM(Task):
         if position_ids is None:
             positions = b.position_embedding(tokens, start_index=cache_index)  # (n, hidden)
         else:
-            table = ops.convert_to_tensor(b.position_embedding.embeddings)
-            positions = ops.cast(ops.take(table, position_ids, axis=0), tokens.dtype)  # (batch, n, hidden)
+            positions = ops.cast(b.position_embedding.lookup(position_ids), tokens.dtype)  # (batch, n, hidden)
         x = tokens + positions
         layer_caches = []
         most = max(b.layer_num_heads)
@@ -157,11 +158,13 @@ def gpt(
     layer_norm_epsilon: float = 1e-5,
     activation: str = "gelu_approximate",
     head_dim: int | None = None,
+    position_embedding: str = "learned",
     head: str = "causal_lm",
 ) -> keras.Model:
     """A GPT of the given size; `head="backbone"` returns the decoder without the LM head.
 
-    `activation="gelu_approximate"` is GPT-2's `gelu_new` (tanh GELU).
+    `activation="gelu_approximate"` is GPT-2's `gelu_new` (tanh GELU). `position_embedding=
+    "sinusoidal"` replaces GPT-2's learned position table by fixed sin/cos encodings (no weights).
     """
     if head not in ("causal_lm", "backbone"):
         raise ValueError(f"unknown GPT head {head!r}; choose 'causal_lm' or 'backbone'")
@@ -176,6 +179,7 @@ def gpt(
         layer_norm_epsilon=layer_norm_epsilon,
         activation=activation,
         head_dim=head_dim,
+        position_embedding_type=position_embedding,
         name="gpt_backbone",
     )
     return backbone if head == "backbone" else GPTCausalLM(backbone, name="gpt_causal_lm")

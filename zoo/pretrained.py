@@ -142,6 +142,8 @@ def save_pretrained(model: keras.Model, tokenizer: Tokenizer | None, path: str |
     if format not in ("hf", "keras_hub"):
         raise ValueError(f"unknown checkpoint format {format!r}; choose 'hf' or 'keras_hub'")
     family, directory = _family(model), str(path)
+    if _backbone(model).position_embedding_type != "learned":
+        raise CheckpointError(f"{model.name} has {_backbone(model).position_embedding_type} positions; BERT and GPT-2 checkpoints learn theirs")
     names, _ = FAMILIES[family]
     b = _backbone(model)
     if not (isinstance(b.num_heads, int) and isinstance(b.intermediate_dim, int) and b.key_dim * b.num_heads == b.hidden_dim):

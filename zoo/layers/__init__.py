@@ -7,7 +7,7 @@ from zoo.layers.attention import (
     POST_LN_ATTENTION_INITIALIZER,
     tokenwise,
 )
-from zoo.layers.embeddings import PositionEmbedding
+from zoo.layers.embeddings import POSITION_EMBEDDINGS, PositionEmbedding, SinusoidalPositionEncoding, position_layer
 from zoo.layers.transformer import ACTIVATIONS, TransformerBlock, gelu_exact, gelu_tanh, get_activation, layer_geometry
 
 __all__ = [
@@ -15,7 +15,10 @@ __all__ = [
     "gelu_exact",
     "get_activation",
     "CachedMultiHeadAttention",
+    "POSITION_EMBEDDINGS",
     "PositionEmbedding",
+    "SinusoidalPositionEncoding",
+    "position_layer",
     "TransformerBlock",
     "attention_mask",
     "dense_initializer",
