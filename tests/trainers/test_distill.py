@@ -82,7 +82,8 @@ def test_alpha_and_temperature_are_checked(tmp_path):
 
 
 def _train(name: str, run_dir: str, dataset: str, student: bool = False, **kwargs) -> dict:
-    config = tiny_config(name, train_steps=10, learning_rate=3e-3, checkpoint_every=10, eval_every=0, **kwargs.pop("train", {}))
+    train = {**dict(train_steps=10, learning_rate=3e-3, checkpoint_every=10, eval_every=0), **kwargs.pop("train", {})}
+    config = tiny_config(name, **train)
     config.data.dataset = dataset
     if student:
         config.model.update(STUDENT)
@@ -163,7 +164,7 @@ def test_classifier_student_distils_and_a_student_with_other_classes_is_refused(
 def test_a_teacher_of_another_task_is_refused_in_one_line_with_exit_2(tmp_path, bert_teacher):
     result = run_cli("--model=gpt_tiny", f"--distill_from={bert_teacher}", f"--output_dir={tmp_path / 'student'}", *TINY_FLAGS)
     assert result.returncode == 2, result.stderr[-2000:]
-    error = [line for line in result.stderr.splitlines() if "error:" in line]
+    error = [line for line in result.stderr.splitlines() if line.startswith("trainers.run:")]
     assert error == [
         f"trainers.run: error: --distill_from={bert_teacher} is a bert_small masked_lm run; it cannot teach a causal_lm student (gpt_tiny)"
     ]
