@@ -171,3 +171,24 @@ def test_a_teacher_of_another_task_is_refused_in_one_line_with_exit_2(tmp_path, 
     result = run_cli("--model=bert_tiny", f"--distill_from={tmp_path / 'nowhere'}", f"--output_dir={tmp_path / 'student'}", *TINY_FLAGS)
     assert result.returncode == 2 and "--distill_from" in result.stderr and "not a run directory" in result.stderr
     assert not os.path.exists(tmp_path / "student")
+
+
+@pytest.mark.slow
+def test_a_pretrained_checkpoint_can_teach(tmp_path, stdlib_corpus):
+    """A Hugging Face GPT-2 directory (tiny, random weights) teaches a gpt_tiny: the student takes
+    the checkpoint's tokenizer and vocabulary."""
+    from tests.zoo.hf_files import GPT2_CONFIG, gpt2_tensors, write_checkpoint
+    from zoo.tokenizers import Tokenizer, train_byte_bpe
+
+    checkpoint = tmp_path / "gpt2"
+    lines = [line for f in sorted(stdlib_corpus.iterdir())[:10] for line in f.read_text().splitlines() if len(line.strip()) > 30]
+    tokenizer = train_byte_bpe(lines, 300)
+    tokenizer.save_vocabulary(checkpoint)
+    config = dict(GPT2_CONFIG, vocab_size=tokenizer.vocab_size, n_positions=64)
+    write_checkpoint(checkpoint, config, gpt2_tensors(config))
+    student = str(tmp_path / "student")
+    metrics = _train("gpt_tiny", student, f"text:{stdlib_corpus}", student=True, distill_from=str(checkpoint))
+    assert np.isfinite(metrics["loss"])
+    config = RunDir(student).read_config()
+    assert config["train"]["distill_from"] == str(checkpoint) and config["model"]["vocab_size"] == tokenizer.vocab_size
+    assert RunDir(student).load_tokenizer().to_json() == Tokenizer.from_pretrained(checkpoint).to_json()
