@@ -56,6 +56,11 @@ class TrainConfig:
     final_eval_batches: int = 0  # the final evaluation's, whose examples are stored in the run
     mixed_precision: str = "auto"  # config.json records what `auto` resolved to on the machine that trained
     seed: int = 0
+    # Knowledge distillation (trainers/distill.py): the teacher run or checkpoint ("" = none), the
+    # hard loss's share, and the softmax temperature of the soft targets.
+    distill_from: str = ""
+    distill_alpha: float = 0.5
+    distill_temperature: float = 2.0
 
 
 @dataclasses.dataclass(frozen=True)
@@ -94,6 +99,9 @@ def defaults(name: str) -> ml_collections.ConfigDict:
     config = importlib.import_module(f"configs.{spec.family}").get_config(name)
     file_model = config.model.to_dict() if "model" in config else {}
     config.model = ml_collections.ConfigDict({**spec.hyperparameters(), **file_model})
+    for field in dataclasses.fields(TrainConfig):  # so `--config.train.distill_alpha=...` exists for every family
+        if field.name.startswith("distill_") and field.name not in config.train:
+            config.train[field.name] = field.default
     config.name = name
     return config
 
@@ -162,5 +170,9 @@ def _validate(config: Config) -> None:
             raise ConfigError(f"config.train.{key}={getattr(train, key)} must be >= 0")
     if train.learning_rate <= 0:
         raise ConfigError(f"config.train.learning_rate={train.learning_rate} must be > 0")
+    if not 0.0 <= train.distill_alpha <= 1.0:
+        raise ConfigError(f"config.train.distill_alpha={train.distill_alpha} must be in [0, 1] (1: only the hard loss)")
+    if train.distill_temperature <= 0:
+        raise ConfigError(f"config.train.distill_temperature={train.distill_temperature} must be > 0")
     if config.data.calibration_examples < 1:
         raise ConfigError(f"config.data.calibration_examples={config.data.calibration_examples} must be >= 1")

@@ -61,7 +61,8 @@ def current_learning_rate(optimizer) -> float:
 
 
 def make_train_function(
-    strategy, task: Task, model, optimizer, clip_norm: float, stop: tf.Variable | None = None, coordinate: bool = False
+    strategy, task: Task, model, optimizer, clip_norm: float, stop: tf.Variable | None = None, coordinate: bool = False,
+    loss_fn=None,
 ):
     """A `tf.function(iterator, num_steps) -> (summed stats, steps done, stopped)` that runs
     `num_steps` optimizer steps, or fewer when `stop` (a bool variable, e.g. set by a SIGTERM)
@@ -69,15 +70,18 @@ def make_train_function(
 
     With `coordinate` (several workers), every step first sums the workers' `stop` flags, so a
     signal to any one worker stops all of them after the same step: a worker that stopped alone
-    would leave the others waiting forever on the next step's all-reduce.
+    would leave the others waiting forever on the next step's all-reduce. `loss_fn` replaces
+    `task.loss_and_stats` in training (same signature and contract), e.g. a
+    `distill.Distiller`'s, which runs the teacher inside this same step.
     """
     stop = stop if stop is not None else tf.Variable(False, trainable=False)
+    loss_fn = loss_fn or task.loss_and_stats
     scaled = isinstance(optimizer, keras.optimizers.LossScaleOptimizer)
 
     def step_fn(batch):
         context = tf.distribute.get_replica_context()
         with tf.GradientTape() as tape:
-            stats = task.loss_and_stats(model, batch, training=True)
+            stats = loss_fn(model, batch, training=True)
             # Normalise by the weight of the *global* batch, so summing replicas' gradients gives the
             # mean; several objectives (masked LM + next sentence) add their means.
             loss = 0.0
@@ -149,8 +153,9 @@ def to_floats(totals) -> dict[str, float]:
 class Progress:
     """A Keras progress bar on a terminal; plain log lines (one per call) when not a TTY."""
 
-    def __init__(self, total_steps: int, start_step: int):
+    def __init__(self, total_steps: int, start_step: int, note: str = ""):
         self.total = total_steps
+        self.note = note  # appended to each log line, e.g. that a step includes a teacher's forward pass
         self.bar = keras.utils.Progbar(total_steps, stateful_metrics=["loss", "accuracy", "lr"]) if sys.stdout.isatty() else None
         if self.bar:
             self.bar.update(start_step)
@@ -164,7 +169,7 @@ class Progress:
             self.bar.update(step, values=[(k, v) for k, v in metrics.items() if k in ("loss", "accuracy", "lr")])
         else:
             shown = " ".join(f"{k}={v:.4g}" for k, v in {**metrics, **rates}.items())
-            logging.info("step %d/%d %s", step, self.total, shown)
+            logging.info("step %d/%d %s%s", step, self.total, shown, f" ({self.note})" if self.note else "")
         return rates
 
     def reset_clock(self) -> None:

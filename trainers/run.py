@@ -50,6 +50,11 @@ flags.DEFINE_string(
     "init_from", None, "A run directory, a Hugging Face checkpoint / keras-hub preset directory, or hf://ORG/NAME to start from."
 )
 flags.DEFINE_string(
+    "distill_from", None,
+    "A finished run directory (or a pretrained checkpoint) whose model teaches this one: soft targets at "
+    "--config.train.distill_temperature, mixed with the hard loss by --config.train.distill_alpha. The student takes its tokenizer.",
+)
+flags.DEFINE_string(
     "export", None, "After training, export the run: comma-separated formats or 'all' (as python -m export.run)."
 )
 
@@ -91,7 +96,7 @@ def main(argv: list[str]) -> None:
         strategy = get_strategy(FLAGS.strategy, FLAGS.tpu)
         metrics = train_and_evaluate(
             config, run_dir, data_dir=FLAGS.data_dir, strategy=strategy, resume=FLAGS.resume, init_from=FLAGS.init_from,
-            resume_step=FLAGS.resume_step, start_over=FLAGS.start_over,
+            resume_step=FLAGS.resume_step, start_over=FLAGS.start_over, distill_from=FLAGS.distill_from,
         )
         if formats and is_chief(strategy):
             from export.exporter import export_run

@@ -20,7 +20,7 @@ import tensorflow as tf
 from absl import logging
 
 import zoo
-from trainers import loop, pipeline, precision, pretrained
+from trainers import distill, loop, pipeline, precision, pretrained
 from trainers.config import Config, ConfigError, resolve
 from trainers.rundir import CALIBRATION, VALIDATION, RunDir, RunDirError
 from trainers.strategy import get_strategy, is_chief, num_workers
@@ -51,15 +51,18 @@ def train_and_evaluate(
     init_from: str | None = None,
     resume_step: int | None = None,
     start_over: bool = False,
+    distill_from: str | None = None,
 ) -> dict[str, float]:
     """Trains `config.name` on `config.data`, checkpointing into `run_dir`; returns final metrics.
 
     Resumes from the newest readable checkpoint in `run_dir` when `resume` (`resume_step`: from
     that step's, setting newer ones aside; `start_over`: sets them all aside). With `init_from`
     (a run directory or a pretrained checkpoint) a new run starts from its weights. SIGTERM or
-    SIGINT checkpoint the step in progress and raise `loop.Preempted`.
+    SIGINT checkpoint the step in progress and raise `loop.Preempted`. With `distill_from` (a
+    finished run directory or a pretrained checkpoint; also `config.train.distill_from`) the model
+    learns from that teacher's soft targets as well (`trainers.distill`).
     """
-    config = resolve(config)
+    config = distill.with_teacher(resolve(config), distill_from)
     strategy = strategy or get_strategy("auto")
     # config.json records the dtype that ran: resuming with `auto` on the same machine resolves
     # the same and changes nothing; on a machine without bfloat16 units it warns of the change.
@@ -68,6 +71,7 @@ def train_and_evaluate(
     run = RunDir(run_dir)
     _check_replicas(config, strategy)
     task_class(config)  # a family that cannot do the task is refused before any data loads
+    distill.check_teacher_run(config)
     run.check_compatible(config.to_json(), resume or start_over)
     chief = is_chief(strategy)
     if not chief:  # only the chief writes the run; other workers checkpoint into a scratch directory
@@ -99,12 +103,14 @@ def _train(config: Config, run: RunDir, write_dir: RunDir, chief: bool, strategy
     try:
         with _precision(config.train.mixed_precision):
             keras.utils.set_random_seed(config.train.seed)
-            task, task_data = pipeline.prepare(config, run, data_dir, init_from)
+            # A student takes its teacher's tokenizer, as a fine-tuned run takes --init_from's.
+            task, task_data = pipeline.prepare(config, run, data_dir, init_from or distill.local_path(config))
             overrides = dict(task_data.model_overrides)
             if init_from:  # the source's embedding fits its tokenizer; the geometry stays the source's
                 overrides.pop("vocab_size", None)
             config = config.with_model(**overrides)
             run.check_same_architecture(config.to_json()["model"], zoo.get_spec(config.name).hyperparameters())
+            distiller = distill.make_distiller(config, strategy, task, task_data)
             if chief:
                 _warn_changed_settings(run, config, resume)
                 _write_run_start(run, config, task_data)
@@ -115,7 +121,7 @@ def _train(config: Config, run: RunDir, write_dir: RunDir, chief: bool, strategy
             writer = tf.summary.create_file_writer(run.logs_dir) if chief else tf.summary.create_noop_writer()
             evaluate = make_evaluate(state.model, strategy, task, config.train.batch_size)
             with loop.Preemption() as preemption:
-                run_loop(state, config, strategy, task, task_data, evaluate, writer, preemption)
+                run_loop(state, config, strategy, task, task_data, evaluate, writer, preemption, distiller)
             return finish(state, config, task, task_data, evaluate, writer, run if chief else None)
     finally:
         if not chief:
@@ -192,9 +198,12 @@ def _warn_changed_settings(run: RunDir, config: Config, resume: bool) -> None:
         logging.warning("resuming %s with changed settings: %s", run.path, ", ".join(changed))
 
 
-def run_loop(state: TrainState, config: Config, strategy, task: Task, task_data: TaskData, evaluate, writer, preemption) -> None:
+def run_loop(
+    state: TrainState, config: Config, strategy, task: Task, task_data: TaskData, evaluate, writer, preemption, distiller=None
+) -> None:
     """Trains until `train_steps`, checkpointing, logging and evaluating on the way; on a
-    preemption signal, checkpoints the step reached and raises `loop.Preempted`."""
+    preemption signal, checkpoints the step reached and raises `loop.Preempted`. A `distiller`
+    (`distill.Distiller`) replaces the task's training loss and runs its teacher in each step."""
     train = config.train
     train_iter = iter(
         strategy.distribute_datasets_from_function(
@@ -202,8 +211,11 @@ def run_loop(state: TrainState, config: Config, strategy, task: Task, task_data:
         )
     )
     coordinate = num_workers(strategy) > 1
-    train_fn = loop.make_train_function(strategy, task, state.model, state.optimizer, train.clip_norm, preemption.stop, coordinate)
-    progress = loop.Progress(train.train_steps, int(state.step))
+    loss_fn = distiller.loss_and_stats if distiller else None
+    train_fn = loop.make_train_function(
+        strategy, task, state.model, state.optimizer, train.clip_norm, preemption.stop, coordinate, loss_fn
+    )
+    progress = loop.Progress(train.train_steps, int(state.step), "each step includes the teacher's forward pass" if distiller else "")
     every = [train.steps_per_loop, train.checkpoint_every, train.eval_every]
     last_saved = int(state.step) if state.manager.latest_checkpoint else None
     while int(state.step) < train.train_steps and not preemption.requested:

@@ -1,0 +1,163 @@
+"""Knowledge distillation measured: does a student trained against a teacher end with a lower
+validation loss than the same student trained alone for the same steps?
+
+    python -m benchmarks.distillation [--steps=150 --teacher_steps=300 --work_dir=/tmp/distill]
+
+Three workloads, each: a teacher trained first, then the student alone, then the student with
+`--distill_from=TEACHER` (every (alpha, T) in --alphas x --temperatures), same steps, seed, batches
+and validation examples:
+- masked LM on pysource: bert_mini teacher, bert_tiny student;
+- causal LM on pysource: gpt_mini teacher, gpt_tiny student;
+- text classification on a CSV built here (which half of the standard library, alphabetically, a
+  line of code comes from): a bert_mini classifier fine-tuned from the masked-LM teacher teaches a
+  bert_tiny fine-tuned from the masked-LM student-alone run (both students start there).
+
+Wall time is the whole `train_and_evaluate` (data from the cache, compile, final evaluation): the
+distilled student's includes its teacher's forward pass in every step. Runs finished in --work_dir
+are reused (delete it to measure again). Results go to benchmarks/distillation_results.json.
+"""
+
+from __future__ import annotations
+
+import csv
+import dataclasses
+import json
+import os
+import sysconfig
+import time
+from pathlib import Path
+
+import numpy as np
+from absl import app, flags, logging
+
+from trainers.config import defaults
+from trainers.rundir import RunDir
+from trainers.strategy import get_strategy
+from trainers.train import train_and_evaluate
+
+flags.DEFINE_integer("steps", 150, "Optimizer steps of each student.")
+flags.DEFINE_integer("teacher_steps", 300, "Optimizer steps of each teacher.")
+flags.DEFINE_integer("batch_size", 16, "Global batch size of every run.")
+flags.DEFINE_integer("sequence_length", 64, "Tokens per example of every run.")
+flags.DEFINE_list("alphas", ["0.5"], "distill_alpha values to try.")
+flags.DEFINE_list("temperatures", ["2.0"], "distill_temperature values to try.")
+flags.DEFINE_list("workloads", ["masked_lm", "causal_lm", "classify"], "Which workloads to run.")
+flags.DEFINE_string("work_dir", "/tmp/modelzoo-distillation", "Where the runs go; finished runs are reused.")
+flags.DEFINE_string("results", os.path.join(os.path.dirname(__file__), "distillation_results.json"), "Where to write the table.")
+FLAGS = flags.FLAGS
+
+
+@dataclasses.dataclass
+class Workload:
+    name: str
+    teacher: str
+    student: str
+    task: str
+    dataset: str
+    teacher_init: str | None = None  # classification: the runs the teacher / students fine-tune from
+    student_init: str | None = None
+    learning_rate: float | None = None  # None: the config's
+
+
+def workloads(work_dir: str) -> list[Workload]:
+    csv_dataset = f"csv:{which_half_csv(Path(work_dir) / 'which_half')}"
+    return [
+        Workload("masked_lm", "bert_mini", "bert_tiny", "masked_lm", "pysource"),
+        Workload("causal_lm", "gpt_mini", "gpt_tiny", "causal_lm", "pysource"),
+        Workload(
+            "classify", "bert_mini", "bert_tiny", "classify", csv_dataset,
+            teacher_init=os.path.join(work_dir, "masked_lm-teacher"), student_init=os.path.join(work_dir, "masked_lm-alone"),
+            learning_rate=3e-4,
+        ),
+    ]  # fmt: skip
+
+
+def which_half_csv(path: Path) -> Path:
+    """Lines of standard-library code labelled by the alphabetical half of the library they come
+    from: real text, two classes that are not trivially apart (as tests/export's CSV)."""
+    if (path / "validation.csv").exists():
+        return path
+    files = sorted(Path(sysconfig.get_paths()["stdlib"]).glob("*.py"))
+    half = len(files) // 2
+    rng = np.random.default_rng(0)
+    groups = []
+    for group in (files[:half], files[half:]):
+        lines = [line.strip() for f in group for line in f.read_text(errors="replace").splitlines() if len(line.strip()) > 30]
+        groups.append([lines[i] for i in rng.permutation(len(lines))])
+    path.mkdir(parents=True, exist_ok=True)
+    for split, rows in {"train": slice(0, 2000), "validation": slice(2000, 2500)}.items():
+        with open(path / f"{split}.csv", "w", newline="") as f:
+            writer = csv.writer(f)
+            writer.writerow(["text", "label"])
+            writer.writerows([(t, "first") for t in groups[0][rows]] + [(t, "second") for t in groups[1][rows]])
+    return path
+
+
+def train(workload: Workload, model: str, run_dir: str, steps: int, init_from=None, distill_from=None, alpha=0.5, temperature=2.0) -> dict:
+    """One run (or the stored result of a finished one): validation metrics plus wall seconds."""
+    stored = os.path.join(run_dir, "benchmark.json")
+    if os.path.exists(stored):
+        with open(stored) as f:
+            return json.load(f)
+    config = defaults(model)
+    config.task = workload.task
+    config.data.dataset = workload.dataset
+    config.data.sequence_length = FLAGS.sequence_length
+    config.train.update(
+        dict(batch_size=FLAGS.batch_size, train_steps=steps, warmup_steps=max(steps // 10, 1), steps_per_loop=50, checkpoint_every=0,
+             eval_every=0, final_eval_batches=0 if workload.task == "classify" else 40, distill_alpha=alpha, distill_temperature=temperature)
+    )  # fmt: skip
+    if workload.learning_rate:
+        config.train.learning_rate = workload.learning_rate
+    start = time.perf_counter()
+    metrics = train_and_evaluate(config, run_dir, strategy=get_strategy("auto"), init_from=init_from, distill_from=distill_from)
+    result = {**metrics, "seconds": time.perf_counter() - start, "parameters": RunDir(run_dir).load_model().count_params()}
+    with open(stored, "w") as f:
+        json.dump(result, f)
+    return result
+
+
+def run_workload(workload: Workload, work_dir: str) -> list[dict]:
+    rows = []
+
+    def row(role: str, model: str, steps: int, result: dict, **extra) -> None:
+        rows.append({"workload": workload.name, "role": role, "model": model, "steps": steps, **extra, **result})
+        logging.info("%s %s: %s", workload.name, role, json.dumps(rows[-1]))
+
+    teacher_dir = os.path.join(work_dir, f"{workload.name}-teacher")
+    row("teacher", workload.teacher, FLAGS.teacher_steps, train(workload, workload.teacher, teacher_dir, FLAGS.teacher_steps, workload.teacher_init))
+    alone_dir = os.path.join(work_dir, f"{workload.name}-alone")
+    row("student alone", workload.student, FLAGS.steps, train(workload, workload.student, alone_dir, FLAGS.steps, workload.student_init))
+    for alpha in map(float, FLAGS.alphas):
+        for temperature in map(float, FLAGS.temperatures):
+            run_dir = os.path.join(work_dir, f"{workload.name}-distilled-a{alpha:g}-t{temperature:g}")
+            result = train(workload, workload.student, run_dir, FLAGS.steps, workload.student_init, teacher_dir, alpha, temperature)
+            row("student distilled", workload.student, FLAGS.steps, result, alpha=alpha, temperature=temperature)
+    return rows
+
+
+def print_table(rows: list[dict]) -> None:
+    print(f"{'workload':<10} {'role':<18} {'model':<10} {'params':>9} {'steps':>5} {'alpha':>5} {'T':>4} {'val loss':>9} {'accuracy':>8} {'wall s':>7}")
+    for r in rows:
+        alpha, t = (f"{r['alpha']:g}", f"{r['temperature']:g}") if "alpha" in r else ("", "")
+        print(
+            f"{r['workload']:<10} {r['role']:<18} {r['model']:<10} {r['parameters']:>9,} {r['steps']:>5} {alpha:>5} {t:>4} "
+            f"{r['loss']:>9.4f} {r['accuracy']:>8.4f} {r['seconds']:>7.1f}"
+        )
+
+
+def main(argv: list[str]) -> None:
+    del argv
+    os.makedirs(FLAGS.work_dir, exist_ok=True)
+    rows = []
+    for workload in workloads(FLAGS.work_dir):
+        if workload.name in FLAGS.workloads:
+            rows += run_workload(workload, FLAGS.work_dir)
+    print_table(rows)
+    settings = {k: FLAGS[k].value for k in ("steps", "teacher_steps", "batch_size", "sequence_length")}
+    with open(FLAGS.results, "w") as f:
+        json.dump({"settings": settings, "rows": rows}, f, indent=1)
+
+
+if __name__ == "__main__":
+    app.run(main)
