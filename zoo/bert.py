@@ -127,6 +127,7 @@ class BertBackbone(Backbone):
         self.layer_num_heads = tuple(layer_heads)
         self.layer_intermediate_dims = tuple(layer_widths)
         self.key_dim = key_dim
+        self.position_embedding_type = position_embedding_type
 
     def sequence_output_at(self, inputs: dict, positions, training=None):
         """`sequence_output` gathered at `positions` (batch, P) -> (batch, P, hidden), computing
@@ -144,7 +145,6 @@ class BertBackbone(Backbone):
         x, padding_mask = prefix(inputs, training=training)
         x = self.blocks[-1](x, padding_mask=padding_mask, training=training, query_positions=positions)
         return x if self.final_norm is None else self.final_norm(x)
-        self.position_embedding_type = position_embedding_type
 
 
 @keras.saving.register_keras_serializable(package="zoo")
