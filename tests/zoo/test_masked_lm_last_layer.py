@@ -83,3 +83,14 @@ def test_mixed_bfloat16_logits_match_the_full_computation_to_bfloat16_precision(
     fast, full = model(inputs), _full_logits(model, inputs)
     assert fast.dtype == "float32"
     np.testing.assert_allclose(fast, full, atol=0.1)
+
+
+def test_with_next_sentence_prediction_both_outputs_equal_the_full_computation():
+    """NSP needs the [CLS] position of the last block too: it is computed beside the masked ones."""
+    model = zoo.get_model("bert_tiny", vocab_size=VOCAB, max_sequence_length=LENGTH, next_sentence=True)
+    inputs = _inputs()
+    fast = model(inputs, training=False)
+    features = {k: inputs[k] for k in ("token_ids", "segment_ids", "padding_mask")}
+    pooled = model.backbone(features, training=False)["pooled_output"]
+    np.testing.assert_allclose(fast["logits"], _full_logits(model, inputs), rtol=1e-5, atol=1e-5)
+    np.testing.assert_allclose(fast["nsp_logits"], model.nsp_head(pooled), rtol=1e-5, atol=1e-5)
