@@ -4,7 +4,7 @@ validation loss than the same student trained alone for the same steps?
     python -m benchmarks.distillation [--steps=150 --teacher_steps=300 --work_dir=/tmp/distill]
 
 Three workloads, each: a teacher trained first, then the student alone, then the student with
-`--distill_from=TEACHER` (every (alpha, T) in --alphas x --temperatures), same steps, seed, batches
+`--distill_from=TEACHER` (each alpha:T of --settings), same steps, seed, batches
 and validation examples:
 - masked LM on pysource: bert_mini teacher, bert_tiny student;
 - causal LM on pysource: gpt_mini teacher, gpt_tiny student;
@@ -36,11 +36,10 @@ from trainers.strategy import get_strategy
 from trainers.train import train_and_evaluate
 
 flags.DEFINE_integer("steps", 150, "Optimizer steps of each student.")
-flags.DEFINE_integer("teacher_steps", 300, "Optimizer steps of each teacher.")
+flags.DEFINE_integer("teacher_steps", 250, "Optimizer steps of each teacher.")
 flags.DEFINE_integer("batch_size", 16, "Global batch size of every run.")
 flags.DEFINE_integer("sequence_length", 64, "Tokens per example of every run.")
-flags.DEFINE_list("alphas", ["0.5"], "distill_alpha values to try.")
-flags.DEFINE_list("temperatures", ["2.0"], "distill_temperature values to try.")
+flags.DEFINE_list("settings", ["0.5:1"], "The distilled students' distill_alpha:distill_temperature pairs.")
 flags.DEFINE_list("workloads", ["masked_lm", "causal_lm", "classify"], "Which workloads to run.")
 flags.DEFINE_string("work_dir", "/tmp/modelzoo-distillation", "Where the runs go; finished runs are reused.")
 flags.DEFINE_string("results", os.path.join(os.path.dirname(__file__), "distillation_results.json"), "Where to write the table.")
@@ -93,7 +92,7 @@ def which_half_csv(path: Path) -> Path:
     return path
 
 
-def train(workload: Workload, model: str, run_dir: str, steps: int, init_from=None, distill_from=None, alpha=0.5, temperature=2.0) -> dict:
+def train(workload: Workload, model: str, run_dir: str, steps: int, init_from=None, distill_from=None, alpha=0.5, temperature=1.0) -> dict:
     """One run (or the stored result of a finished one): validation metrics plus wall seconds."""
     stored = os.path.join(run_dir, "benchmark.json")
     if os.path.exists(stored):
@@ -128,11 +127,11 @@ def run_workload(workload: Workload, work_dir: str) -> list[dict]:
     row("teacher", workload.teacher, FLAGS.teacher_steps, train(workload, workload.teacher, teacher_dir, FLAGS.teacher_steps, workload.teacher_init))
     alone_dir = os.path.join(work_dir, f"{workload.name}-alone")
     row("student alone", workload.student, FLAGS.steps, train(workload, workload.student, alone_dir, FLAGS.steps, workload.student_init))
-    for alpha in map(float, FLAGS.alphas):
-        for temperature in map(float, FLAGS.temperatures):
-            run_dir = os.path.join(work_dir, f"{workload.name}-distilled-a{alpha:g}-t{temperature:g}")
-            result = train(workload, workload.student, run_dir, FLAGS.steps, workload.student_init, teacher_dir, alpha, temperature)
-            row("student distilled", workload.student, FLAGS.steps, result, alpha=alpha, temperature=temperature)
+    for setting in FLAGS.settings:
+        alpha, temperature = map(float, setting.split(":"))
+        run_dir = os.path.join(work_dir, f"{workload.name}-distilled-a{alpha:g}-t{temperature:g}")
+        result = train(workload, workload.student, run_dir, FLAGS.steps, workload.student_init, teacher_dir, alpha, temperature)
+        row("student distilled", workload.student, FLAGS.steps, result, alpha=alpha, temperature=temperature)
     return rows
 
 
