@@ -136,15 +136,21 @@ class BertBackbone(Backbone):
         Equal to the full forward pass then a gather, to float rounding; for a masked LM that is
         most of the last layer's work saved (~1/num_layers of the encoder at 15% masking).
         """
+        x, padding_mask = self.last_block_inputs()(inputs, training=training)
+        x = self.blocks[-1](x, padding_mask=padding_mask, training=training, query_positions=positions)
+        return x if self.final_norm is None else self.final_norm(x)
+
+    def last_block_inputs(self) -> keras.Model:
+        """This model's own graph up to its last block, whatever the constructor put there:
+        inputs -> (the last block's input, its padding mask). Built once, before any trace (a
+        mirrored strategy traces replicas in parallel threads); untracked, it owns no weights."""
         prefix = self.__dict__.get("_last_block_inputs")
-        if prefix is None:  # this model's own graph up to the last block, whatever it holds
+        if prefix is None:
             node = self.blocks[-1]._inbound_nodes[0]  # noqa: SLF001
             outputs = [node.arguments.args[0], node.arguments.kwargs["padding_mask"]]
             prefix = keras.Model(self.input, outputs, name="last_block_inputs")
-            object.__setattr__(self, "_last_block_inputs", prefix)  # untracked: it holds no weights of its own
-        x, padding_mask = prefix(inputs, training=training)
-        x = self.blocks[-1](x, padding_mask=padding_mask, training=training, query_positions=positions)
-        return x if self.final_norm is None else self.final_norm(x)
+            object.__setattr__(self, "_last_block_inputs", prefix)
+        return prefix
 
 
 @keras.saving.register_keras_serializable(package="zoo")
@@ -242,6 +248,7 @@ class BertMaskedLM(Task):
             self.nsp_head = keras.layers.Dense(2, kernel_initializer=dense_initializer(), dtype="float32", name="nsp_head")
             outputs = {"logits": logits, "nsp_logits": self.nsp_head(features["pooled_output"])}
         super().__init__(inputs=inputs, outputs=outputs, **kwargs)
+        backbone.last_block_inputs()  # for `call`
         self.backbone = backbone
         self.head_activation = head_activation
         self.head_layer_norm_epsilon = head_layer_norm_epsilon
