@@ -141,8 +141,21 @@ def pruned_finetuned(workload: Workload, base: str, scratch: Path, data: str) ->
     return train(workload, data, str(scratch / "pruned_ft"), workload.finetune_steps, init_from=pruned(workload, base, scratch, data))
 
 
+def pruned_half_layers_finetuned(workload: Workload, base: str, scratch: Path, data: str) -> str:
+    """Half the layers too (then half the remaining heads and FFN), fine-tuned."""
+    out = str(scratch / "pruned_layers")
+    if not os.path.isdir(out):
+        prune.prune_run(base, out, heads=0.5, ffn=0.5, layers=RunDir(base).read_config()["model"]["num_layers"] // 2, examples=64)
+    return train(workload, data, str(scratch / "pruned_layers_ft"), workload.finetune_steps, init_from=out)
+
+
 RowMaker = Callable[[Workload, str, Path, str], str]
-ROW_MAKERS: list[tuple[str, RowMaker]] = [("baseline", baseline), ("pruned 50% heads+FFN", pruned), ("pruned + fine-tune", pruned_finetuned)]
+ROW_MAKERS: list[tuple[str, RowMaker]] = [
+    ("baseline", baseline),
+    ("pruned 50% heads+FFN", pruned),
+    ("pruned + fine-tune", pruned_finetuned),
+    ("pruned + half the layers + fine-tune", pruned_half_layers_finetuned),
+]
 
 
 # --- measurement -----------------------------------------------------------------------------------
