@@ -179,13 +179,13 @@ def latencies(paths: dict[str, str], rounds: int = 5, iterations: int = 20) -> d
     inputs = {key: {n: np.ones(d["shape"], d["dtype"]) for n, d in r.input_details.items()} for key, r in runners.items()}
     for key, runner in runners.items():
         for _ in range(3):
-            runner._runner(**inputs[key])  # noqa: SLF001 (warm-up, raw invoke)
+            runner._runner(**inputs[key])
     times: dict[str, list[float]] = {key: [] for key in runners}
     for _ in range(rounds):
         for key, runner in runners.items():
             for _ in range(iterations):
                 start = time.perf_counter()
-                runner._runner(**inputs[key])  # noqa: SLF001
+                runner._runner(**inputs[key])
                 times[key].append(time.perf_counter() - start)
     return {key: float(np.median(t) * 1000.0) for key, t in times.items()}
 
