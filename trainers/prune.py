@@ -56,14 +56,19 @@ PROGRAM = "trainers.prune"
 FAMILIES = ("bert", "gpt")
 PRUNED_FROM = "pruned_from.json"
 
-flags.DEFINE_string("run_dir", None, "The finished BERT or GPT run to prune.")
-flags.DEFINE_string("output_dir", None, "The new run directory for the pruned model (must not exist yet).")
-flags.DEFINE_float("heads", 0.0, "Share of attention heads to remove, in [0, 1).")
-flags.DEFINE_float("ffn", 0.0, "Share of feed-forward neurons to remove, in [0, 1).")
-flags.DEFINE_integer("layers", 0, "Whole transformer layers to remove (the least important).")
-flags.DEFINE_integer("examples", 128, "Stored calibration examples that score importance.")
-flags.DEFINE_integer("batch_size", 16, "Batch size of the evaluations.")
 FLAGS = flags.FLAGS
+
+
+def define_flags() -> None:
+    """The command line's flags, defined only when it runs: `import trainers.prune` (its functions)
+    must not claim flag names such as --run_dir that other entry points define too."""
+    flags.DEFINE_string("run_dir", None, "The finished BERT or GPT run to prune.")
+    flags.DEFINE_string("output_dir", None, "The new run directory for the pruned model (must not exist yet).")
+    flags.DEFINE_float("heads", 0.0, "Share of attention heads to remove, in [0, 1).")
+    flags.DEFINE_float("ffn", 0.0, "Share of feed-forward neurons to remove, in [0, 1).")
+    flags.DEFINE_integer("layers", 0, "Whole transformer layers to remove (the least important).")
+    flags.DEFINE_integer("examples", 128, "Stored calibration examples that score importance.")
+    flags.DEFINE_integer("batch_size", 16, "Batch size of the evaluations.")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -314,4 +319,5 @@ def main(argv: list[str]) -> None:
 
 
 if __name__ == "__main__":
+    define_flags()
     app.run(main, flags_parser=cli.flags_parser(PROGRAM))
