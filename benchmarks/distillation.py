@@ -39,6 +39,10 @@ flags.DEFINE_integer("steps", 150, "Optimizer steps of each student.")
 flags.DEFINE_integer("teacher_steps", 250, "Optimizer steps of each teacher.")
 flags.DEFINE_integer("batch_size", 16, "Global batch size of every run.")
 flags.DEFINE_integer("sequence_length", 64, "Tokens per example of every run.")
+flags.DEFINE_integer(
+    "equal_time_steps", 0, "Also train the student alone this many steps (0: skip): a distilled step also runs the teacher, "
+    "so the distilled run's wall time buys the student alone more steps; compare at equal time."
+)
 flags.DEFINE_list("settings", ["0.5:1"], "The distilled students' distill_alpha:distill_temperature pairs.")
 flags.DEFINE_list("workloads", ["masked_lm", "causal_lm", "classify"], "Which workloads to run.")
 flags.DEFINE_string("work_dir", "/tmp/modelzoo-distillation", "Where the runs go; finished runs are reused.")
@@ -127,6 +131,10 @@ def run_workload(workload: Workload, work_dir: str) -> list[dict]:
     row("teacher", workload.teacher, FLAGS.teacher_steps, train(workload, workload.teacher, teacher_dir, FLAGS.teacher_steps, workload.teacher_init))
     alone_dir = os.path.join(work_dir, f"{workload.name}-alone")
     row("student alone", workload.student, FLAGS.steps, train(workload, workload.student, alone_dir, FLAGS.steps, workload.student_init))
+    if FLAGS.equal_time_steps:
+        longer_dir = os.path.join(work_dir, f"{workload.name}-alone-{FLAGS.equal_time_steps}")
+        result = train(workload, workload.student, longer_dir, FLAGS.equal_time_steps, workload.student_init)
+        row("student alone", workload.student, FLAGS.equal_time_steps, result)
     for setting in FLAGS.settings:
         alpha, temperature = map(float, setting.split(":"))
         run_dir = os.path.join(work_dir, f"{workload.name}-distilled-a{alpha:g}-t{temperature:g}")
