@@ -48,6 +48,7 @@ class LiteRTRunner:
             raise RunnerError(f"num_threads={num_threads}; use 1 or more")
         loaded = _load_delegate(delegate, delegate_options)
         self.delegate = delegate if loaded else None
+        self.num_threads = num_threads
         self.interpreter = self._interpreter(num_threads, loaded)
         signatures = self.interpreter.get_signature_list()
         if not signatures:
@@ -62,7 +63,8 @@ class LiteRTRunner:
     def _interpreter(self, num_threads: int | None, delegate) -> Interpreter:
         try:
             interpreter = Interpreter(model_path=self.path, num_threads=num_threads, experimental_delegates=[delegate] if delegate else None)
-            interpreter.allocate_tensors()  # where delegates (XNNPACK too) take their partitions, and can refuse the model
+            if delegate:
+                interpreter.allocate_tensors()  # where a delegate is applied, and can refuse the model
             return interpreter
         except (ValueError, RuntimeError) as e:
             if not delegate:
@@ -73,10 +75,21 @@ class LiteRTRunner:
         self.delegate = None
         return self._interpreter(num_threads, None)
 
+    def _delegated_interpreter(self) -> Interpreter:
+        """An interpreter whose delegates have taken their partitions: ours with an external
+        delegate (applied at construction); else a fresh one, allocated here, because LiteRT
+        applies its default XNNPACK delegate only when tensors are allocated, and allocating ours
+        up front would print XNNPACK's INFO line before any one-line error of the runner."""
+        if self.delegate:
+            return self.interpreter
+        interpreter = Interpreter(model_path=self.path, num_threads=self.num_threads)
+        interpreter.allocate_tensors()
+        return interpreter
+
     @property
     def delegated_partitions(self) -> int:
         """How many parts of the graph a delegate runs (LiteRT's default XNNPACK CPU delegate included)."""
-        return sum(op["op_name"] == "DELEGATE" for op in self.interpreter._get_ops_details())  # noqa: SLF001
+        return sum(op["op_name"] == "DELEGATE" for op in self._delegated_interpreter()._get_ops_details())  # noqa: SLF001
 
     def op_placement(self) -> dict[str, collections.Counter]:
         """Which ops a delegate runs and which run on LiteRT's own CPU kernels: op name -> count,
@@ -87,11 +100,12 @@ class LiteRTRunner:
         a tensor a DELEGATE node outputs comes from it; any other from the node that wrote it,
         which therefore ran outside the delegates. Every other original node was delegated.
         """
-        ops = self.interpreter._get_ops_details()  # noqa: SLF001
+        interpreter = self._delegated_interpreter()
+        ops = interpreter._get_ops_details()  # noqa: SLF001
         delegates = [op for op in ops if op["op_name"] == "DELEGATE"]
         writer = {int(t): op for op in ops if op["op_name"] != "DELEGATE" for t in op["outputs"]}
         writer.update({int(t): op for op in delegates for t in op["outputs"]})  # the delegate wins
-        executed, pending = set(), [int(i) for i in self.interpreter._interpreter.OutputIndices()]  # noqa: SLF001
+        executed, pending = set(), [int(i) for i in interpreter._interpreter.OutputIndices()]  # noqa: SLF001
         while pending:
             op = writer.get(pending.pop())
             if op is None or op["index"] in executed:
