@@ -184,3 +184,16 @@ def test_generate_cli_refuses_bad_requests_in_one_line(gpt_export, bert_mlm_expo
     result = run_module("trainers.generate", f"--run_dir={bert_run}", "--task=fill_mask", f"--prompt={long_text}")
     assert result.returncode == 2
     assert result.stderr.strip().splitlines()[-1].endswith("the model reads at most 32: shorten it"), result.stderr[-500:]
+
+
+def test_the_int8_size_gate_skips_a_decode_file_whose_quantization_parameters_outweigh_its_weights():
+    """gpt_tiny's measured files: 5.9 MB float32, 2.0 MB int8 (0.34x, of which 0.48 MB are the
+    per-signature int8 scales and zero points). The default `gpt_tiny --export=all` failed this
+    gate; a model of real size is still gated."""
+    def files(float32: int, int8: int) -> dict:
+        return {"float32": {"greedy_mismatched_prompts_vs_keras": 0, "perplexity": 100.0, "size_bytes": float32},
+                "int8": {"perplexity": 101.0, "size_bytes": int8}}
+
+    assert "gpt_decode_int8.size_ratio" not in generation.decode_gates(files(5_908_596, 2_012_192))
+    gated = generation.decode_gates(files(55_000_000, 20_000_000))
+    assert gated["gpt_decode_int8.size_ratio"]["passed"] is False
