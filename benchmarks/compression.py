@@ -21,11 +21,9 @@ the int8 file, on the run's stored validation examples.
 
 from __future__ import annotations
 
-import csv
 import dataclasses
 import json
 import os
-import sysconfig
 import tempfile
 import time
 from pathlib import Path
@@ -34,6 +32,7 @@ from typing import Callable
 import numpy as np
 from absl import app, flags
 
+from benchmarks.text_csv import long_lines, stdlib_files, write_two_class_csv
 from export import formats as formats_lib
 from export.exporter import _representative_dataset, float32_model, spec_from_examples
 from export.runtime.litert import LiteRTRunner
@@ -73,34 +72,22 @@ WORKLOADS = {
 }
 
 
-def stdlib_files(count: int) -> list[Path]:
-    stdlib = Path(sysconfig.get_paths()["stdlib"])
-    return sorted(stdlib.glob("*.py"))[:count]
-
-
 def code_or_docs_csv(directory: Path) -> str:
     """Two classes of real text every Python has: a line of standard-library code, or a line of the
     Python reference documentation (pydoc_data topics, which quote code too, so not trivially apart);
     1,500 training and 500 validation lines per class."""
     import pydoc_data.topics
 
-    rng = np.random.default_rng(0)
-    code = [line.strip() for f in stdlib_files(120) for line in f.read_text(errors="replace").splitlines() if len(line.strip()) > 30]
-    docs = [line.strip() for text in pydoc_data.topics.topics.values() for line in text.splitlines() if len(line.strip()) > 30]
-    lines = [[group[i] for i in rng.permutation(len(group))] for group in (code, docs)]
-    directory.mkdir(parents=True, exist_ok=True)
-    for split, rows in {"train": slice(0, 1500), "validation": slice(1500, 2000)}.items():
-        with open(directory / f"{split}.csv", "w", newline="") as f:
-            writer = csv.writer(f)
-            writer.writerow(["text", "label"])
-            writer.writerows([(t, "code") for t in lines[0][rows]] + [(t, "docs") for t in lines[1][rows]])
+    code = long_lines(f.read_text(errors="replace") for f in stdlib_files()[:120])
+    docs = long_lines(pydoc_data.topics.topics.values())
+    write_two_class_csv(directory, {"code": code, "docs": docs}, 1500, 500)
     return f"csv:{directory}"
 
 
 def pysource_slice(directory: Path) -> str:
     """The first 150 standard-library modules as a text corpus (pysource is all of them)."""
     directory.mkdir(parents=True, exist_ok=True)
-    for path in stdlib_files(150):
+    for path in stdlib_files()[:150]:
         (directory / f"{path.stem}.txt").write_text(path.read_text(errors="replace"))
     return f"text:{directory}"
 

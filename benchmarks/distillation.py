@@ -19,17 +19,15 @@ are reused (delete it to measure again). Results go to benchmarks/distillation_r
 
 from __future__ import annotations
 
-import csv
 import dataclasses
 import json
 import os
-import sysconfig
 import time
 from pathlib import Path
 
-import numpy as np
 from absl import app, flags, logging
 
+from benchmarks.text_csv import long_lines, stdlib_files, write_two_class_csv
 from trainers.config import defaults
 from trainers.rundir import RunDir
 from trainers.strategy import get_strategy
@@ -80,19 +78,10 @@ def which_half_csv(path: Path) -> Path:
     from: real text, two classes that are not trivially apart (as tests/export's CSV)."""
     if (path / "validation.csv").exists():
         return path
-    files = sorted(Path(sysconfig.get_paths()["stdlib"]).glob("*.py"))
+    files = stdlib_files()
     half = len(files) // 2
-    rng = np.random.default_rng(0)
-    groups = []
-    for group in (files[:half], files[half:]):
-        lines = [line.strip() for f in group for line in f.read_text(errors="replace").splitlines() if len(line.strip()) > 30]
-        groups.append([lines[i] for i in rng.permutation(len(lines))])
-    path.mkdir(parents=True, exist_ok=True)
-    for split, rows in {"train": slice(0, 2000), "validation": slice(2000, 2500)}.items():
-        with open(path / f"{split}.csv", "w", newline="") as f:
-            writer = csv.writer(f)
-            writer.writerow(["text", "label"])
-            writer.writerows([(t, "first") for t in groups[0][rows]] + [(t, "second") for t in groups[1][rows]])
+    halves = [long_lines(f.read_text(errors="replace") for f in group) for group in (files[:half], files[half:])]
+    write_two_class_csv(path, {"first": halves[0], "second": halves[1]}, 2000, 500)
     return path
 
 

@@ -27,6 +27,14 @@ def _lines(corpus: Path) -> list[str]:
     return [line.strip() for f in sorted(corpus.iterdir()) for line in f.read_text().splitlines() if len(line.strip()) > 30]
 
 
+def _length_csv(directory: Path, **splits: list[str]) -> Path:
+    """train.csv / validation.csv of the given lines labelled "long" or "short": a task any encoder learns."""
+    for split, rows in splits.items():
+        with open(directory / f"{split}.csv", "w", newline="") as f:
+            csv.writer(f).writerows([("text", "label")] + [(t, "long" if len(t) > 45 else "short") for t in rows])
+    return directory
+
+
 @pytest.fixture(scope="module")
 def uncased_classifier(tmp_path_factory, stdlib_corpus) -> tuple[str, list[str]]:  # noqa: F811
     """A classifier fine-tuned from an uncased Hugging Face BERT (do_lower_case), exported; and mixed-case texts."""
@@ -36,10 +44,7 @@ def uncased_classifier(tmp_path_factory, stdlib_corpus) -> tuple[str, list[str]]
     (checkpoint / "tokenizer_config.json").write_text(json.dumps({"do_lower_case": True}))
     config = dict(BERT_CONFIG, vocab_size=len((checkpoint / "vocab.txt").read_text().splitlines()), max_position_embeddings=64)
     write_checkpoint(checkpoint, config, bert_tensors(config))
-    data = tmp_path_factory.mktemp("csv")
-    for split, rows in {"train": lines[:200], "validation": lines[200:500]}.items():
-        with open(data / f"{split}.csv", "w", newline="") as f:
-            csv.writer(f).writerows([("text", "label")] + [(t, "long" if len(t) > 45 else "short") for t in rows])
+    data = _length_csv(tmp_path_factory.mktemp("csv"), train=lines[:200], validation=lines[200:500])
     run_dir = tmp_path_factory.mktemp("runs") / "uncased"
     result = subprocess.run(
         [sys.executable, "-m", "trainers.run", "--model=bert_base", f"--init_from={checkpoint}", "--task=classify",
@@ -57,10 +62,7 @@ def lowercase_classifier(tmp_path_factory, stdlib_corpus) -> tuple[str, list[str
     """A bert_tiny classifier trained from scratch with `--config.data.lowercase=True` (the
     trainer trains its own uncased vocabulary), exported through `trainers.run --export`."""
     lines = _lines(stdlib_corpus)
-    data = tmp_path_factory.mktemp("csv")
-    for split, rows in {"train": lines[:1500], "validation": lines[1500:1800]}.items():
-        with open(data / f"{split}.csv", "w", newline="") as f:
-            csv.writer(f).writerows([("text", "label")] + [(t, "long" if len(t) > 45 else "short") for t in rows])
+    data = _length_csv(tmp_path_factory.mktemp("csv"), train=lines[:1500], validation=lines[1500:1800])
     run_dir = tmp_path_factory.mktemp("runs") / "lowercase"
     result = subprocess.run(
         [sys.executable, "-m", "trainers.run", "--model=bert_tiny", "--task=classify", f"--dataset=csv:{data}",
