@@ -7,10 +7,12 @@ Two workloads, each trained here from scratch at small, stated sizes (CPU budget
 models' best): a BERT classifier on a two-class CSV built from what every Python installation has
 (a line of standard-library code, or a line of its reference documentation), and a GPT language model on a
 slice of pysource (standard-library sources). Each workload's rows are run directories made
-from its baseline run by a row maker (`ROW_MAKERS`): `baseline`, `pruned` (trainers.prune, 50%
-of heads and FFN neurons), `pruned+ft` (that run fine-tuned with `--init_from`). A new kind of
-row (e.g. a distilled student) is one more `(name, maker)` entry: a function
-`(workload, baseline_run, scratch_dir) -> run_dir`.
+from its baseline run by a row maker (`ROW_MAKERS`): `baseline`; `pruned` (trainers.prune, 50%
+of heads and FFN neurons), that run fine-tuned with `--init_from`, the same with half the layers
+removed too, fine-tuned alone or `--distill_from` the baseline; a student of the family's tiny
+size trained alone, and the same student trained `--distill_from` the baseline (both
+`student_steps`, 2-3x the baseline's: a tiny step is cheap). A new kind of row is one more
+`(name, maker)` entry: a function `(workload, baseline_run, scratch_dir, data) -> run_dir`.
 
 Every row is measured the same way from its run directory alone: parameters, the TFLite file
 size (float32 and full int8, converted as export.run does), batch-1 median latency of each file
@@ -54,12 +56,14 @@ class Workload:
 
     name: str
     model: str
+    student: str  # the distilled rows' architecture (a registered size; the baseline's overrides apply)
     task: str
     overrides: dict
     sequence_length: int
     batch_size: int
     train_steps: int
     finetune_steps: int
+    student_steps: int  # the tiny students': a tiny step costs a fraction of a baseline step
     learning_rate: float
     metric: str  # "accuracy" or "perplexity"
 
@@ -67,8 +71,8 @@ class Workload:
 WORKLOADS = {
     # Pre-LN (normalize_first): post-LN bert_small from scratch stayed at chance for 150 steps here
     # (on a harder task, which stdlib half a line is from: pre-LN also stayed at chance for 120 steps).
-    "bert": Workload("bert_classify", "bert_small", "classify", dict(vocab_size=4096, normalize_first=True), 64, 16, 200, 50, 1e-3, "accuracy"),
-    "gpt": Workload("gpt_pysource", "gpt_mini", "causal_lm", dict(vocab_size=4096, max_sequence_length=128), 128, 16, 150, 50, 2e-3, "perplexity"),
+    "bert": Workload("bert_classify", "bert_small", "bert_tiny", "classify", dict(vocab_size=4096, normalize_first=True), 64, 16, 200, 50, 400, 1e-3, "accuracy"),
+    "gpt": Workload("gpt_pysource", "gpt_mini", "gpt_tiny", "causal_lm", dict(vocab_size=4096, max_sequence_length=128), 128, 16, 150, 50, 450, 2e-3, "perplexity"),
 }
 
 
@@ -96,10 +100,13 @@ def dataset(workload: Workload, scratch: Path) -> str:
     return code_or_docs_csv(scratch / "data") if workload.task == "classify" else pysource_slice(scratch / "data")
 
 
-def train(workload: Workload, data: str, run_dir: str, steps: int, init_from: str | None = None) -> str:
+def train(
+    workload: Workload, data: str, run_dir: str, steps: int, init_from: str | None = None, model: str | None = None,
+    distill_from: str | None = None,
+) -> str:
     if os.path.isfile(os.path.join(run_dir, "metrics.json")):
         return run_dir  # finished in an earlier call with the same --scratch_dir: measure it again
-    config = defaults(workload.model)
+    config = defaults(model or workload.model)
     config.task = workload.task
     config.model.update(workload.overrides)
     config.data.dataset = data
@@ -108,7 +115,7 @@ def train(workload: Workload, data: str, run_dir: str, steps: int, init_from: st
     config.train.update(dict(batch_size=workload.batch_size, train_steps=steps, learning_rate=workload.learning_rate,
                              warmup_steps=max(1, steps // 10), steps_per_loop=10, checkpoint_every=0, eval_every=0,
                              eval_batches=0, final_eval_batches=16))
-    train_and_evaluate(config, run_dir, strategy=get_strategy("auto"), init_from=init_from)
+    train_and_evaluate(config, run_dir, strategy=get_strategy("auto"), init_from=init_from, distill_from=distill_from)
     return run_dir
 
 
@@ -130,10 +137,31 @@ def pruned_finetuned(workload: Workload, base: str, scratch: Path, data: str) ->
 
 def pruned_half_layers_finetuned(workload: Workload, base: str, scratch: Path, data: str) -> str:
     """Half the layers too (then half the remaining heads and FFN), fine-tuned."""
+    return train(workload, data, str(scratch / "pruned_layers_ft"), workload.finetune_steps, init_from=_pruned_half_layers(base, scratch))
+
+
+def pruned_half_layers_distilled(workload: Workload, base: str, scratch: Path, data: str) -> str:
+    """The same pruned run fine-tuned `--distill_from` the unpruned baseline (same steps)."""
+    out = str(scratch / "pruned_layers_distilled")
+    return train(workload, data, out, workload.finetune_steps, init_from=_pruned_half_layers(base, scratch), distill_from=base)
+
+
+def _pruned_half_layers(base: str, scratch: Path) -> str:
     out = str(scratch / "pruned_layers")
     if not os.path.isdir(out):
         prune.prune_run(base, out, heads=0.5, ffn=0.5, layers=RunDir(base).read_config()["model"]["num_layers"] // 2, examples=64)
-    return train(workload, data, str(scratch / "pruned_layers_ft"), workload.finetune_steps, init_from=out)
+    return out
+
+
+def student_alone(workload: Workload, base: str, scratch: Path, data: str) -> str:
+    """The distilled student's architecture trained on the labels alone, as many steps: what distilling adds."""
+    return train(workload, data, str(scratch / "student_alone"), workload.student_steps, model=workload.student)
+
+
+def distilled_student(workload: Workload, base: str, scratch: Path, data: str) -> str:
+    """A student of `workload.student`'s size trained from scratch against the baseline
+    (`--distill_from`, alpha 0.5, T 1: the trainer's defaults), `student_steps` steps."""
+    return train(workload, data, str(scratch / "distilled"), workload.student_steps, model=workload.student, distill_from=base)
 
 
 RowMaker = Callable[[Workload, str, Path, str], str]
@@ -142,6 +170,9 @@ ROW_MAKERS: list[tuple[str, RowMaker]] = [
     ("pruned 50% heads+FFN", pruned),
     ("pruned + fine-tune", pruned_finetuned),
     ("pruned + half the layers + fine-tune", pruned_half_layers_finetuned),
+    ("pruned + half the layers + distilled fine-tune", pruned_half_layers_distilled),
+    ("student alone (tiny size)", student_alone),
+    ("distilled student (tiny size)", distilled_student),
 ]
 
 
@@ -235,7 +266,7 @@ def main(argv):
         started = time.time()
         workload = WORKLOADS[key]
         if flags.FLAGS.quick:
-            workload = dataclasses.replace(workload, model=workload.model.split("_")[0] + "_tiny", train_steps=10, finetune_steps=5)
+            workload = dataclasses.replace(workload, model=workload.student, train_steps=10, finetune_steps=5, student_steps=10)
         rows += run_workload(workload, scratch / key)
         print(f"{key}: {time.time() - started:.0f} s", flush=True)
     print(table(rows))

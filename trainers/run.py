@@ -72,6 +72,10 @@ SHORTCUTS = {
     "seed": "train.seed",
 }
 
+# `--config.task.X` spellings of options that live in another section (`config.task` is the task's
+# name): the issue that added next-sentence prediction named it `--config.task.next_sentence`.
+ALIASES = {"--config.task.next_sentence": "--config.data.next_sentence"}
+
 USER_ERRORS = (ConfigError, DataError, RunDirError, StrategyError, TrainingError)
 
 
@@ -130,6 +134,15 @@ def _fail(message: str) -> None:
     cli.fail("trainers.run", message)
 
 
+def _apply_aliases(args: list[str]) -> list[str]:
+    """`--config.task.next_sentence=True` -> `--config.data.next_sentence=True` (and the bare form)."""
+    out = []
+    for arg in args:
+        flag, eq, value = arg.partition("=")
+        out.append(ALIASES.get(flag, flag) + eq + value if flag in ALIASES else arg)
+    return out
+
+
 def _model_from_argv(argv: list[str]) -> str | None:
     for i, arg in enumerate(argv):
         if arg.startswith("--model="):
@@ -141,6 +154,10 @@ def _model_from_argv(argv: list[str]) -> str | None:
 
 def run() -> None:
     """Entry point: the model named by --model decides which config `--config.*` overrides."""
+    sys.argv[1:] = _apply_aliases(sys.argv[1:])
+    stray = next((a.partition("=")[0] for a in sys.argv[1:] if a.startswith("--config.task.")), None)
+    if stray:
+        _fail(f"{stray}: config.task is the task's name (--task=classify); its options are under --config.data and --config.train")
     name = _model_from_argv(sys.argv)
     if any(a in ("--help", "--helpfull", "--helpshort", "-h") for a in sys.argv) and name is None:
         name = "bert_small"  # so --helpfull lists a real config's fields

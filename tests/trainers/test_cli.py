@@ -6,7 +6,7 @@ import json
 
 import pytest
 
-from tests.trainers.conftest import MNIST_T10K, run_cli
+from tests.trainers.conftest import MNIST_T10K, TINY_FLAGS, run_cli
 
 
 def error_lines(result) -> list[str]:
@@ -103,3 +103,19 @@ def test_export_flag_exports_at_the_end_of_training(tmp_path):
     assert result.returncode == 0, result.stderr[-3000:]
     export_dir = tmp_path / "r" / "export"
     assert sorted(p.name for p in export_dir.iterdir()) == ["labels.txt", "model_int8.tflite", "report.json", "saved_model", "serving"]
+
+
+def test_config_task_next_sentence_as_the_issue_spells_it_turns_on_next_sentence_prediction(tmp_path, stdlib_corpus):
+    result = run_cli(
+        "--model=bert_tiny", "--config.task.next_sentence=True", f"--dataset=text:{stdlib_corpus}", "--train_steps=0",
+        f"--output_dir={tmp_path}/r", *TINY_FLAGS,
+    )
+    assert result.returncode == 0, result.stderr[-2000:]
+    config = json.loads((tmp_path / "r" / "config.json").read_text())
+    assert config["data"]["next_sentence"] is True and config["model"]["next_sentence"] is True
+
+
+def test_another_config_task_option_is_one_line_naming_where_options_live(tmp_path):
+    result = run_cli("--model=bert_tiny", "--config.task.mask_rate=0.2", f"--output_dir={tmp_path}/r")
+    assert_one_clear_line(result, "--config.task.mask_rate", "--config.data")
+    assert not (tmp_path / "r").exists()
