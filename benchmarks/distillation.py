@@ -67,7 +67,7 @@ def workloads(work_dir: str) -> list[Workload]:
         Workload("causal_lm", "gpt_mini", "gpt_tiny", "causal_lm", "pysource"),
         Workload(
             "classify", "bert_mini", "bert_tiny", "classify", csv_dataset,
-            teacher_init=os.path.join(work_dir, "masked_lm-teacher"), student_init=os.path.join(work_dir, "masked_lm-alone"),
+            teacher_init=os.path.join(work_dir, "masked_lm-teacher"), student_init=os.path.join(work_dir, f"masked_lm-alone-{FLAGS.steps}"),
             learning_rate=3e-4,
         ),
     ]  # fmt: skip
@@ -118,7 +118,7 @@ def run_workload(workload: Workload, work_dir: str) -> list[dict]:
 
     teacher_dir = os.path.join(work_dir, f"{workload.name}-teacher")
     row("teacher", workload.teacher, FLAGS.teacher_steps, train(workload, workload.teacher, teacher_dir, FLAGS.teacher_steps, workload.teacher_init))
-    alone_dir = os.path.join(work_dir, f"{workload.name}-alone")
+    alone_dir = os.path.join(work_dir, f"{workload.name}-alone-{FLAGS.steps}")
     row("student alone", workload.student, FLAGS.steps, train(workload, workload.student, alone_dir, FLAGS.steps, workload.student_init))
     if FLAGS.equal_time_steps:
         longer_dir = os.path.join(work_dir, f"{workload.name}-alone-{FLAGS.equal_time_steps}")
@@ -126,7 +126,7 @@ def run_workload(workload: Workload, work_dir: str) -> list[dict]:
         row("student alone", workload.student, FLAGS.equal_time_steps, result)
     for setting in FLAGS.settings:
         alpha, temperature = map(float, setting.split(":"))
-        run_dir = os.path.join(work_dir, f"{workload.name}-distilled-a{alpha:g}-t{temperature:g}")
+        run_dir = os.path.join(work_dir, f"{workload.name}-distilled-{FLAGS.steps}-a{alpha:g}-t{temperature:g}")
         result = train(workload, workload.student, run_dir, FLAGS.steps, workload.student_init, teacher_dir, alpha, temperature)
         row("student distilled", workload.student, FLAGS.steps, result, alpha=alpha, temperature=temperature)
     return rows
