@@ -1,7 +1,8 @@
 """Knowledge distillation measured: does a student trained against a teacher end with a lower
 validation loss than the same student trained alone for the same steps?
 
-    python -m benchmarks.distillation [--steps=150 --teacher_steps=300 --work_dir=/tmp/distill]
+    python -m benchmarks.distillation [--steps=200 --teacher_steps=2000 --work_dir=/tmp/distill]
+    python -m benchmarks.distillation --step_cost --steps=200 --work_dir=/tmp/distill   # a distilled step's cost, side by side
 
 Three workloads, each: a teacher trained first, then the student alone, then the student with
 `--distill_from=TEACHER` (each alpha:T of --settings), same steps, seed, batches
@@ -20,6 +21,7 @@ are reused (delete it to measure again). Results go to benchmarks/distillation_r
 from __future__ import annotations
 
 import dataclasses
+import functools
 import json
 import os
 import time
@@ -40,6 +42,10 @@ flags.DEFINE_integer("sequence_length", 64, "Tokens per example of every run.")
 flags.DEFINE_integer(
     "equal_time_steps", 0, "Also train the student alone this many steps (0: skip): a distilled step also runs the teacher, "
     "so the distilled run's wall time buys the student alone more steps; compare at equal time."
+)
+flags.DEFINE_bool(
+    "step_cost", False, "Only time a distilled training step against a plain one, side by side in this process, "
+    "on the finished teacher and student-alone runs in --work_dir (no training)."
 )
 flags.DEFINE_list("settings", ["0.5:1"], "The distilled students' distill_alpha:distill_temperature pairs.")
 flags.DEFINE_list("workloads", ["masked_lm", "causal_lm", "classify"], "Which workloads to run.")
@@ -142,8 +148,58 @@ def print_table(rows: list[dict]) -> None:
         )
 
 
+def step_cost(workload: Workload, work_dir: str, rounds: int = 5, steps: int = 10) -> dict:
+    """Median seconds of a student's training step alone and with its teacher's forward pass and
+    the distillation loss, timed in alternating rounds on one batch of the run's stored examples."""
+    import numpy as np
+    import tensorflow as tf
+
+    from trainers.distill import distillation_stats
+    from trainers.loop import make_optimizer
+    from trainers.rundir import TARGET_WEIGHTS, TARGETS, VALIDATION
+    from trainers.tasks import TASKS
+
+    student_run = RunDir(os.path.join(work_dir, f"{workload.name}-alone-{FLAGS.steps}"))
+    student, teacher = student_run.load_model(), RunDir(os.path.join(work_dir, f"{workload.name}-teacher")).load_model()
+    examples = {k: tf.constant(v[: FLAGS.batch_size]) for k, v in student_run.read_examples(VALIDATION).items()}
+    inputs = {name: examples[name] for name in TASKS[workload.task].features}
+    optimizer = make_optimizer(defaults(workload.student).train)
+
+    def step(distilled: bool):
+        with tf.GradientTape() as tape:
+            logits = student(inputs, training=True)
+            if distilled:
+                stats = distillation_stats(logits, teacher(inputs, training=False), examples[TARGETS], examples[TARGET_WEIGHTS], 0.5, 1.0)
+                loss = stats["loss"]
+            else:
+                ce = tf.nn.sparse_softmax_cross_entropy_with_logits(labels=tf.cast(examples[TARGETS], tf.int32), logits=logits)
+                loss = tf.reduce_sum(ce * examples[TARGET_WEIGHTS])
+        grads = tape.gradient(loss, student.trainable_variables)
+        optimizer.apply(grads, student.trainable_variables)
+        return loss
+
+    fns = {"alone": tf.function(functools.partial(step, False)), "distilled": tf.function(functools.partial(step, True))}
+    times: dict[str, list[float]] = {k: [] for k in fns}
+    for fn in fns.values():
+        fn(), fn()  # trace and warm up
+    for _ in range(rounds):
+        for key, fn in fns.items():
+            start = time.perf_counter()
+            for _ in range(steps):
+                fn()
+            times[key].append((time.perf_counter() - start) / steps)
+    alone, distilled = (float(np.median(times[k])) for k in ("alone", "distilled"))
+    return {"workload": workload.name, "alone_step_ms": alone * 1e3, "distilled_step_ms": distilled * 1e3, "ratio": distilled / alone}
+
+
 def main(argv: list[str]) -> None:
     del argv
+    if FLAGS.step_cost:
+        for workload in workloads(FLAGS.work_dir):
+            if workload.name in FLAGS.workloads:
+                r = step_cost(workload, FLAGS.work_dir)
+                print(f"{r['workload']:<10} step alone {r['alone_step_ms']:.1f} ms, distilled {r['distilled_step_ms']:.1f} ms: {r['ratio']:.2f}x")
+        return
     os.makedirs(FLAGS.work_dir, exist_ok=True)
     rows = []
     for workload in workloads(FLAGS.work_dir):

@@ -139,7 +139,7 @@ def _apply_aliases(args: list[str]) -> list[str]:
     out = []
     for arg in args:
         flag, eq, value = arg.partition("=")
-        out.append(ALIASES.get(flag, flag) + eq + value if flag in ALIASES else arg)
+        out.append(ALIASES[flag] + eq + value if flag in ALIASES else arg)
     return out
 
 
