@@ -8,6 +8,7 @@ every input against the signature before LiteRT sees it, so a mistake gets one c
 from __future__ import annotations
 
 import collections
+import functools
 import hashlib
 import os
 import re
@@ -75,21 +76,24 @@ class LiteRTRunner:
         self.delegate = None
         return self._interpreter(num_threads, None)
 
-    def _delegated_interpreter(self) -> Interpreter:
-        """An interpreter whose delegates have taken their partitions: ours with an external
-        delegate (applied at construction); else a fresh one, allocated here, because LiteRT
-        applies its default XNNPACK delegate only when tensors are allocated, and allocating ours
-        up front would print XNNPACK's INFO line before any one-line error of the runner."""
-        if self.delegate:
-            return self.interpreter
-        interpreter = Interpreter(model_path=self.path, num_threads=self.num_threads)
-        interpreter.allocate_tensors()
-        return interpreter
+    @functools.cached_property
+    def _delegated_graph(self) -> tuple[list[dict], list[int]]:
+        """The nodes and output tensors of an interpreter whose delegates have taken their
+        partitions: ours with an external delegate (applied at construction); else a fresh one,
+        allocated here, because LiteRT applies its default XNNPACK delegate only when tensors are
+        allocated, and allocating ours up front would print XNNPACK's INFO line before any one-line
+        error of the runner. Read once: building and allocating an interpreter is not free."""
+        interpreter = self.interpreter
+        if not self.delegate:
+            interpreter = Interpreter(model_path=self.path, num_threads=self.num_threads)
+            interpreter.allocate_tensors()
+        outputs = [int(i) for i in interpreter._interpreter.OutputIndices()]  # noqa: SLF001
+        return interpreter._get_ops_details(), outputs  # noqa: SLF001
 
     @property
     def delegated_partitions(self) -> int:
         """How many parts of the graph a delegate runs (LiteRT's default XNNPACK CPU delegate included)."""
-        return sum(op["op_name"] == "DELEGATE" for op in self._delegated_interpreter()._get_ops_details())  # noqa: SLF001
+        return sum(op["op_name"] == "DELEGATE" for op in self._delegated_graph[0])
 
     def op_placement(self) -> dict[str, collections.Counter]:
         """Which ops a delegate runs and which run on LiteRT's own CPU kernels: op name -> count,
@@ -100,12 +104,11 @@ class LiteRTRunner:
         a tensor a DELEGATE node outputs comes from it; any other from the node that wrote it,
         which therefore ran outside the delegates. Every other original node was delegated.
         """
-        interpreter = self._delegated_interpreter()
-        ops = interpreter._get_ops_details()  # noqa: SLF001
+        ops, outputs = self._delegated_graph
         delegates = [op for op in ops if op["op_name"] == "DELEGATE"]
         writer = {int(t): op for op in ops if op["op_name"] != "DELEGATE" for t in op["outputs"]}
         writer.update({int(t): op for op in delegates for t in op["outputs"]})  # the delegate wins
-        executed, pending = set(), [int(i) for i in interpreter._interpreter.OutputIndices()]  # noqa: SLF001
+        executed, pending = set(), list(outputs)
         while pending:
             op = writer.get(pending.pop())
             if op is None or op["index"] in executed:
