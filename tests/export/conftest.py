@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import csv
 import gzip
 import os
 import struct
@@ -11,6 +10,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from benchmarks.text_csv import long_lines, write_two_class_csv
 from export.exporter import export_run
 import zoo
 from export import formats
@@ -64,18 +64,8 @@ def _which_module(path: Path, corpus: Path) -> str:
     standard library (alphabetically), so a tiny model reaches a useful but imperfect accuracy."""
     files = sorted(corpus.iterdir())
     half = len(files) // 2
-    lines = [
-        [line.strip() for f in group for line in f.read_text().splitlines() if len(line.strip()) > 30]
-        for group in (files[:half], files[half:])
-    ]
-    rng = np.random.default_rng(0)
-    lines = [[group[i] for i in rng.permutation(len(group))] for group in lines]
-    path.mkdir()
-    for split, rows in {"train": slice(0, 400), "validation": slice(400, 900)}.items():
-        with open(path / f"{split}.csv", "w", newline="") as f:
-            writer = csv.writer(f)
-            writer.writerow(["text", "label"])
-            writer.writerows([(t, "first") for t in lines[0][rows]] + [(t, "second") for t in lines[1][rows]])
+    halves = [long_lines(f.read_text() for f in group) for group in (files[:half], files[half:])]
+    write_two_class_csv(path, {"first": halves[0], "second": halves[1]}, 400, 500)
     return f"csv:{path}"
 
 

@@ -12,6 +12,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from benchmarks.text_csv import long_lines
 from export.exporter import export_run
 from export.mediapipe import FILE
 from export.runtime import LiteRTRunner, Tokenizer, encode_texts
@@ -24,7 +25,7 @@ LENGTH = 32
 
 
 def _lines(corpus: Path) -> list[str]:
-    return [line.strip() for f in sorted(corpus.iterdir()) for line in f.read_text().splitlines() if len(line.strip()) > 30]
+    return long_lines(f.read_text() for f in sorted(corpus.iterdir()))
 
 
 def _length_csv(directory: Path, **splits: list[str]) -> Path:

@@ -12,6 +12,7 @@ from pathlib import Path
 
 import pytest
 
+from benchmarks.text_csv import long_lines
 from tests.trainers.conftest import REPO
 from tests.zoo.hf_files import BERT_CONFIG, GPT2_CONFIG, bert_tensors, gpt2_tensors, write_checkpoint
 from zoo.tokenizers import train_byte_bpe, train_wordpiece
@@ -25,7 +26,7 @@ def run(module: str, *args: str) -> subprocess.CompletedProcess:
 
 
 def _lines(stdlib_corpus: Path) -> list[str]:
-    return [line.strip() for f in sorted(stdlib_corpus.iterdir()) for line in f.read_text().splitlines() if len(line.strip()) > 30]
+    return long_lines(f.read_text() for f in sorted(stdlib_corpus.iterdir()))
 
 
 @pytest.fixture(scope="module")

@@ -11,6 +11,7 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
+from benchmarks.text_csv import long_lines
 import zoo
 from tests.trainers.conftest import TINY_FLAGS, TINY_TRANSFORMER, one_device, run_cli, tiny_config
 from trainers.config import ConfigError
@@ -130,7 +131,7 @@ def test_causal_lm_student_distils_from_a_gpt_teacher_run(tmp_path, stdlib_corpu
 
 
 def _labelled_csv(path, stdlib_corpus, classes: int) -> str:
-    lines = [line.strip() for f in sorted(stdlib_corpus.iterdir()) for line in f.read_text().splitlines() if len(line.strip()) > 30]
+    lines = long_lines(f.read_text() for f in sorted(stdlib_corpus.iterdir()))
     path.mkdir()
     for split, rows in {"train": lines[:120], "validation": lines[120:160]}.items():
         with open(path / f"{split}.csv", "w", newline="") as f:

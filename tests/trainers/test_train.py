@@ -10,6 +10,7 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
+from benchmarks.text_csv import long_lines
 from tests.trainers.conftest import one_device, tiny_config
 from trainers.config import ConfigError, defaults
 from trainers.rundir import RunDir
@@ -123,7 +124,7 @@ def _code_or_prose_csv(path, stdlib_corpus) -> str:
     import csv
     from pydoc_data.topics import topics
 
-    code = [line.strip() for f in sorted(stdlib_corpus.iterdir()) for line in f.read_text().splitlines() if len(line.strip()) > 30]
+    code = long_lines(f.read_text() for f in sorted(stdlib_corpus.iterdir()))
     prose = [s.strip() for text in topics.values() for s in text.split(". ") if len(s.strip()) > 30 and "\n" not in s.strip()]
     splits = {"train": slice(0, 150), "validation": slice(150, 200)}
     path.mkdir()
