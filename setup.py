@@ -9,7 +9,7 @@ setup(
     long_description=open("README.md", encoding="utf-8").read(),
     long_description_content_type="text/markdown",
     python_requires=">=3.11",
-    packages=find_packages(include=["zoo", "zoo.*", "trainers", "trainers.*", "export", "export.*", "configs", "configs.*"]),
+    packages=find_packages(include=["common", "common.*", "zoo", "zoo.*", "trainers", "trainers.*", "export", "export.*", "configs", "configs.*"]),
     install_requires=[
         "tensorflow>=2.21,<2.22",
         "keras>=3.15",

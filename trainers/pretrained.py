@@ -25,7 +25,7 @@ NOT_GEOMETRY = ("head", "num_classes", "dropout")
 def is_checkpoint(path: str) -> bool:
     """A Hugging Face checkpoint (config.json with `model_type`), a keras-hub preset (with
     `registered_name`) or `hf://...`, rather than one of our run directories."""
-    if path.startswith(HF_SCHEME):
+    if path.startswith((HF_SCHEME, zoo.pretrained.ASSET_SCHEME)):
         return True
     config_path = os.path.join(path, "config.json")
     if not os.path.isfile(config_path):

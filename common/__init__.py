@@ -1,0 +1,1 @@
+"""What training, export and the on-device runtime share; imports neither TensorFlow nor Keras."""
