@@ -14,7 +14,7 @@ import onnx
 from onnx import numpy_helper
 
 from export.evaluate import Predictor
-from export.spec import OUTPUT, ExportError, Signature, serving_function
+from export.spec import ExportError, Signature, serving_function
 
 OPSET = 17
 
@@ -119,8 +119,9 @@ def load_predictor(path: str, num_threads: int | None = None) -> Predictor:
     if num_threads:
         options.intra_op_num_threads = num_threads
     session = onnxruntime.InferenceSession(path, options, providers=["CPUExecutionProvider"])
+    output = session.get_outputs()[0].name  # logits, or embeddings
 
     def predict(inputs: dict[str, np.ndarray]) -> np.ndarray:
-        return session.run([OUTPUT], inputs)[0]
+        return session.run([output], inputs)[0]
 
     return predict

@@ -16,7 +16,7 @@ from absl import app, flags, logging
 from ml_collections import config_flags
 
 import zoo
-from trainers import cli
+from trainers import cli, pretrained
 from trainers.config import ConfigError, defaults, resolve
 from trainers.data import DataError
 from trainers.loop import Preempted, TrainingError
@@ -93,7 +93,7 @@ def main(argv: list[str]) -> None:
     del argv
     from export.spec import ExportError  # --export: this entry point composes training and export
 
-    run_dir = FLAGS.output_dir or os.path.join("runs", FLAGS.model)
+    run_dir = FLAGS.output_dir or os.path.join("runs", FLAGS.config.name)  # --model, or the checkpoint's size
     try:
         config = resolve(apply_shortcuts(FLAGS.config))
         formats = _export_formats(FLAGS.export)  # checked now, not after an hour of training
@@ -119,7 +119,7 @@ def main(argv: list[str]) -> None:
         logging.flush()
         print(f"trainers.run: {e}", file=sys.stderr)
         sys.exit(e.exit_code)
-    print(f"{FLAGS.model}: {' '.join(f'{k}={v:.4g}' for k, v in metrics.items())} -> {run_dir}")
+    print(f"{FLAGS.config.name}: {' '.join(f'{k}={v:.4g}' for k, v in metrics.items())} -> {run_dir}")
 
 
 def _export_formats(value: str | None) -> tuple[str, ...]:
@@ -144,10 +144,14 @@ def _apply_aliases(args: list[str]) -> list[str]:
 
 
 def _model_from_argv(argv: list[str]) -> str | None:
+    return _flag_from_argv(argv, "model")
+
+
+def _flag_from_argv(argv: list[str], flag: str) -> str | None:
     for i, arg in enumerate(argv):
-        if arg.startswith("--model="):
+        if arg.startswith(f"--{flag}="):
             return arg.split("=", 1)[1]
-        if arg == "--model" and i + 1 < len(argv):
+        if arg == f"--{flag}" and i + 1 < len(argv):
             return argv[i + 1]
     return None
 
@@ -161,8 +165,14 @@ def run() -> None:
     name = _model_from_argv(sys.argv)
     if any(a in ("--help", "--helpfull", "--helpshort", "-h") for a in sys.argv) and name is None:
         name = "bert_small"  # so --helpfull lists a real config's fields
+    init_from = _flag_from_argv(sys.argv, "init_from")
+    if name is None and init_from and pretrained.is_checkpoint(init_from):
+        try:  # the checkpoint decides the architecture: --model may be left out
+            name = pretrained.registered_name(init_from)
+        except RunDirError as e:
+            _fail(e.args[0])
     if name is None:
-        _fail(f"--model is required; one of: {', '.join(zoo.list_models())}")
+        _fail(f"--model is required (or --init_from a pretrained checkpoint); one of: {', '.join(zoo.list_models())}")
     try:
         config = defaults(name)
     except KeyError as e:

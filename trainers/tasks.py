@@ -69,6 +69,8 @@ class Task:
     exports_decoder: ClassVar[bool] = False  # GPT: prefill/decode models for on-device generation
     # Stat prefixes of the objectives trained together ("" = the task's own); see `loop.stat_keys`.
     objectives: ClassVar[tuple[str, ...]] = ("",)
+    scores_all_outputs: ClassVar[bool] = False  # metrics from `evaluate_outputs`, not summed per batch
+    reports_classes: ClassVar[bool] = False  # classifiers: metrics.json adds a confusion matrix and per-class scores
 
     @classmethod
     def check_config(cls, config: Config) -> None:
@@ -103,6 +105,11 @@ class Task:
     def initialize(self, model, data: TaskData) -> None:
         """Data-dependent initialisation of a freshly built model (not of a resumed one)."""
 
+    def evaluate_outputs(self, outputs: np.ndarray, examples: dict[str, np.ndarray]) -> dict[str, float]:
+        """Metrics of a task whose metrics need every output at once (`scores_all_outputs`), not
+        sums over batches: the model's `outputs` for `examples`."""
+        raise NotImplementedError
+
     def summarize(self, sums: dict[str, float]) -> dict[str, float]:
         """Metrics from summed stats: mean loss and accuracy over real (weighted) targets."""
         weight = max(float(sums["weight"]), 1e-12)
@@ -132,6 +139,7 @@ class ImageClassification(Task):
 
     name = "image_classification"
     features = ("image",)
+    reports_classes = True
     families = ("mlp",)
     int8_gate = ("accuracy", "drop", 0.005)  # half a point
 
@@ -166,6 +174,7 @@ class TextClassification(Task):
     head = "classifier"
     tokenizer_kind = WORDPIECE
     labeled = True
+    reports_classes = True
     int8_gate = ("accuracy", "drop", 0.01)
 
     @classmethod
@@ -207,6 +216,42 @@ class TextClassification(Task):
             TARGETS: tf.cast(example["label"], tf.int32),
             TARGET_WEIGHTS: tf.cast(example["weight"], tf.float32),
         }
+
+
+class TextEmbedding(TextClassification):
+    """Sentence embeddings (`head="embedding"`): a pretrained checkpoint imported as it is
+    (`trainers.import_checkpoint`, zero steps). Its examples are a labelled dataset's texts and
+    labels; its metric is leave-one-out k-nearest-neighbour accuracy (`common.embeddings`)."""
+
+    name = "embed"
+    head = "embedding"
+    int8_gate = ("cosine_distance_to_keras", "value", 0.01)  # every int8 embedding within cos 0.99 of Keras's
+    scores_all_outputs = True
+    reports_classes = False
+
+    @classmethod
+    def check_config(cls, config: Config) -> None:
+        super().check_config(config)
+        if config.train.train_steps:
+            raise ConfigError(
+                f"task {cls.name} imports sentence embeddings without training (train_steps={config.train.train_steps}); "
+                "use trainers.import_checkpoint --head=embedding, or --task=classify to fine-tune"
+            )
+
+    @classmethod
+    def prepare(cls, config, source: text_data.TextData, tokenizer):
+        _, task_data = TextClassification.prepare(config, source, tokenizer)
+        task_data.model_overrides = {"vocab_size": tokenizer.vocab_size, "head": "embedding", "next_sentence": False}
+        task_data.label_names = None  # the labels score the embeddings; the model has no classes
+        return cls(), task_data
+
+    def loss_and_stats(self, model, batch, training):
+        raise ConfigError(f"task {self.name} is not trained; its metrics come from `evaluate_outputs`")
+
+    def evaluate_outputs(self, outputs, examples):
+        from common import embeddings
+
+        return embeddings.metrics(outputs, examples[TARGETS], examples[TARGET_WEIGHTS])
 
 
 @dataclasses.dataclass
@@ -366,7 +411,7 @@ class CausalLM(Task):
         }
 
 
-TASKS: dict[str, type[Task]] = {t.name: t for t in (ImageClassification, MaskedLM, TextClassification, CausalLM)}
+TASKS: dict[str, type[Task]] = {t.name: t for t in (ImageClassification, MaskedLM, TextClassification, TextEmbedding, CausalLM)}
 
 
 def task_class(config: Config) -> type[Task]:

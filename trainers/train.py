@@ -16,13 +16,15 @@ import tempfile
 
 import keras
 import ml_collections
+import numpy as np
 import tensorflow as tf
 from absl import logging
 
 import zoo
-from trainers import distill, loop, pipeline, precision, pretrained
+from trainers import distill, loop, pipeline, precision, pretrained, recipes
 from trainers.config import Config, ConfigError, resolve
-from trainers.rundir import CALIBRATION, VALIDATION, RunDir, RunDirError
+from common import classification
+from trainers.rundir import CALIBRATION, TARGET_WEIGHTS, TARGETS, VALIDATION, RunDir, RunDirError
 from trainers.strategy import get_strategy, is_chief, num_workers
 from trainers.tasks import Task, TaskData, task_class
 
@@ -98,6 +100,7 @@ def _train(config: Config, run: RunDir, write_dir: RunDir, chief: bool, strategy
     if init_from and pretrained.is_checkpoint(init_from):
         init_from = zoo.pretrained.local_directory(init_from)
         config, source = pretrained.adopt(config, init_from)
+        config = recipes.for_checkpoint(config, init_from, data_dir)  # fine-tuning defaults: lr, warmup, steps, length
     elif init_from:
         config = _adopt_architecture(config, RunDir(init_from))
     try:
@@ -268,6 +271,8 @@ def make_evaluate(model: keras.Model, strategy, task: Task, global_batch: int):
     eval_fn = loop.make_eval_function(strategy, task, model)
 
     def evaluate(examples: dict) -> dict[str, float]:
+        if task.scores_all_outputs:  # e.g. embeddings: metrics over every output at once
+            return task.evaluate_outputs(_predict(model, task, examples, global_batch), examples)
         dataset = strategy.distribute_datasets_from_function(pipeline.eval_dataset_fn(examples, global_batch))
         return task.summarize(loop.to_floats(eval_fn(dataset)))
 
@@ -283,15 +288,30 @@ def finish(state: TrainState, config: Config, task: Task, task_data: TaskData, e
     loop.check_healthy(state.model, metrics, int(state.step), int(state.step) if state.manager.latest_checkpoint else None, config.train)
     if task_data.unigram_loss is not None:
         metrics["unigram_loss"] = task_data.unigram_loss
+    classes = {}
+    if task.reports_classes and run is not None:  # the confusion matrix and per-class precision / recall / F1 of the same examples
+        logits = _predict(state.model, task, validation, train.batch_size)
+        classes = classification.report(logits, validation[TARGETS], validation[TARGET_WEIGHTS], task_data.label_names)
+        metrics["macro_f1"] = classes.pop("macro_f1")
     _log_scalars(writer, "validation", metrics, int(state.step))
     logging.info("final validation metrics: %s", json.dumps(metrics))
     if run is not None:
         run.write_examples(VALIDATION, validation)
         run.write_examples(CALIBRATION, pipeline.calibration_examples(task, task_data.train, config.data.calibration_examples, train.seed))
         run.save_model(state.model)
-        run.write_metrics(metrics)
+        run.write_metrics({**metrics, **classes})
     logging.info("weights checksum: %.10g", _checksum(state.model))
     return metrics
+
+
+def _predict(model: keras.Model, task: Task, examples: dict[str, np.ndarray], batch_size: int) -> np.ndarray:
+    """The model's outputs for `examples`, `batch_size` at a time, on this process alone (no
+    strategy: the chief scores what it stores)."""
+    n = len(examples[TARGETS])
+    return np.concatenate([
+        np.asarray(model(task.inputs({k: v[i : i + batch_size] for k, v in examples.items()}), training=False))
+        for i in range(0, n, batch_size)
+    ])
 
 
 def _write_run_start(run: RunDir, config: Config, task_data: TaskData) -> None:
