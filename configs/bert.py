@@ -25,7 +25,7 @@ def get_config(name: str) -> ml_collections.ConfigDict:
     # next_sentence=True adds BERT's next-sentence prediction: [CLS] A [SEP] B [SEP] pairs, B random half the time.
     config.data = dict(
         dataset="pysource", sequence_length=128, mask_rate=0.15, next_sentence=False, text_field="text", label_field="label",
-        lowercase=False,
+        lowercase=False, group_by_length=False,
     )
     config.train = dict(
         batch_size=16,

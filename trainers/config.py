@@ -38,6 +38,9 @@ class DataConfig:
     # A new run's WordPiece vocabulary is uncased (BERT uncased: lowercase, strip accents); needed
     # for MediaPipe Tasks' TextClassifier, whose BERT tokenizer always lowercases.
     lowercase: bool = False
+    # Classification: batches of similar length, each cut to its longest text (trainers.pipeline); the
+    # fine-tuning recipe turns it on. Off for TPUs, which want one static shape.
+    group_by_length: bool = False
 
 
 @dataclasses.dataclass(frozen=True)

@@ -28,8 +28,9 @@ class FineTuning:
 
     learning_rate: float = 1e-4
     warmup_fraction: float = 0.1
-    epochs: float = 1.0
+    epochs: float = 1.5
     batch_size: int = 32
+    group_by_length: bool = True  # batches of similar length, cut to their longest text
     length_coverage: float = 0.99  # the sequence length holds this share of the training texts whole
     length_multiple: int = 8  # rounded up to this: XNNPACK and oneDNN like multiples of 8
     max_sequence_length: int = 128  # a budget: longer documents are cut (their first 128 tokens classify topics well)
@@ -57,6 +58,8 @@ def fine_tune_classifier(
     chosen = {}
     if untouched("data", data, "sequence_length"):
         chosen["data.sequence_length"] = sequence_length(token_lengths, recipe, config.model.get("max_sequence_length"))
+    if untouched("data", data, "group_by_length"):
+        chosen["data.group_by_length"] = recipe.group_by_length
     if untouched("train", train, "batch_size"):
         chosen["train.batch_size"] = recipe.batch_size
     batch = chosen.get("train.batch_size", train["batch_size"])

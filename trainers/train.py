@@ -210,7 +210,9 @@ def run_loop(
     train = config.train
     train_iter = iter(
         strategy.distribute_datasets_from_function(
-            pipeline.train_dataset_fn(task, task_data.train, train.batch_size, train.seed, int(state.examples_seen))
+            pipeline.train_dataset_fn(
+                task, task_data.train, train.batch_size, train.seed, int(state.examples_seen), config.data.group_by_length
+            )
         )
     )
     coordinate = num_workers(strategy) > 1

@@ -42,6 +42,7 @@ def test_the_recipe_sets_length_from_the_data_and_fine_tuning_learning_rate_batc
     config = json.loads((run_dir / "config.json").read_text())
     recipe = recipes.CLASSIFICATION
     assert config["data"]["sequence_length"] == 56  # 99% of MR's snippets are <= 54 tokens with [CLS] and [SEP]
+    assert config["data"]["group_by_length"]  # batches of similar length, cut to their longest snippet
     assert (config["train"]["batch_size"], config["train"]["learning_rate"]) == (recipe.batch_size, recipe.learning_rate)
     assert (config["train"]["train_steps"], config["train"]["warmup_steps"]) == (6, 1)  # the user's steps win; warmup follows them
 

@@ -30,6 +30,7 @@ def test_settings_left_at_the_config_files_defaults_get_the_recipe():
     steps = int(np.ceil(recipe.epochs * 9545 / recipe.batch_size))
     assert (config.data.sequence_length, config.train.batch_size, config.train.learning_rate) == (40, recipe.batch_size, recipe.learning_rate)
     assert (config.train.train_steps, config.train.warmup_steps) == (steps, round(recipe.warmup_fraction * steps))
+    assert config.data.group_by_length
 
 
 def test_what_the_user_set_wins_and_the_rest_follows_it():
