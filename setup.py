@@ -9,7 +9,7 @@ setup(
     long_description=open("README.md", encoding="utf-8").read(),
     long_description_content_type="text/markdown",
     python_requires=">=3.11",
-    packages=find_packages(include=["zoo", "zoo.*", "trainers", "trainers.*", "export", "export.*", "configs", "configs.*"]),
+    packages=find_packages(include=["common", "common.*", "zoo", "zoo.*", "trainers", "trainers.*", "export", "export.*", "configs", "configs.*"]),
     install_requires=[
         "tensorflow>=2.21,<2.22",
         "keras>=3.15",
@@ -34,6 +34,7 @@ setup(
     extras_require={
         "test": [
             "pytest>=8",
+            "import-linter>=2.17",  # the import graph is a contract (.importlinter), checked by tests/test_architecture.py
             "keras-hub==0.32.0",  # the referee for checkpoint import/export (tests/zoo/test_keras_hub_referee.py)
             "transformers>=5",  # tokenizer parity; installs without torch
             "scipy>=1.11",  # erf for the numpy BERT reference

@@ -36,13 +36,13 @@ import numpy as np
 from absl import app, flags
 
 from benchmarks.text_csv import long_lines, stdlib_files, write_two_class_csv
+from common.metrics import evaluate_predictor
+from common.rundir import CALIBRATION, VALIDATION, RunDir
 from export import formats as formats_lib
 from export.exporter import _representative_dataset, float32_model, spec_from_examples
 from export.runtime.litert import LiteRTRunner
-from export.runtime.metrics import evaluate_predictor
-from trainers import prune
+from trainers import checkpoints, prune
 from trainers.config import Config, defaults
-from trainers.rundir import CALIBRATION, VALIDATION, RunDir
 from trainers.strategy import get_strategy
 from trainers.tasks import TASKS
 from trainers.train import train_and_evaluate
@@ -183,7 +183,7 @@ def convert(run_dir: str, directory: str) -> tuple[dict, object, dict]:
     config = Config.from_json(run.read_config())
     task = TASKS[config.task]
     validation = run.read_examples(VALIDATION)
-    model = float32_model(run.load_model(), config)
+    model = float32_model(checkpoints.load_model(run), config)
     spec = spec_from_examples(model, task, validation)
     representative = _representative_dataset(spec, run.read_examples(CALIBRATION), 100)
     formats_lib.export_formats(model, spec, directory, FORMATS, representative)

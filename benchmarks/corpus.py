@@ -72,15 +72,16 @@ def child(phase: str, corpus: Path, cache: Path, run_dir: Path) -> dict:
 
 
 def tokenize_phase(corpus: str, run_dir: str, started: float) -> dict:
-    from trainers import corpus as corpora, pipeline
-    from trainers.rundir import RunDir
+    from common.rundir import RunDir
+    from trainers import corpus as corpora
+    from trainers import lm_data, pipeline
 
     begin = time.time()
     source = corpora.open_corpus(f"text:{corpus}")
     hashed = time.time()
     tokenizer = pipeline._tokenizer("wordpiece", source, 8192, RunDir(run_dir), None, False)
     trained = time.time()
-    streams = pipeline.token_streams(source, tokenizer)
+    streams = lm_data.token_streams(source, tokenizer)
     done = time.time()
     return {"hash_s": hashed - begin, "tokenizer_s": trained - hashed, "shards_s": done - trained,
             "tokens": sum(len(s) for s in streams.values()), "import_s": begin - started}
@@ -89,11 +90,11 @@ def tokenize_phase(corpus: str, run_dir: str, started: float) -> dict:
 def train_phase(corpus: str, run_dir: str, started: float) -> dict:
     import tensorflow as tf
 
+    import zoo
+    from common.rundir import RunDir
     from trainers import loop, pipeline
     from trainers.config import defaults, resolve
-    from trainers.rundir import RunDir
     from trainers.strategy import get_strategy
-    import zoo
 
     config = defaults("bert_small")
     config.data.dataset = f"text:{corpus}"

@@ -30,8 +30,9 @@ from pathlib import Path
 from absl import app, flags, logging
 
 from benchmarks.text_csv import long_lines, stdlib_files, write_two_class_csv
+from common.rundir import RunDir
+from trainers import checkpoints
 from trainers.config import defaults
-from trainers.rundir import RunDir
 from trainers.strategy import get_strategy
 from trainers.train import train_and_evaluate
 
@@ -109,7 +110,7 @@ def train(workload: Workload, model: str, run_dir: str, steps: int, init_from=No
         config.train.learning_rate = workload.learning_rate
     start = time.perf_counter()
     metrics = train_and_evaluate(config, run_dir, strategy=get_strategy("auto"), init_from=init_from, distill_from=distill_from)
-    result = {**metrics, "seconds": time.perf_counter() - start, "parameters": RunDir(run_dir).load_model().count_params()}
+    result = {**metrics, "seconds": time.perf_counter() - start, "parameters": checkpoints.load_model(RunDir(run_dir)).count_params()}
     with open(stored, "w") as f:
         json.dump(result, f)
     return result
@@ -154,13 +155,13 @@ def step_cost(workload: Workload, work_dir: str, rounds: int = 5, steps: int = 1
     import numpy as np
     import tensorflow as tf
 
+    from common.rundir import TARGET_WEIGHTS, TARGETS, VALIDATION
     from trainers.distill import distillation_stats
     from trainers.loop import make_optimizer
-    from trainers.rundir import TARGET_WEIGHTS, TARGETS, VALIDATION
     from trainers.tasks import TASKS
 
     student_run = RunDir(os.path.join(work_dir, f"{workload.name}-alone-{FLAGS.steps}"))
-    student, teacher = student_run.load_model(), RunDir(os.path.join(work_dir, f"{workload.name}-teacher")).load_model()
+    student, teacher = checkpoints.load_model(student_run), checkpoints.load_model(RunDir(os.path.join(work_dir, f"{workload.name}-teacher")))
     examples = {k: tf.constant(v[: FLAGS.batch_size]) for k, v in student_run.read_examples(VALIDATION).items()}
     inputs = {name: examples[name] for name in TASKS[workload.task].features}
     optimizer = make_optimizer(defaults(workload.student).train)

@@ -33,7 +33,7 @@ THREADS = 2
 
 def stdlib_tokenizer(directory: str, vocab_size: int) -> str:
     """A byte-level BPE of the standard library's text saved in `directory`; returns tokenizer.json."""
-    from zoo.tokenizers import train_byte_bpe
+    from common.tokenizers import train_byte_bpe
 
     files = sorted(Path(sysconfig.get_paths()["stdlib"]).glob("*.py"))
     texts = [line for f in files for line in f.read_text(encoding="utf-8", errors="replace").splitlines()]
@@ -46,8 +46,8 @@ def export(model_name: str, context: int, directory: str) -> dict[str, str]:
     import keras
 
     import zoo
+    from common.tokenizers import Tokenizer
     from export import generation, litertlm
-    from zoo.tokenizers import Tokenizer
 
     keras.utils.set_random_seed(0)
     model = zoo.get_model(model_name)

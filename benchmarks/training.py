@@ -23,9 +23,9 @@ import tensorflow as tf
 
 import zoo
 from benchmarks.timing import interleaved, matmul_loop, median
+from common.rundir import TARGET_WEIGHTS, TARGETS, RunDir
 from trainers import loop, pipeline
 from trainers.config import Config, defaults, resolve
-from trainers.rundir import TARGET_WEIGHTS, TARGETS, RunDir
 from trainers.strategy import get_strategy
 from trainers.tasks import CausalLM, MaskedLM, Task, TaskData
 from trainers.train import POLICIES

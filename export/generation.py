@@ -25,14 +25,14 @@ import keras
 import numpy as np
 import tensorflow as tf
 
+from common import metrics
+from common.rundir import TARGET_WEIGHTS, TARGETS
+from common.tokenizers import Tokenizer
 from export import litertlm, tflite
-from export.runtime import metrics
 from export.runtime.decoder import DECODE, DECODE_FILE, PREFILL_BUCKETS, TFLiteDecoder, cache_names, prefill_signature
 from export.spec import ExportError
-from trainers.rundir import TARGET_WEIGHTS, TARGETS
 from zoo import CausalLM
 from zoo.layers import PositionEmbedding, tokenwise
-from zoo.tokenizers import Tokenizer
 
 VARIANTS = ("float32", "int8", "int4")
 # Every file a GPT export adds to RUN/export/: decode models, then LiteRT-LM packages.

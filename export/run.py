@@ -16,10 +16,10 @@ import sys
 
 from absl import app, flags, logging
 
+from common import cli
 from export import report as report_lib
 from export.exporter import export_run
 from export.formats import FILES, FORMATS
-from trainers import cli
 
 flags.DEFINE_string("run_dir", None, "The training run to export (its --output_dir).", required=True)
 flags.DEFINE_string(

@@ -15,10 +15,11 @@ from __future__ import annotations
 from absl import app, flags
 
 import zoo
-from trainers import cli, pretrained
+from common import cli
+from common.data import DataError
+from common.rundir import RunDirError
+from trainers import pretrained
 from trainers.config import ConfigError, defaults
-from trainers.data import DataError
-from trainers.rundir import RunDirError
 from trainers.tasks import TASKS
 from trainers.train import train_and_evaluate
 

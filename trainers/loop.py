@@ -18,12 +18,12 @@ import keras
 import tensorflow as tf
 from absl import logging
 
-from trainers.tasks import Task
+from trainers.tasks import TrainingTask
 
 STAT_KEYS = ("loss", "weight", "correct")
 
 
-def stat_keys(task: Task) -> tuple[str, ...]:
+def stat_keys(task: TrainingTask) -> tuple[str, ...]:
     """The summed stats of `task`: `STAT_KEYS` for each of its objectives (prefix "" = the task's own)."""
     return tuple(prefix + key for prefix in task.objectives for key in STAT_KEYS)
 
@@ -61,7 +61,7 @@ def current_learning_rate(optimizer) -> float:
 
 
 def make_train_function(
-    strategy, task: Task, model, optimizer, clip_norm: float, stop: tf.Variable | None = None, coordinate: bool = False,
+    strategy, task: TrainingTask, model, optimizer, clip_norm: float, stop: tf.Variable | None = None, coordinate: bool = False,
     loss_fn=None,
 ):
     """A `tf.function(iterator, num_steps) -> (summed stats, steps done, stopped)` that runs
@@ -129,7 +129,7 @@ def make_train_function(
     return train_steps
 
 
-def make_eval_function(strategy, task: Task, model):
+def make_eval_function(strategy, task: TrainingTask, model):
     """A `tf.function(distributed_dataset) -> summed stats` over every batch of the dataset."""
 
     def step_fn(batch):

@@ -13,9 +13,9 @@ import keras
 from absl import logging
 
 import zoo
+from common.rundir import RunDirError
+from common.tokenizers import Tokenizer
 from trainers.config import Config, ConfigError, defaults
-from trainers.rundir import RunDirError
-from zoo.tokenizers import Tokenizer
 
 HF_SCHEME = "hf://"
 # Builder keywords that are not geometry: the run's own config decides them.

@@ -40,9 +40,8 @@ import shutil
 import numpy as np
 from absl import app, flags, logging
 
-from trainers import cli
-from trainers.config import Config, ConfigError
-from trainers.rundir import (
+from common import cli
+from common.rundir import (
     CALIBRATION,
     EXAMPLES,
     TARGET_WEIGHTS,
@@ -51,6 +50,8 @@ from trainers.rundir import (
     RunDirError,
     write_json,
 )
+from trainers import checkpoints
+from trainers.config import Config, ConfigError
 
 PROGRAM = "trainers.prune"
 FAMILIES = ("bert", "gpt")
@@ -240,7 +241,7 @@ def prune_run(run_dir: str, output_dir: str, heads: float = 0.0, ffn: float = 0.
     if os.path.abspath(target.path) == os.path.abspath(source.path):
         raise RunDirError("--output_dir must differ from --run_dir: pruning writes a new run")
 
-    model = source.load_model()
+    model = checkpoints.load_model(source)
     task = task_class(config)()
     scoring = {k: v[:examples] for k, v in source.read_examples(CALIBRATION).items()}
     validation = source.read_examples(VALIDATION)
@@ -293,7 +294,7 @@ def _write_run(source: RunDir, target: RunDir, config: Config, model, metrics: d
         if os.path.isfile(source.labels_path):
             shutil.copy2(source.labels_path, staging.labels_path)
         shutil.copytree(source.examples_dir, os.path.join(staging.path, EXAMPLES))
-        staging.save_model(model)
+        checkpoints.save_model(staging, model)
         staging.write_metrics(metrics)
         write_json(os.path.join(staging.path, PRUNED_FROM), record)
         if os.path.isdir(target.path):

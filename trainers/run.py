@@ -16,11 +16,11 @@ from absl import app, flags, logging
 from ml_collections import config_flags
 
 import zoo
-from trainers import cli
+from common import cli
+from common.data import DataError
+from common.rundir import RunDirError
 from trainers.config import ConfigError, defaults, resolve
-from trainers.data import DataError
 from trainers.loop import Preempted, TrainingError
-from trainers.rundir import RunDirError
 from trainers.strategy import STRATEGIES, StrategyError, get_strategy, is_chief
 from trainers.tasks import TASKS
 from trainers.train import train_and_evaluate
@@ -103,9 +103,8 @@ def main(argv: list[str]) -> None:
             resume_step=FLAGS.resume_step, start_over=FLAGS.start_over, distill_from=FLAGS.distill_from,
         )
         if formats and is_chief(strategy):
-            from export.exporter import export_run
-
             from export import report as report_lib
+            from export.exporter import export_run
 
             report = export_run(run_dir, formats=formats, overwrite=True)
             print(f"exported {', '.join(formats)} -> {os.path.join(run_dir, 'export')} (gates passed: {report['passed']})")

@@ -20,11 +20,11 @@ import tensorflow as tf
 from absl import logging
 
 import zoo
-from trainers import distill, loop, pipeline, precision, pretrained
+from common.rundir import CALIBRATION, VALIDATION, RunDir, RunDirError
+from trainers import checkpoints, distill, loop, pipeline, precision, pretrained
 from trainers.config import Config, ConfigError, resolve
-from trainers.rundir import CALIBRATION, VALIDATION, RunDir, RunDirError
 from trainers.strategy import get_strategy, is_chief, num_workers
-from trainers.tasks import Task, TaskData, task_class
+from trainers.tasks import TaskData, TrainingTask, task_class
 
 POLICIES = precision.POLICIES
 
@@ -83,7 +83,7 @@ def train_and_evaluate(
             removed = run.remove_leftovers(checkpoints=True)
             if removed:
                 logging.warning("removed leftovers of interrupted writes: %s", ", ".join(removed))
-            if start_over and run.discard_checkpoints():
+            if start_over and checkpoints.discard_checkpoints(run):
                 logging.warning("--start_over: the previous checkpoints of %s were set aside", run.path)
             elif resume_step is not None:
                 _resume_at(run, resume_step)
@@ -116,7 +116,7 @@ def _train(config: Config, run: RunDir, write_dir: RunDir, chief: bool, strategy
                 _write_run_start(run, config, task_data)
             state = create_state(config, strategy, write_dir)
             if init_from and source is None:
-                source = RunDir(init_from).load_model()
+                source = checkpoints.load_model(RunDir(init_from))
             restore_or_initialize(state, run if resume else None, source, task, task_data)
             writer = tf.summary.create_file_writer(run.logs_dir) if chief else tf.summary.create_noop_writer()
             evaluate = make_evaluate(state.model, strategy, task, config.train.batch_size)
@@ -145,7 +145,7 @@ def create_state(config: Config, strategy: tf.distribute.Strategy, write_dir: Ru
     return TrainState(model, optimizer, step, examples_seen, checkpoint, manager)
 
 
-def restore_or_initialize(state: TrainState, run: RunDir | None, source: keras.Model | None, task: Task, task_data: TaskData) -> None:
+def restore_or_initialize(state: TrainState, run: RunDir | None, source: keras.Model | None, task: TrainingTask, task_data: TaskData) -> None:
     """The newest readable checkpoint of `run` (None: do not resume), else `source`'s weights
     (--init_from: all of them for the same model, else its backbone), else the task's
     data-dependent initialisation of a fresh model."""
@@ -161,7 +161,7 @@ def restore_or_initialize(state: TrainState, run: RunDir | None, source: keras.M
 def _restore_newest_readable(state: TrainState, run: RunDir) -> bool:
     """Restores the newest checkpoint that reads back whole; a truncated or half-deleted newer one
     is named in a warning and skipped."""
-    for path in reversed(run.checkpoint_paths()):
+    for path in reversed(checkpoints.checkpoint_paths(run)):
         try:
             state.checkpoint.restore(path).assert_existing_objects_matched()
         except Exception as e:  # noqa: BLE001  (truncated files fail in many ways; any of them means "not this one")
@@ -174,10 +174,10 @@ def _restore_newest_readable(state: TrainState, run: RunDir) -> bool:
 
 def _resume_at(run: RunDir, step: int) -> None:
     """--resume_step: the checkpoints after `step` are set aside so `step`'s is the newest."""
-    steps = [int(p.rsplit("-", 1)[-1]) for p in run.checkpoint_paths()]
+    steps = [int(p.rsplit("-", 1)[-1]) for p in checkpoints.checkpoint_paths(run)]
     if step not in steps:
         raise RunDirError(f"--resume_step={step}: {run.path} has checkpoints at steps {', '.join(map(str, steps)) or '(none)'}")
-    moved = run.discard_checkpoints(newer_than=step)
+    moved = checkpoints.discard_checkpoints(run, newer_than=step)
     if moved:
         logging.warning("--resume_step=%d: later checkpoints were set aside in %s", step, moved)
 
@@ -199,7 +199,7 @@ def _warn_changed_settings(run: RunDir, config: Config, resume: bool) -> None:
 
 
 def run_loop(
-    state: TrainState, config: Config, strategy, task: Task, task_data: TaskData, evaluate, writer, preemption, distiller=None
+    state: TrainState, config: Config, strategy, task: TrainingTask, task_data: TaskData, evaluate, writer, preemption, distiller=None
 ) -> None:
     """Trains until `train_steps`, checkpointing, logging and evaluating on the way; on a
     preemption signal, checkpoints the step reached and raises `loop.Preempted`. A `distiller`
@@ -262,7 +262,7 @@ def _save_checkpoint(state: TrainState, step: int, last_saved: int | None) -> No
         ) from None
 
 
-def make_evaluate(model: keras.Model, strategy, task: Task, global_batch: int):
+def make_evaluate(model: keras.Model, strategy, task: TrainingTask, global_batch: int):
     """`evaluate(examples) -> metrics`: the task's metrics of `model` over `examples`, each scored
     once, under `strategy` (one compiled function for the whole run)."""
     eval_fn = loop.make_eval_function(strategy, task, model)
@@ -274,7 +274,7 @@ def make_evaluate(model: keras.Model, strategy, task: Task, global_batch: int):
     return evaluate
 
 
-def finish(state: TrainState, config: Config, task: Task, task_data: TaskData, evaluate, writer, run: RunDir | None) -> dict[str, float]:
+def finish(state: TrainState, config: Config, task: TrainingTask, task_data: TaskData, evaluate, writer, run: RunDir | None) -> dict[str, float]:
     """The final evaluation; the chief then writes the model, its metrics and the examples they
     were computed on (plus calibration examples), so export needs nothing but the run."""
     train = config.train
@@ -288,7 +288,7 @@ def finish(state: TrainState, config: Config, task: Task, task_data: TaskData, e
     if run is not None:
         run.write_examples(VALIDATION, validation)
         run.write_examples(CALIBRATION, pipeline.calibration_examples(task, task_data.train, config.data.calibration_examples, train.seed))
-        run.save_model(state.model)
+        checkpoints.save_model(run, state.model)
         run.write_metrics(metrics)
     logging.info("weights checksum: %.10g", _checksum(state.model))
     return metrics

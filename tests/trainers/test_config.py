@@ -8,9 +8,9 @@ import os
 import pytest
 
 import zoo
+from common.rundir import RunDir
 from tests.trainers.conftest import one_device, tiny_config
 from trainers.config import Config, ConfigError, defaults, resolve
-from trainers.rundir import RunDir
 from trainers.train import train_and_evaluate
 
 # Architecture keys a config file may change for its training data.

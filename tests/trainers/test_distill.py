@@ -11,12 +11,12 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from benchmarks.text_csv import long_lines
 import zoo
+from benchmarks.text_csv import long_lines
+from common.rundir import TARGET_WEIGHTS, TARGETS, RunDir, RunDirError
 from tests.trainers.conftest import TINY_FLAGS, TINY_TRANSFORMER, one_device, run_cli, tiny_config
 from trainers.config import ConfigError
 from trainers.distill import Distiller, distillation_stats
-from trainers.rundir import TARGET_WEIGHTS, TARGETS, RunDir, RunDirError
 from trainers.tasks import CausalLM
 from trainers.train import train_and_evaluate
 
@@ -178,8 +178,8 @@ def test_a_teacher_of_another_task_is_refused_in_one_line_with_exit_2(tmp_path, 
 def test_a_pretrained_checkpoint_can_teach(tmp_path, stdlib_corpus):
     """A Hugging Face GPT-2 directory (tiny, random weights) teaches a gpt_tiny: the student takes
     the checkpoint's tokenizer and vocabulary."""
+    from common.tokenizers import Tokenizer, train_byte_bpe
     from tests.zoo.hf_files import GPT2_CONFIG, gpt2_tensors, write_checkpoint
-    from zoo.tokenizers import Tokenizer, train_byte_bpe
 
     checkpoint = tmp_path / "gpt2"
     lines = [line for f in sorted(stdlib_corpus.iterdir())[:10] for line in f.read_text().splitlines() if len(line.strip()) > 30]

@@ -10,10 +10,11 @@ import pytest
 import tensorflow as tf
 
 import zoo
+from common.rundir import TARGET_WEIGHTS, TARGETS, RunDir
 from tests.trainers.conftest import TINY_TRANSFORMER, one_device, tiny_config
 from trainers.config import ConfigError, resolve
-from trainers.rundir import TARGET_WEIGHTS, TARGETS, RunDir
-from trainers.tasks import NSP, MaskedLM, SentencePairs
+from trainers.lm_data import SentencePairs
+from trainers.tasks import NSP, MaskedLM
 from trainers.train import train_and_evaluate
 
 CLS, SEP, PAD, MASK = 2, 3, 0, 4

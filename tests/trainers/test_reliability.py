@@ -16,12 +16,12 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
+from common.data import DataError
+from common.rundir import RunDir, RunDirError
 from tests.trainers.conftest import REPO, one_device, run_cli, tiny_config
-from trainers import text_data
+from trainers import checkpoints, text_data
 from trainers.config import ConfigError
-from trainers.data import DataError
 from trainers.loop import TrainingError
-from trainers.rundir import RunDir, RunDirError
 from trainers.train import train_and_evaluate
 
 
@@ -80,7 +80,7 @@ def test_after_a_divergence_the_advised_rerun_finishes_from_the_last_good_checkp
     _train(run_dir, train_steps=10, checkpoint_every=1, steps_per_loop=1)
     with pytest.raises(TrainingError, match=r"diverged by step 11 .*Lower --learning_rate .*last good checkpoint \(step 10\)"):
         _train(run_dir, train_steps=30, learning_rate=1e30, warmup_steps=0, checkpoint_every=1, steps_per_loop=1)
-    steps = [int(p.rsplit("-", 1)[-1]) for p in RunDir(run_dir).checkpoint_paths()]
+    steps = [int(p.rsplit("-", 1)[-1]) for p in checkpoints.checkpoint_paths(RunDir(run_dir))]
     assert max(steps) == 10, "no checkpoint after the update that blew the weights up"
     metrics = _train(run_dir, train_steps=30, learning_rate=1e-3, checkpoint_every=1, steps_per_loop=1)
     assert metrics["step"] == 30 and np.isfinite(metrics["loss"])

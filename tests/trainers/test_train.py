@@ -11,9 +11,9 @@ import pytest
 import tensorflow as tf
 
 from benchmarks.text_csv import long_lines
+from common.rundir import RunDir
 from tests.trainers.conftest import one_device, tiny_config
 from trainers.config import ConfigError, defaults
-from trainers.rundir import RunDir
 from trainers.loop import TrainingError
 from trainers.train import train_and_evaluate
 
@@ -174,7 +174,7 @@ def test_a_run_whose_tokenizer_is_gone_is_refused_not_given_a_new_one(tmp_path, 
     """A new tokenizer would silently renumber the vocabulary under the checkpoint's embeddings."""
     import shutil
 
-    from trainers.rundir import RunDirError
+    from common.rundir import RunDirError
 
     run_dir, _ = bert_run
     copy = tmp_path / "run"
