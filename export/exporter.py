@@ -15,6 +15,7 @@ import keras
 import numpy as np
 from absl import logging
 
+from common.progress import Progress
 from common.rundir import (
     CALIBRATION,
     LABELS,
@@ -236,9 +237,12 @@ def _representative_dataset(spec: Signature, calibration: dict[str, np.ndarray],
     """The run's stored calibration examples, one at a time, keyed by input name (a positional
     list is matched in another order and fails with "gather index out of bounds")."""
     inputs = {t.name: np.asarray(calibration[t.name]).astype(t.dtype)[:n] for t in spec.inputs}
+    count = len(next(iter(inputs.values())))
 
     def generate() -> Iterator[dict[str, np.ndarray]]:
-        for i in range(len(next(iter(inputs.values())))):
+        progress = Progress("int8 calibration", count, "examples")
+        for i in range(count):
             yield {name: value[i : i + 1] for name, value in inputs.items()}
+            progress.update(i + 1)
 
     return generate

@@ -14,6 +14,12 @@ from __future__ import annotations
 
 import sys
 
+from trainers import quiet
+
+if __name__ == "__main__":  # before the imports below load TensorFlow
+    quiet.quiet_tensorflow(sys.argv)
+
+
 from absl import app, flags, logging
 
 from common import cli

@@ -35,3 +35,11 @@ def test_importing_the_runtime_and_the_bottom_package_loads_no_tensorflow_or_ker
     done = subprocess.run([sys.executable, "-c", code], cwd=REPO, env=_env(), capture_output=True, text=True, timeout=120)
     assert done.returncode == 0, done.stderr[-2000:]
     assert done.stdout.strip().splitlines()[-1] == "[]"
+
+
+def test_a_bare_v_asks_for_verbosity_1_before_flags_are_parsed():
+    from trainers.quiet import verbosity
+
+    argv = ["prog", "--model=x", "-v"]
+    assert verbosity(argv) == 1 and argv[-1] == "--verbosity=1"
+    assert verbosity(["prog", "--verbosity=2"]) == 2 and verbosity(["prog", "-v", "0"]) == 0 and verbosity(["prog"]) == 0

@@ -19,7 +19,6 @@ from __future__ import annotations
 
 import dataclasses
 import json
-import os
 
 import keras
 import tensorflow as tf
@@ -84,15 +83,6 @@ def check_teacher_run(config: Config) -> None:
     if theirs["task"] != config.task:
         raise ConfigError(f"--distill_from={path} is a {theirs['name']} {theirs['task']} run; it cannot teach a {config.task} student ({config.name})")
     _check_length(path, theirs["model"].get("max_sequence_length"), config)
-
-
-def with_teacher(config: Config, distill_from: str | None) -> Config:
-    """`config` with `train.distill_from` set (when given) and made absolute, as config.json records it."""
-    path = distill_from or config.train.distill_from
-    if not path:
-        return config
-    recorded = path if path.startswith(pretrained.HF_SCHEME) else os.path.abspath(path)
-    return dataclasses.replace(config, train=dataclasses.replace(config.train, distill_from=recorded))
 
 
 def local_path(config: Config) -> str | None:

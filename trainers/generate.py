@@ -10,6 +10,13 @@ Loads RUN/model.keras and RUN/tokenizer; this module only parses flags and calls
 
 from __future__ import annotations
 
+import sys
+
+from trainers import quiet
+
+if __name__ == "__main__":  # before the imports below load TensorFlow
+    quiet.quiet_tensorflow(sys.argv)
+
 from absl import app, flags
 
 from common import cli

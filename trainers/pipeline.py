@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import os
 import shutil
+from typing import Mapping
 
 import numpy as np
 import tensorflow as tf
@@ -24,23 +25,26 @@ from trainers.config import Config, ConfigError
 from trainers.tasks import TaskData, TrainingTask, task_class
 
 
-def prepare(config: Config, run: RunDir, data_dir: str | None, init_from: str | None = None) -> tuple[TrainingTask, TaskData]:
-    """Loads the data for `config.task`; text is tokenized with the run's tokenizer (trained if new).
+def prepare(config: Config, architecture: Mapping, run: RunDir, tokenizer_from: str | None = None) -> tuple[TrainingTask, TaskData]:
+    """Loads the data for `config.task` for a model of `architecture`; text is tokenized with the
+    run's tokenizer, else `tokenizer_from`'s (the run or checkpoint a run starts from, or its
+    teacher), else one trained on the data.
 
     Classifiers read their (small, labeled) table into memory; language models open their corpus
     as a stream and train on windows of its memory-mapped token shards.
     """
-    cls = task_class(config)
+    cls = task_class(config, architecture)
+    data_dir = config.data.data_dir or None
     if cls.tokenizer_kind is None:
-        return cls.prepare(config, data.load_images(config.data.dataset, data_dir), None)
+        return cls.prepare(config, architecture, data.load_images(config.data.dataset, data_dir), None)
     if cls.labeled:
         source = text_data.load_texts(
             config.data.dataset, data_dir, labeled=True, text_field=config.data.text_field, label_field=config.data.label_field
         )
     else:
         source = corpus.open_corpus(config.data.dataset, data_dir, text_field=config.data.text_field)
-    tokenizer = _tokenizer(cls.tokenizer_kind, source, config.model["vocab_size"], run, init_from, config.data.lowercase)
-    return cls.prepare(config, source, tokenizer)
+    tokenizer = _tokenizer(cls.tokenizer_kind, source, architecture["vocab_size"], run, tokenizer_from, config.data.lowercase)
+    return cls.prepare(config, architecture, source, tokenizer)
 
 
 def _tokenizer(

@@ -33,6 +33,13 @@ reloads the corpus.
 
 from __future__ import annotations
 
+import sys
+
+from trainers import quiet
+
+if __name__ == "__main__":  # before the imports below load TensorFlow
+    quiet.quiet_tensorflow(sys.argv)
+
 import dataclasses
 import os
 import shutil
@@ -242,7 +249,7 @@ def prune_run(run_dir: str, output_dir: str, heads: float = 0.0, ffn: float = 0.
         raise RunDirError("--output_dir must differ from --run_dir: pruning writes a new run")
 
     model = checkpoints.load_model(source)
-    task = task_class(config)()
+    task = task_class(config, config.model)()
     scoring = {k: v[:examples] for k, v in source.read_examples(CALIBRATION).items()}
     validation = source.read_examples(VALIDATION)
     strategy = tf.distribute.get_strategy()
@@ -276,7 +283,8 @@ def prune_run(run_dir: str, output_dir: str, heads: float = 0.0, ffn: float = 0.
         parameters={"before": int(model.count_params()), "after": int(pruned.count_params())},
         metrics_before={k: v for k, v in before.items() if isinstance(v, (int, float))},
     )
-    _write_run(source, target, config.with_model(**geometry(model, plan)), pruned, metrics, record)
+    pruned_config = Config.from_json({**config.to_json(), "model": {**config.model, **geometry(model, plan)}})
+    _write_run(source, target, pruned_config, pruned, metrics, record)
     logging.info("pruned %s -> %s: %s", source.path, target.path, metrics)
     return record
 

@@ -8,9 +8,15 @@ This module only parses and validates flags, then calls `trainers.train.train_an
 
 from __future__ import annotations
 
+import sys
+
+from trainers import quiet
+
+if __name__ == "__main__":  # before the imports below load TensorFlow
+    quiet.quiet_tensorflow(sys.argv)
+
 import os
 import re
-import sys
 
 from absl import app, flags, logging
 from ml_collections import config_flags
@@ -64,6 +70,9 @@ FLAGS = flags.FLAGS
 SHORTCUTS = {
     "task": "task",
     "dataset": "data.dataset",
+    "data_dir": "data.data_dir",
+    "init_from": "train.init_from",
+    "distill_from": "train.distill_from",
     "train_steps": "train.train_steps",
     "eval_every": "train.eval_every",
     "batch_size": "train.batch_size",
@@ -99,8 +108,7 @@ def main(argv: list[str]) -> None:
         formats = _export_formats(FLAGS.export)  # checked now, not after an hour of training
         strategy = get_strategy(FLAGS.strategy, FLAGS.tpu)
         metrics = train_and_evaluate(
-            config, run_dir, data_dir=FLAGS.data_dir, strategy=strategy, resume=FLAGS.resume, init_from=FLAGS.init_from,
-            resume_step=FLAGS.resume_step, start_over=FLAGS.start_over, distill_from=FLAGS.distill_from,
+            config, run_dir, strategy=strategy, resume=FLAGS.resume, resume_step=FLAGS.resume_step, start_over=FLAGS.start_over
         )
         if formats and is_chief(strategy):
             from export import report as report_lib

@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import dataclasses
 import math
-from typing import Any, ClassVar
+from typing import Any, ClassVar, Mapping
 
 import numpy as np
 import tensorflow as tf
@@ -72,24 +72,24 @@ class TrainingTask:
     objectives: ClassVar[tuple[str, ...]] = ("",)
 
     @classmethod
-    def check_config(cls, config: Config) -> None:
-        """Refuses settings this task cannot train with, before any data loads."""
+    def check_config(cls, config: Config, architecture: Mapping[str, Any]) -> None:
+        """Refuses settings this task cannot train with for a model of `architecture`, before any data loads."""
         if config.data.next_sentence and cls is not MaskedLM:
             raise ConfigError(f"config.data.next_sentence=True is a masked_lm pretraining objective; task {cls.spec.name} cannot use it")
         if cls.tokenizer_kind is None:
             return
-        kind = config.model.get("position_embedding", "learned")
+        kind = architecture.get("position_embedding", "learned")
         if kind not in POSITION_EMBEDDINGS:
             raise ConfigError(f"config.model.position_embedding={kind!r}; choose one of {', '.join(POSITION_EMBEDDINGS)}")
-        length, limit = config.data.sequence_length, config.model.get("max_sequence_length")
+        length, limit = config.data.sequence_length, architecture.get("max_sequence_length")
         if length < 2:
             raise ConfigError(f"config.data.sequence_length={length} must be >= 2 for a text model")
         if limit is not None and length > limit:
             raise ConfigError(f"data.sequence_length={length} exceeds model.max_sequence_length={limit}; lower one or raise the other")
 
     @classmethod
-    def prepare(cls, config: Config, source: Any, tokenizer: Tokenizer | None) -> tuple[TrainingTask, TaskData]:
-        """The task and its arrays from the loaded data (`ImageData` or `TextData`)."""
+    def prepare(cls, config: Config, architecture: Mapping[str, Any], source: Any, tokenizer: Tokenizer | None) -> tuple[TrainingTask, TaskData]:
+        """The task and its arrays from the loaded data (`ImageData`, `TextData` or a `Corpus`) for a model of `architecture`."""
         raise NotImplementedError
 
     def make_example(self, example: dict[str, tf.Tensor], seed: tf.Tensor) -> dict[str, tf.Tensor]:
@@ -132,7 +132,7 @@ class ImageClassification(TrainingTask):
     families = ("mlp",)
 
     @classmethod
-    def prepare(cls, config, source: ImageData, tokenizer=None):
+    def prepare(cls, config, architecture, source: ImageData, tokenizer=None):
         def arrays(images: np.ndarray, labels: np.ndarray) -> dict[str, np.ndarray]:
             return _with_weight({"image": images, "label": labels})
 
@@ -163,11 +163,11 @@ class TextClassification(TrainingTask):
     labeled = True
 
     @classmethod
-    def prepare(cls, config, source: TextData, tokenizer):
+    def prepare(cls, config, architecture, source: TextData, tokenizer):
         length = config.data.sequence_length
         require_examples(config.data.dataset, len(source.train_texts), len(source.validation_texts), "rows")
         num_classes = source.num_classes or int(np.max(source.train_labels)) + 1
-        asked = config.model.get("num_classes")
+        asked = architecture.get("num_classes")
         if asked == zoo.get_spec(config.name).hyperparameters().get("num_classes"):
             asked = None  # the registry's default, not the user's: the data decides
         if asked is not None and asked < num_classes:
@@ -233,13 +233,13 @@ class MaskedLM(TrainingTask):
     tokenizer_kind = WORDPIECE
 
     @classmethod
-    def check_config(cls, config: Config) -> None:
-        super().check_config(config)
+    def check_config(cls, config: Config, architecture: Mapping[str, Any]) -> None:
+        super().check_config(config, architecture)
         if config.data.next_sentence and config.data.sequence_length < 5:
             raise ConfigError(f"config.data.sequence_length={config.data.sequence_length} is too short for sentence pairs; use >= 5")
 
     @classmethod
-    def prepare(cls, config, source: Corpus, tokenizer):
+    def prepare(cls, config, architecture, source: Corpus, tokenizer):
         data = config.data
         task = cls(
             tokenizer.vocab_size, tokenizer.mask_id, tokenizer.special_ids, data.sequence_length, data.mask_rate,
@@ -341,7 +341,7 @@ class CausalLM(TrainingTask):
     tokenizer_kind = BYTE_BPE
 
     @classmethod
-    def prepare(cls, config, source: Corpus, tokenizer):
+    def prepare(cls, config, architecture, source: Corpus, tokenizer):
         return cls(), _language_model_data(config, source, tokenizer, lm_data.lm_windows, {tokenizer.pad_id})
 
     def make_example(self, example, seed):
@@ -358,7 +358,7 @@ class CausalLM(TrainingTask):
 TASKS: dict[str, type[TrainingTask]] = {t.spec.name: t for t in (ImageClassification, MaskedLM, TextClassification, CausalLM)}
 
 
-def task_class(config: Config) -> type[TrainingTask]:
+def task_class(config: Config, architecture: Mapping[str, Any]) -> type[TrainingTask]:
     """The class of `config.task`, refusing a model family that cannot do it and settings it
     cannot train with."""
     if config.task not in TASKS:
@@ -368,7 +368,7 @@ def task_class(config: Config) -> type[TrainingTask]:
     if family not in cls.families:
         able = [name for name, t in TASKS.items() if family in t.families]
         raise ConfigError(f"{config.name} cannot do task {config.task}; a {family} model does {', '.join(able)}")
-    cls.check_config(config)
+    cls.check_config(config, architecture)
     return cls
 
 

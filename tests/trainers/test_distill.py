@@ -88,6 +88,7 @@ def _train(name: str, run_dir: str, dataset: str, student: bool = False, **kwarg
     config.data.dataset = dataset
     if student:
         config.model.update(STUDENT)
+    config.train.distill_from = kwargs.pop("distill_from", "")
     return train_and_evaluate(config, run_dir, strategy=one_device(), **kwargs)
 
 
@@ -151,14 +152,15 @@ def test_classifier_student_distils_and_a_student_with_other_classes_is_refused(
     config = tiny_config("bert_tiny", train_steps=10, learning_rate=3e-3, eval_every=0)
     config.task, config.data.dataset = "classify", dataset
     config.model.update(STUDENT)
-    metrics = train_and_evaluate(config, student, strategy=one_device(), distill_from=teacher)
+    config.train.distill_from = teacher
+    metrics = train_and_evaluate(config, student, strategy=one_device())
     assert 0.0 <= metrics["accuracy"] <= 1.0
     _assert_distilled_from(teacher, student)
     assert RunDir(student).labels() == RunDir(teacher).labels() == ["class0", "class1"]
 
     config.data.dataset = _labelled_csv(tmp_path / "three", stdlib_corpus, 3)
     with pytest.raises(ConfigError, match=r"classes \(3\) differs from the teacher's \(2"):
-        train_and_evaluate(config, str(tmp_path / "other"), strategy=one_device(), distill_from=teacher)
+        train_and_evaluate(config, str(tmp_path / "other"), strategy=one_device())
     assert not os.path.exists(tmp_path / "other" / "config.json")
 
 
@@ -171,7 +173,7 @@ def test_a_teacher_of_another_task_is_refused_in_one_line_with_exit_2(tmp_path, 
     ]
     assert not os.path.exists(tmp_path / "student")
     with pytest.raises(RunDirError, match="--distill_from: .*nowhere is not a run directory"):
-        train_and_evaluate(tiny_config("bert_tiny"), str(tmp_path / "student"), strategy=one_device(), distill_from=str(tmp_path / "nowhere"))
+        train_and_evaluate(tiny_config("bert_tiny", distill_from=str(tmp_path / "nowhere")), str(tmp_path / "student"), strategy=one_device())
 
 
 @pytest.mark.slow

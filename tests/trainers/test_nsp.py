@@ -139,7 +139,8 @@ def test_nsp_run_trains_exports_its_masked_lm_and_initialises_a_classifier(tmp_p
 
     classify = tiny_config("bert_small", train_steps=2, learning_rate=1e-12, warmup_steps=0, eval_every=0, checkpoint_every=0)
     classify.task, classify.data.dataset = "classify", _code_or_prose_csv(tmp_path / "code_or_prose", stdlib_corpus)
-    train_and_evaluate(classify, str(tmp_path / "classify"), strategy=one_device(), init_from=run_dir)
+    classify.train.init_from = run_dir
+    train_and_evaluate(classify, str(tmp_path / "classify"), strategy=one_device())
     tuned = keras.saving.load_model(str(tmp_path / "classify" / "model.keras"))
     assert RunDir(str(tmp_path / "classify")).read_config()["model"]["next_sentence"] is False
     np.testing.assert_allclose(tuned.backbone.pooler.kernel.numpy(), model.backbone.pooler.kernel.numpy(), atol=1e-6)

@@ -40,9 +40,9 @@ def test_uncapped_evaluation_scores_every_example_once():
 def test_unigram_baseline_scores_the_examples_the_final_evaluation_scores(tmp_path, stdlib_corpus):
     config = tiny_config("gpt_mini", final_eval_batches=3)
     config.data.dataset = f"text:{stdlib_corpus}"
-    _, capped = pipeline.prepare(resolve(config), RunDir(tmp_path / "a"), None)
+    _, capped = pipeline.prepare(resolve(config), config.model, RunDir(tmp_path / "a"))
     config.train.final_eval_batches = 0
-    _, full = pipeline.prepare(resolve(config), RunDir(tmp_path / "b"), None)
+    _, full = pipeline.prepare(resolve(config), config.model, RunDir(tmp_path / "b"))
     chosen = eval_indices(len(full.validation["token_ids"]), 8, 3)
     # A GPT window's first token is only context: the targets are the real tokens after it.
     targets = full.validation["token_ids"][chosen][:, 1:][full.validation["padding_mask"][chosen][:, 1:] > 0]
