@@ -1,21 +1,21 @@
 """Every benchmark in one invocation: prints a markdown table and writes `benchmarks/results.json`.
 
     pip install -e ".[bench]"            # adds keras-hub, the "theirs" side of the comparisons
-    python -m benchmarks.run             # full run (~30 min on 2 cores)
+    python -m benchmarks.run             # full run (~12 min on 2 quiet cores)
     python -m benchmarks.run --quick     # tiny shapes, 1 repeat: checks the harness end to end
 
 Rows: masked-LM and causal-LM training throughput, ours vs keras-hub (float32, same batches);
 greedy generation (benchmarks/generation.py, when present); TFLite latency per format; model
 FLOP utilisation of our training against 2048³ fp32 matmuls timed between its repeats. Each
-row is {"name", "unit", "ours", "theirs", "ratio"} plus details; `ratio` is always "higher is
-better" (ours / theirs for throughput, theirs / ours for latency). Without keras-hub the
-comparison rows still appear, with "theirs" and "ratio" null.
+row is {"name", "unit", "ours", "theirs", "ratio", "section"} plus details; `ratio` is always
+"higher is better" (ours / theirs for throughput, theirs / ours for latency). Without keras-hub
+the comparison rows still appear, with "theirs" and "ratio" null. The file records the date and
+host (benchmarks/results.py); `python -m benchmarks.tables` renders the docs' tables from it.
 """
 
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import platform
 import time
@@ -24,6 +24,7 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
 import tensorflow as tf  # noqa: E402
 
+from benchmarks import results  # noqa: E402
 from benchmarks.timing import matmul_peak_flops  # noqa: E402
 
 DEFAULT_OUTPUT = os.path.join(os.path.dirname(os.path.abspath(__file__)), "results.json")
@@ -60,20 +61,17 @@ def run(quick: bool, output: str = DEFAULT_OUTPUT, sections: tuple[str, ...] | N
     peak = matmul_peak_flops(iterations=iterations, repeats=repeats)
     bf16_peak = matmul_peak_flops(iterations=iterations, repeats=repeats, dtype=tf.bfloat16)
     rows: list[dict] = [
-        {"name": f"{name} matmul peak (2048³, tf.matmul loop)", "unit": "GFLOP/s", "ours": value / 1e9, "theirs": None, "ratio": None}
+        {"name": f"{name} matmul peak (2048³, tf.matmul loop)", "unit": "GFLOP/s", "ours": value / 1e9, "theirs": None, "ratio": None,
+         "section": "peak"}
         for name, value in (("float32", peak), ("bfloat16", bf16_peak))
     ]
     if "training" in sections:
-        rows += training_rows(quick, repeats=1 if quick else 5)
+        rows += [{**row, "section": "training"} for row in training_rows(quick, repeats=1 if quick else 5)]
     if "generation" in sections:
-        rows += generation_rows(quick)
+        rows += [{**row, "section": "generation"} for row in generation_rows(quick)]
     if "tflite" in sections:
-        rows += latency_rows(quick)
-    os.makedirs(os.path.dirname(os.path.abspath(output)), exist_ok=True)
-    tmp = f"{output}.tmp"
-    with open(tmp, "w", encoding="utf-8") as f:
-        json.dump(rows, f, indent=1)
-    os.replace(tmp, output)
+        rows += [{**row, "section": "tflite"} for row in latency_rows(quick)]
+    results.write(output, rows, results.command_line(), quick=quick)
     print(markdown_table(rows))
     print(f"\n{len(rows)} rows -> {output} ({time.perf_counter() - start:.0f} s; {machine()})")
     return rows
