@@ -56,8 +56,22 @@ def host(command: str | None = None) -> dict:
     return info
 
 
-def write(path: str, rows: list[dict], command: str, **extra) -> dict:
-    """Writes `{"host", "command", **extra, "rows"}` to `path` atomically; returns it."""
+def write(path: str, rows: list[dict], command: str, merge_key: tuple[str, ...] | None = None, **extra) -> dict:
+    """Writes `{"host", "command", **extra, "rows"}` to `path` atomically; returns it.
+
+    With `merge_key`, a benchmark that measures only some of its rows (one workload of several)
+    keeps the file's other rows: each new row, stamped with its own host and command, replaces
+    the row with the same key values and the rest stay, in order, with whatever host they had.
+    """
+    if merge_key is not None:
+        stamp = host()
+        rows = [{**row, "host": stamp, "command": command} for row in rows]
+        if os.path.exists(path):
+            new = {tuple(row.get(k) for k in merge_key): row for row in rows}
+            old = read(path)
+            merged = [new.pop(tuple(row.get(k) for k in merge_key), row) for row in stamped_rows(old)]
+            rows = merged + list(new.values())
+            extra = {**{k: v for k, v in old.items() if k not in ("host", "command", "rows")}, **extra}
     data = {"host": host(), "command": command, **extra, "rows": rows}
     os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
     tmp = f"{path}.tmp{os.getpid()}"
@@ -75,6 +89,11 @@ def read(path: str) -> dict:
     if isinstance(data, list):
         return {"host": None, "command": None, "rows": data}
     return {"host": None, "command": None, **data}
+
+
+def stamped_rows(data: dict) -> list[dict]:
+    """The file's rows, each with a "host" key: its own, else the file's (None: not recorded)."""
+    return [{"host": data["host"], **row} for row in data["rows"]]
 
 
 def command_line() -> str:
