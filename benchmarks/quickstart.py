@@ -2,6 +2,7 @@
 
     python -m benchmarks.quickstart                 # both, from scratch (~5 + 5 min on 2 quiet cores)
     python -m benchmarks.quickstart --models=gpt_mini
+    python -m benchmarks.quickstart --work_dir=runs --reuse    # read runs/bert_small, runs/gpt_mini if finished
 
 Each model trains exactly as `python -m trainers.run --model=NAME` does (its config's defaults,
 `--mixed_precision=auto`), into a fresh run directory under --work_dir. The validation metrics of
@@ -41,10 +42,14 @@ def validation_curve(logs_dir: str) -> dict[int, dict[str, float]]:
     return curve
 
 
-def measure(model: str, work_dir: str) -> tuple[list[dict], dict]:
+def measure(model: str, work_dir: str, reuse: bool) -> tuple[list[dict], dict]:
     run_dir = os.path.join(work_dir, model)
-    shutil.rmtree(run_dir, ignore_errors=True)
-    final = train_and_evaluate(defaults(model), run_dir)
+    if reuse and os.path.isfile(os.path.join(run_dir, "metrics.json")):
+        with open(os.path.join(run_dir, "metrics.json")) as f:
+            final = json.load(f)
+    else:
+        shutil.rmtree(run_dir, ignore_errors=True)
+        final = train_and_evaluate(defaults(model), run_dir)
     with open(os.path.join(run_dir, "config.json")) as f:
         precision = json.load(f)["train"]["mixed_precision"]
     curve = validation_curve(os.path.join(run_dir, "logs"))
@@ -65,10 +70,11 @@ def main() -> None:
     parser.add_argument("--models", default="bert_small,gpt_mini")
     parser.add_argument("--work_dir", default="/tmp/modelzoo-quickstart")
     parser.add_argument("--output", default=DEFAULT_OUTPUT)
+    parser.add_argument("--reuse", action="store_true", help="read a finished default run in --work_dir instead of training it again")
     args = parser.parse_args()
     rows, unigram = [], {}
     for model in args.models.split(","):
-        model_rows, unigram[model] = measure(model, args.work_dir)
+        model_rows, unigram[model] = measure(model, args.work_dir, args.reuse)
         rows += model_rows
         for r in model_rows:
             print(json.dumps(r))

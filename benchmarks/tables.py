@@ -258,8 +258,6 @@ TABLES: dict[str, Table] = {
     "training": Table("results.json", "python -m benchmarks.run", training_table),
     "tflite": Table("results.json", "python -m benchmarks.run", tflite_table),
     "generation": Table("results.json", "python -m benchmarks.run", generation_table),
-    "training-bf16-host": Table("bf16_host_results.json", "python -m benchmarks.run", training_table),
-    "tflite-bf16-host": Table("bf16_host_results.json", "python -m benchmarks.run", tflite_table),
     "litertlm": Table("litertlm_results.json", "python -m benchmarks.litertlm_sizes", litertlm_table),
     "corpus": Table("corpus_results.json", "python -m benchmarks.corpus --sizes_mb=50,500,2000", corpus_table),
     "compression": Table("compression_results.json", "python -m benchmarks.compression --scratch_dir=S", compression_table),
@@ -305,12 +303,13 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--root", type=Path, default=ROOT, help="the repository (README.md, docs/, benchmarks/)")
     args = parser.parse_args(argv)
     root = args.root.resolve()
-    stale, used = [], set()
-    for page in pages(root):
-        where = str(page.relative_to(root))
+    stale, used, rendered = [], set(), {}
+    for page in pages(root):  # every page rendered before any is written: an error leaves all as they were
         text = page.read_text(encoding="utf-8")
         used.update(OPEN.findall(text))
-        new = rewrite(text, where, root)
+        rendered[page] = (text, rewrite(text, str(page.relative_to(root)), root))
+    for page, (text, new) in rendered.items():
+        where = str(page.relative_to(root))
         if new == text:
             continue
         if args.check:
