@@ -53,7 +53,8 @@ def export(model_name: str, context: int, directory: str) -> dict[str, str]:
     eos = Tokenizer.load(os.path.join(directory, "tokenizer")).eos_id
     paths = {"float32": generation.write_decode_model(model, directory, context)}
     for variant in ("int8", "int4"):
-        paths[variant] = litertlm.quantize(paths["float32"], os.path.join(directory, litertlm.DECODE_FILES[variant]), variant)
+        paths[variant] = os.path.join(directory, litertlm.DECODE_FILES[variant])
+        litertlm.quantize(paths["float32"], paths[variant], variant)  # returns the recipe it used
     return {
         v: litertlm.write_package(p, tokenizer_json, os.path.join(directory, litertlm.PACKAGES[v]), context, [eos]) for v, p in paths.items()
     }
