@@ -34,7 +34,8 @@ def validation_curve(logs_dir: str) -> dict[int, dict[str, float]]:
     """{step: {metric: value}} of every `validation/*` scalar in a run's TensorBoard log."""
     curve: dict[int, dict[str, float]] = {}
     for path in sorted(tf.io.gfile.glob(os.path.join(logs_dir, "events.out.tfevents.*"))):
-        for event in tf.compat.v1.train.summary_iterator(path):
+        for record in tf.data.TFRecordDataset(path):
+            event = tf.compat.v1.Event.FromString(record.numpy())
             for value in event.summary.value:
                 if value.tag.startswith("validation/"):
                     number = float(tf.make_ndarray(value.tensor)) if value.HasField("tensor") else value.simple_value

@@ -164,7 +164,8 @@ def quickstart_table(data: dict) -> tuple[str, list[dict]]:
     for model in dict.fromkeys(r["model"] for r in rows):
         for r in (r for r in rows if r["model"] == model):
             step = f"{r['step']} (end)" if r.get("final") else str(r["step"])
-            name = f"`{model}` ({r['mixed_precision']})" if r.get("mixed_precision") else f"`{model}`"
+            precision = {"none": "float32"}.get(r.get("mixed_precision"), r.get("mixed_precision"))
+            name = f"`{model}` ({precision})" if precision else f"`{model}`"
             cells.append([name, step, num(r["loss"]), f"{100 * r['accuracy']:.1f}%", num(r.get("perplexity"), 0)])
         unigram = data.get("unigram", {}).get(model)
         if unigram:
