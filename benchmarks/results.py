@@ -92,8 +92,15 @@ def read(path: str) -> dict:
 
 
 def stamped_rows(data: dict) -> list[dict]:
-    """The file's rows, each with a "host" key: its own, else the file's (None: not recorded)."""
-    return [{"host": data["host"], **row} for row in data["rows"]]
+    """The file's rows, each with a "host" key: its own, else the file's (None: not recorded).
+
+    A row without a host also takes the file's "provenance" (where its numbers came from), so a
+    rewrite that keeps it (a partial rerun) keeps that too.
+    """
+    stamp = {"host": data["host"]}
+    if data["host"] is None and data.get("provenance"):
+        stamp["provenance"] = data["provenance"]
+    return [{**stamp, **row} for row in data["rows"]]
 
 
 def command_line() -> str:

@@ -92,8 +92,10 @@ def provenance(data: dict, rows: list[dict], name: str, command: str) -> str:
         where = where[0].upper() + where[1:]
     else:
         where = "Rows measured " + "; ".join(f"{h} ({n} rows)" for h, n in hosts.items())
-    if data.get("provenance") and any(row["host"] is None for row in rows):
-        where += f" ({data['provenance']})"
+    notes = dict.fromkeys(row.get("provenance") or data.get("provenance") for row in rows if row["host"] is None)
+    notes.pop(None, None)
+    if notes:
+        where += f" ({'; '.join(notes)})"
     return f"*{where}. Measure again: `{command}` → `benchmarks/{name}`, then `python -m benchmarks.tables`.*"
 
 

@@ -135,3 +135,14 @@ def test_the_model_table_counts_what_the_registry_builds():
         assert (now["parameters"], now["trained_parameters"], now["trained"]) == (
             recorded[name]["parameters"], recorded[name]["trained_parameters"], recorded[name]["trained"]
         ), f"{name} changed: run `python -m benchmarks.models && python -m benchmarks.tables`"
+
+
+def test_rows_kept_by_a_partial_rerun_keep_where_they_came_from(tmp_path):
+    path = tmp_path / "r.json"
+    path.write_text(json.dumps({"host": None, "provenance": "an old README", "rows": [{"section": "training", "x": 1}]}))
+    kept = results.stamped_rows(results.read(str(path)))
+    results.write(str(path), [{"section": "generation", "x": 2}] + kept, "python -m benchmarks.run --sections=generation")
+    data = results.read(str(path))
+    line = tables.provenance(data, results.stamped_rows(data), "r.json", "python -m benchmarks.run")
+    assert "date and host not recorded (1 rows)" in line and "(an old README)" in line
+    assert f"on {results.host()['cpu']} (" in line
