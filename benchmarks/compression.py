@@ -25,7 +25,6 @@ the int8 file, on the run's stored validation examples.
 from __future__ import annotations
 
 import dataclasses
-import json
 import os
 import tempfile
 import time
@@ -35,6 +34,7 @@ from typing import Callable
 import numpy as np
 from absl import app, flags
 
+from benchmarks import results
 from benchmarks.text_csv import long_lines, stdlib_files, write_two_class_csv
 from common.metrics import evaluate_predictor
 from common.rundir import CALIBRATION, VALIDATION, RunDir
@@ -253,7 +253,10 @@ def table(rows: list[dict]) -> str:
 
 
 flags.DEFINE_list("workloads", ["bert", "gpt"], "Which workloads: bert, gpt.")
-flags.DEFINE_string("output", None, "Also write the rows as JSON here.")
+flags.DEFINE_string(
+    "output", os.path.join(os.path.dirname(os.path.abspath(__file__)), "compression_results.json"),
+    "Where the rows go, with the date and host (benchmarks.tables renders docs/compression.md's table from it; --quick: nowhere).",
+)
 flags.DEFINE_bool("quick", False, "A smoke run: tiny models, a few steps (numbers mean nothing).")
 flags.DEFINE_string("scratch_dir", None, "Where runs and files go (default: a new temporary directory).")
 
@@ -270,9 +273,8 @@ def main(argv):
         rows += run_workload(workload, scratch / key)
         print(f"{key}: {time.time() - started:.0f} s", flush=True)
     print(table(rows))
-    if flags.FLAGS.output:
-        with open(flags.FLAGS.output, "w") as f:
-            json.dump(rows, f, indent=1)
+    if not flags.FLAGS.quick:
+        results.write(flags.FLAGS.output, rows, results.command_line(), merge_key=("workload", "row"))
 
 
 if __name__ == "__main__":

@@ -28,6 +28,8 @@ import sysconfig
 import time
 from pathlib import Path
 
+from benchmarks import results
+
 MB = 10**6
 TRAIN_STEPS = 20
 
@@ -170,7 +172,8 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--sizes_mb", default="50,500,2000")
     parser.add_argument("--workdir", default="/tmp/modelzoo-corpus")
-    parser.add_argument("--output", default="", help="also write the rows as JSON here")
+    parser.add_argument("--output", default=str(Path(__file__).with_name("corpus_results.json")),
+                        help="where the rows go, with the date and host (benchmarks.tables renders docs/data.md's table from it)")
     parser.add_argument("--phase", default="", help=argparse.SUPPRESS)
     parser.add_argument("--corpus", default="", help=argparse.SUPPRESS)
     parser.add_argument("--run_dir", default="", help=argparse.SUPPRESS)
@@ -185,8 +188,7 @@ def main() -> None:
         rows.append(measure(size, Path(args.workdir)))
         print(json.dumps(rows[-1]), flush=True)
     print(table(rows))
-    if args.output:
-        Path(args.output).write_text(json.dumps(rows, indent=1) + "\n")
+    results.write(args.output, rows, results.command_line(), merge_key=("corpus_mb",))
 
 
 if __name__ == "__main__":
