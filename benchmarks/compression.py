@@ -38,13 +38,13 @@ from benchmarks import results
 from benchmarks.text_csv import long_lines, stdlib_files, write_two_class_csv
 from common.metrics import evaluate_predictor
 from common.rundir import CALIBRATION, VALIDATION, RunDir
+from common.tasks import TASKS
 from export import formats as formats_lib
 from export.exporter import _representative_dataset, float32_model, spec_from_examples
 from export.runtime.litert import LiteRTRunner
 from trainers import checkpoints, prune
 from trainers.config import Config, defaults
 from trainers.strategy import get_strategy
-from trainers.tasks import TASKS
 from trainers.train import train_and_evaluate
 
 FORMATS = ("tflite_float32", "tflite_int8")
@@ -115,7 +115,8 @@ def train(
     config.train.update(dict(batch_size=workload.batch_size, train_steps=steps, learning_rate=workload.learning_rate,
                              warmup_steps=max(1, steps // 10), steps_per_loop=10, checkpoint_every=0, eval_every=0,
                              eval_batches=0, final_eval_batches=16))
-    train_and_evaluate(config, run_dir, strategy=get_strategy("auto"), init_from=init_from, distill_from=distill_from)
+    config.train.update(init_from=init_from or "", distill_from=distill_from or "")
+    train_and_evaluate(config, run_dir, strategy=get_strategy("auto"))
     return run_dir
 
 

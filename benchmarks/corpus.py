@@ -97,14 +97,15 @@ def train_phase(corpus: str, run_dir: str, started: float) -> dict:
     from trainers import loop, pipeline
     from trainers.config import defaults, resolve
     from trainers.strategy import get_strategy
+    from trainers.train import resolve_run
 
     config = defaults("bert_small")
     config.data.dataset = f"text:{corpus}"
     config = resolve(config)
     begin = time.time()
-    task, data = pipeline.prepare(config, RunDir(run_dir), None)
+    setup = resolve_run(config, RunDir(run_dir), get_strategy("auto"))
     prepared = time.time()
-    config = config.with_model(**data.model_overrides)
+    config, task, data = setup.config, setup.task, setup.task_data
     train = config.train
     strategy = get_strategy("auto")
     with strategy.scope():

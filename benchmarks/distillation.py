@@ -115,8 +115,9 @@ def train(workload: Workload, model: str, run_dir: str, steps: int, init_from=No
     )  # fmt: skip
     if workload.learning_rate:
         config.train.learning_rate = workload.learning_rate
+    config.train.update(init_from=init_from or "", distill_from=distill_from or "")
     start = time.perf_counter()
-    metrics = train_and_evaluate(config, run_dir, strategy=get_strategy("auto"), init_from=init_from, distill_from=distill_from)
+    metrics = train_and_evaluate(config, run_dir, strategy=get_strategy("auto"))
     result = {**metrics, "seconds": time.perf_counter() - start, "parameters": checkpoints.load_model(RunDir(run_dir)).count_params()}
     with open(stored, "w") as f:
         json.dump(result, f)
@@ -163,9 +164,9 @@ def step_cost(workload: Workload, work_dir: str, rounds: int = 5, steps: int = 1
     import tensorflow as tf
 
     from common.rundir import TARGET_WEIGHTS, TARGETS, VALIDATION
+    from common.tasks import TASKS
     from trainers.distill import distillation_stats
     from trainers.loop import make_optimizer
-    from trainers.tasks import TASKS
 
     student_run = RunDir(os.path.join(work_dir, f"{workload.name}-alone-{FLAGS.steps}"))
     student, teacher = checkpoints.load_model(student_run), checkpoints.load_model(RunDir(os.path.join(work_dir, f"{workload.name}-teacher")))

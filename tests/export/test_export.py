@@ -12,12 +12,12 @@ import tensorflow as tf
 from ai_edge_litert.interpreter import Interpreter
 
 from common.rundir import RunDir
+from common.tasks import TASKS
 from export import generation
 from export.evaluate import predict_in_batches
 from export.exporter import spec_from_examples
 from export.formats import FILES, FORMATS, keras_predictor, predictor
 from trainers import checkpoints
-from trainers.tasks import TASKS
 
 pytestmark = pytest.mark.slow
 
