@@ -212,7 +212,7 @@ def greedy_agreement(tokens: Sequence[Sequence[int]], reference: Sequence[Sequen
 
 def validation_perplexity(decoder: TFLiteDecoder, examples: dict[str, np.ndarray], count: int) -> float:
     """Perplexity of the decode model on the first `count` stored validation examples, scored
-    one decode step per token exactly as the trainer's metrics (export.runtime.metrics)."""
+    one decode step per token exactly as the trainer's metrics (common.metrics)."""
     sums = {"loss": 0.0, "weight": 0.0, "correct": 0.0}
     for i in range(min(count, len(examples[TARGETS]))):
         length = int(np.asarray(examples["padding_mask"][i]).sum()) if "padding_mask" in examples else decoder.context
