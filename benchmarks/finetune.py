@@ -99,14 +99,14 @@ def fine_tune(dataset: str, run_dir: str, **train) -> tuple[dict, Clock]:
 
     config = defaults(pretrained.registered_name(CHECKPOINT))
     config.task, config.data.dataset = "classify", dataset
-    config.train.update(train)
+    config.train.update(train, init_from=CHECKPOINT)
     with Clock() as clock:
-        metrics = train_and_evaluate(resolve(config), run_dir, init_from=CHECKPOINT)
+        metrics = train_and_evaluate(resolve(config), run_dir)
     return metrics, clock
 
 
 def finetune_section(work: Path) -> dict:
-    from trainers.rundir import RunDir
+    from common.rundir import RunDir
 
     rows = {}
     for dataset in ("mr", "bbc_news"):
@@ -138,24 +138,24 @@ def keras_hub_section(work: Path, chunk: int = 25) -> dict:
     import tensorflow as tf
 
     import zoo
-    from export.runtime.metrics import evaluate_predictor
-    from trainers import loop, pipeline, pretrained, recipes
+    from common.metrics import evaluate_predictor
+    from common.rundir import TARGET_WEIGHTS, TARGETS, RunDir
+    from trainers import loop, pipeline, pretrained
     from trainers.config import defaults, resolve
-    from trainers.rundir import TARGET_WEIGHTS, TARGETS, RunDir
     from trainers.strategy import get_strategy
+    from trainers.train import resolve_run
 
     directory = zoo.pretrained.local_directory(CHECKPOINT)
     config = defaults(pretrained.registered_name(CHECKPOINT))
-    config.task, config.data.dataset = "classify", "mr"
-    config, source = pretrained.adopt(resolve(config), directory)
-    config = recipes.for_checkpoint(config, directory)
+    config.task, config.data.dataset, config.train.init_from = "classify", "mr", directory
     scratch = work / "keras_hub_scratch"
     shutil.rmtree(scratch, ignore_errors=True)
-    task, data = pipeline.prepare(config, RunDir(str(scratch)), None, directory)
-    config = config.with_model(**{k: v for k, v in data.model_overrides.items() if k != "vocab_size"})
+    strategy = get_strategy("auto")
+    # The config our trainer would run: the checkpoint's geometry, the recipe, the data's classes.
+    setup = resolve_run(resolve(config), RunDir(str(scratch)), strategy)
+    config, task, data, source = setup.config, setup.task, setup.task_data, setup.source
     train = config.train
     keras.utils.set_random_seed(train.seed)
-    strategy = get_strategy("auto")
     with strategy.scope():
         ours = zoo.get_model(config.name, **config.model)
         optimizer = loop.make_optimizer(train)
@@ -224,17 +224,19 @@ def int8_section(work: Path, lengths=(64, 128), rounds: int = 7, iterations: int
     import onnxruntime
     from onnxruntime.quantization import QuantType, quantize_dynamic
 
+    from common.metrics import evaluate_predictor
+    from common.rundir import CALIBRATION, VALIDATION, RunDir
     from export import formats as formats_lib
-    from export.exporter import _representative_dataset, float32_model
+    from export.exporter import _representative_dataset
     from export.runtime.litert import LiteRTRunner
-    from export.runtime.metrics import evaluate_predictor
     from export.spec import signature_of
+    from trainers import checkpoints
     from trainers.config import Config
-    from trainers.rundir import CALIBRATION, VALIDATION, RunDir
+    from trainers.precision import float32_model
 
     run = RunDir(mr_run(work))
     config = Config.from_json(run.read_config())
-    model = float32_model(run.load_model(), config)
+    model = float32_model(checkpoints.load_model(run), config)
     validation, calibration = run.read_examples(VALIDATION), run.read_examples(CALIBRATION)
     inputs = ("token_ids", "segment_ids", "padding_mask")
     result = {"run": run.path, "threads": THREADS, "lengths": {}}
@@ -297,12 +299,13 @@ def _interleaved_ms(calls: dict, rounds: int, iterations: int) -> dict[str, floa
 # --- compression on real weights -----------------------------------------------------------------
 def compression_section(work: Path, distilled_steps: int | None = None) -> dict:
     from benchmarks.compression import latencies
+    from common.metrics import evaluate_predictor
+    from common.rundir import CALIBRATION, VALIDATION, RunDir
     from export import formats as formats_lib
-    from export.exporter import _representative_dataset, float32_model, spec_from_examples
-    from export.runtime.metrics import evaluate_predictor
-    from trainers import prune
+    from export.exporter import _representative_dataset, spec_from_examples
+    from trainers import checkpoints, prune
     from trainers.config import Config
-    from trainers.rundir import CALIBRATION, VALIDATION, RunDir
+    from trainers.precision import float32_model
     from trainers.tasks import TASKS
 
     teacher = mr_run(work)
@@ -332,7 +335,7 @@ def compression_section(work: Path, distilled_steps: int | None = None) -> dict:
     for label, run_dir in candidates.items():
         run = RunDir(run_dir)
         config = Config.from_json(run.read_config())
-        model = float32_model(run.load_model(), config)
+        model = float32_model(checkpoints.load_model(run), config)
         validation = run.read_examples(VALIDATION)
         spec = spec_from_examples(model, TASKS["classify"], validation)
         directory = work / "compression_files" / Path(run_dir).name
@@ -356,15 +359,15 @@ def compression_section(work: Path, distilled_steps: int | None = None) -> dict:
 
 
 def _steps(run_dir: str) -> int:
-    from trainers.rundir import RunDir
+    from common.rundir import RunDir
 
     return int(RunDir(run_dir).read_config()["train"]["train_steps"])
 
 
 def fine_tune_from(source: str, run_dir: str, **train) -> dict:
     """Fine-tunes a run (a pruned one) on MR with the MR run's settings; `distill_from` a teacher run."""
+    from common.rundir import RunDir
     from trainers.config import defaults, resolve
-    from trainers.rundir import RunDir
     from trainers.train import train_and_evaluate
 
     previous = RunDir(source).read_config()
@@ -373,10 +376,9 @@ def fine_tune_from(source: str, run_dir: str, **train) -> dict:
     config.data.sequence_length = previous["data"]["sequence_length"]
     for key in ("batch_size", "learning_rate", "train_steps"):
         config.train[key] = previous["train"][key]
-    config.train.update(train)
+    config.train.update(train, init_from=source)  # train may name distill_from: a teacher run
     config.train.warmup_steps = int(round(0.1 * config.train.train_steps))
-    distill_from = config.train.pop("distill_from", None) if "distill_from" in train else None
-    return train_and_evaluate(resolve(config), run_dir, init_from=source, distill_from=distill_from)
+    return train_and_evaluate(resolve(config), run_dir)
 
 
 def _step_cost_ratio(work: Path, student: str, teacher: str, steps: int = 10, rounds: int = 3) -> float:
@@ -384,15 +386,15 @@ def _step_cost_ratio(work: Path, student: str, teacher: str, steps: int = 10, ro
     import keras
     import tensorflow as tf
 
+    from common.rundir import RunDir
     from trainers import distill, loop, pipeline
     from trainers.config import Config
-    from trainers.rundir import RunDir
     from trainers.strategy import get_strategy
 
     config = Config.from_json(RunDir(student).read_config())
     config = Config.from_json({**config.to_json(), "train": {**config.to_json()["train"], "distill_from": teacher}})
     strategy = get_strategy("auto")
-    task, data = pipeline.prepare(config, RunDir(student), None)
+    task, data = pipeline.prepare(config, config.model, RunDir(student), None)
     calls = {}
     for name in ("alone", "distilled"):
         model = keras.models.load_model(os.path.join(student, "model.keras"))
@@ -412,9 +414,8 @@ def senteval_section(work: Path, length: int = 64) -> dict:
     from sklearn.model_selection import GridSearchCV, StratifiedKFold
 
     import zoo
-    from export.runtime.tokenizer import encode_texts
+    from common.tokenizers import Tokenizer, encode_texts
     from trainers import named_data
-    from zoo.tokenizers import Tokenizer
 
     texts, labels, _ = named_data.examples("mr")
     model = zoo.from_pretrained(CHECKPOINT, head="embedding")
@@ -439,17 +440,17 @@ def mediapipe_section(work: Path, pairs: int = 200) -> dict:
     from mediapipe.tasks.python.text import text_classifier, text_embedder
 
     from common.embeddings import cosine_rows
+    from common.rundir import RunDir
     from export.exporter import export_run
     from export.runtime import LiteRTRunner, Tokenizer, encode_texts
-    from trainers import named_data
+    from trainers import text_data
     from trainers.import_checkpoint import import_checkpoint
-    from trainers.rundir import RunDir
 
     result = {}
     classifier_run = RunDir(mr_run(work))
     if not os.path.isfile(os.path.join(classifier_run.export_dir, "model_mediapipe_int8.tflite")):
         export_run(classifier_run.path, formats="tflite_float32,tflite_int8", overwrite=True)
-    data = named_data.load("mr")
+    data = text_data.load_texts("mr", None, labeled=True)
     labels = classifier_run.labels()
     tokenizer = Tokenizer.load(classifier_run.tokenizer_dir)
     length = classifier_run.read_config()["data"]["sequence_length"]

@@ -50,3 +50,10 @@ def metrics(embeddings: np.ndarray, targets: np.ndarray, target_weights: np.ndar
     """An embedding model's validation metrics (its `targets` are the examples' class labels)."""
     norms = np.linalg.norm(np.asarray(embeddings, np.float64), axis=-1)
     return {"knn_accuracy": knn_accuracy(embeddings, targets, target_weights), "mean_norm": float(norms.mean())}
+
+
+def evaluate(outputs: np.ndarray, examples: dict[str, np.ndarray]) -> dict[str, float]:
+    """`metrics` of a model's embeddings `outputs` for a run's stored `examples` (their labels)."""
+    from common.rundir import TARGET_WEIGHTS, TARGETS
+
+    return metrics(outputs, examples[TARGETS], examples[TARGET_WEIGHTS])

@@ -12,10 +12,11 @@ import os
 import numpy as np
 from absl import logging
 
+from common import embeddings
+from common.metrics import evaluate_predictor
+from common.tasks import TaskSpec
 from export.evaluate import Predictor, max_abs_diff, predict_in_batches
-from export.runtime.metrics import evaluate_predictor
 from export.spec import Signature
-from trainers.tasks import Task
 
 # SavedModel, float32 TFLite, ONNX and the Hugging Face directory (read back with
 # zoo.from_pretrained) compute in float32 like Keras: only op order differs.
@@ -28,7 +29,7 @@ SAVED_MODEL_WEIGHTS_LIMIT = 1.1
 
 
 def check(
-    task: type[Task],
+    task: TaskSpec,
     spec: Signature,
     reference: Predictor,
     predictors: dict[str, Predictor],
@@ -56,22 +57,20 @@ def check(
 def _check_all_outputs(task, reference, predictors, examples, inputs, fixed, expected, batch_size) -> tuple[dict, dict[str, dict]]:
     """`check` for tasks scored on every output at once (sentence embeddings): the task's metrics,
     and each format's `cosine_distance_to_keras`, 1 - the smallest cosine of its output to Keras's."""
-    from common.embeddings import cosine_rows
-
     keras_outputs = predict_in_batches(reference, inputs, batch_size)
     results = {}
     for fmt, predict in predictors.items():
         outputs = predict_in_batches(predict, inputs, batch_size)
-        distance = float(1.0 - cosine_rows(outputs, keras_outputs).min())
+        distance = float(1.0 - embeddings.cosine_rows(outputs, keras_outputs).min())
         results[fmt] = {
             "max_abs_diff": max_abs_diff(predict_in_batches(predict, fixed, batch_size), expected),
-            "metrics": {**task().evaluate_outputs(outputs, examples), "cosine_distance_to_keras": distance},
+            "metrics": {**embeddings.evaluate(outputs, examples), "cosine_distance_to_keras": distance},
         }
         logging.info("%s: max-abs-diff %.3g, %s", fmt, results[fmt]["max_abs_diff"], results[fmt]["metrics"])
-    return {"metrics": {**task().evaluate_outputs(keras_outputs, examples), "cosine_distance_to_keras": 0.0}}, results
+    return {"metrics": {**embeddings.evaluate(keras_outputs, examples), "cosine_distance_to_keras": 0.0}}, results
 
 
-def gates(task: type[Task], keras_metrics: dict, formats: dict[str, dict]) -> dict[str, dict]:
+def gates(task: TaskSpec, keras_metrics: dict, formats: dict[str, dict]) -> dict[str, dict]:
     """Each applicable gate as {value, limit, passed}; a gate whose inputs were not exported is absent."""
     result = {}
 

@@ -22,9 +22,9 @@ import json
 
 from absl import app, flags
 
+from common import cli
 from export.runtime import tasks
 from export.runtime.litert import LiteRTRunner, RunnerError
-from trainers import cli
 
 __all__ = ["LiteRTRunner", "RunnerError"]
 

@@ -10,11 +10,19 @@ Loads RUN/model.keras and RUN/tokenizer; this module only parses flags and calls
 
 from __future__ import annotations
 
+import sys
+
+from trainers import quiet
+
+if __name__ == "__main__":  # before the imports below load TensorFlow
+    quiet.quiet_tensorflow(sys.argv)
+
 from absl import app, flags
 
-from trainers import cli
-from trainers.rundir import TOKENIZER, RunDir, RunDirError
-from zoo.generation import SAMPLERS
+from common import cli
+from common.rundir import TOKENIZER, RunDir, RunDirError
+from common.sampling import SAMPLERS
+from trainers import checkpoints
 
 PROGRAM = "trainers.generate"
 
@@ -40,7 +48,7 @@ def load(run_dir: str):
     run.check_finished("generating with it")
     if not run.has_tokenizer():
         raise RunDirError(f"{run_dir} has no {TOKENIZER}/tokenizer.json; generation needs a text model's run")
-    return run.load_model(), run.load_tokenizer()
+    return checkpoints.load_model(run), run.load_tokenizer()
 
 
 def _check_prompt(prompt: str) -> None:

@@ -16,8 +16,7 @@ import os
 import numpy as np
 
 from common import assets
-from trainers.data import DataError
-from trainers.text_data import TextData
+from common.data import DataError
 
 SEED = 0
 MR_FILE = "movieReviewSnippets_GroundTruth.txt"
@@ -27,15 +26,16 @@ VALIDATION_FRACTION = {"mr": 0.1, "bbc_news": 0.2}
 DATASETS = tuple(VALIDATION_FRACTION)
 
 
-def load(name: str) -> TextData:
-    """The named dataset's fixed train/validation split, with label names."""
+def load(name: str) -> tuple[list[str], list[str], np.ndarray, np.ndarray, list[str]]:
+    """The named dataset's fixed split: train texts, validation texts, their labels, the label names
+    (`trainers.text_data` makes its TextData of them)."""
     texts, labels, names = examples(name)
     validation = _validation_mask(labels, VALIDATION_FRACTION[name])
     first = {}
     for i, text in enumerate(texts):  # a repeated text follows its first copy: validation never scores a memorised one
         validation[i] = validation[first.setdefault(text, i)]
     pick = lambda mask: [t for t, m in zip(texts, mask) if m]  # noqa: E731
-    return TextData(pick(~validation), pick(validation), labels[~validation], labels[validation], names)
+    return pick(~validation), pick(validation), labels[~validation], labels[validation], names
 
 
 def examples(name: str) -> tuple[list[str], np.ndarray, list[str]]:

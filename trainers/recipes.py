@@ -48,16 +48,17 @@ def sequence_length(token_lengths: Sequence[int], recipe: FineTuning, model_limi
 
 
 def fine_tune_classifier(
-    config: Config, token_lengths: Sequence[int], num_examples: int, file_defaults: Mapping, recipe: FineTuning = CLASSIFICATION
+    config: Config, token_lengths: Sequence[int], num_examples: int, file_defaults: Mapping, recipe: FineTuning = CLASSIFICATION,
+    model_limit: int | None = None,
 ) -> Config:
     """`config` with the recipe's settings wherever it still holds `file_defaults` (the family
     config file's values, i.e. the user did not set them). `token_lengths`: tokens of each
-    training text with [CLS] and [SEP]."""
+    training text with [CLS] and [SEP]; `model_limit`: the checkpoint's longest sequence."""
     data, train = dict(config.to_json()["data"]), dict(config.to_json()["train"])
     untouched = lambda section, values, key: json.dumps(values[key]) == json.dumps(file_defaults[section].get(key))  # noqa: E731
     chosen = {}
     if untouched("data", data, "sequence_length"):
-        chosen["data.sequence_length"] = sequence_length(token_lengths, recipe, config.model.get("max_sequence_length"))
+        chosen["data.sequence_length"] = sequence_length(token_lengths, recipe, model_limit or config.model.get("max_sequence_length"))
     if untouched("data", data, "group_by_length"):
         chosen["data.group_by_length"] = recipe.group_by_length
     if untouched("train", train, "batch_size"):
@@ -86,17 +87,17 @@ def fine_tune_classifier(
     )
 
 
-def for_checkpoint(config: Config, checkpoint_dir: str, data_dir: str | None = None) -> Config:
+def for_checkpoint(config: Config, checkpoint_dir: str, model_limit: int | None = None) -> Config:
     """The recipe of `config.task` when a pretrained checkpoint starts the run (classification
     only, so far), measured on the run's training texts with the checkpoint's tokenizer."""
     if config.task != "classify":
         return config
     from trainers import pretrained, text_data
-    from zoo.tokenizers import WORDPIECE
+    from common.tokenizers import WORDPIECE
 
     source = text_data.load_texts(
-        config.data.dataset, data_dir, labeled=True, text_field=config.data.text_field, label_field=config.data.label_field
+        config.data.dataset, config.data.data_dir or None, labeled=True, text_field=config.data.text_field, label_field=config.data.label_field
     )
     tokenizer = pretrained.tokenizer(checkpoint_dir, WORDPIECE)
     lengths = [len(ids) + 2 for ids in tokenizer.encode_batch(source.train_texts)]
-    return fine_tune_classifier(config, lengths, len(source.train_texts), defaults(config.name).to_dict())
+    return fine_tune_classifier(config, lengths, len(source.train_texts), defaults(config.name).to_dict(), model_limit=model_limit)

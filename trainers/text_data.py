@@ -20,8 +20,9 @@ from typing import Any
 import numpy as np
 from absl import logging
 
-from trainers.data import DataError, prepared_tfds_builder
-from trainers.rundir import atomic_write
+from common.data import DataError
+from common.rundir import atomic_write
+from trainers.data import prepared_tfds_builder
 
 TEXT_SPECS = ("pysource", "text:PATH", "csv:PATH", "jsonl:PATH", "tfds:NAME", "mr", "bbc_news")
 VALIDATION_SPLIT_NAMES = ("validation", "dev", "test")  # first one present is the validation set
@@ -74,7 +75,7 @@ def load_texts(
     if spec in ("mr", "bbc_news"):  # real benchmarks from pinned packages, with their own fixed splits
         from trainers import named_data
 
-        return named_data.load(spec)
+        return TextData(*named_data.load(spec))
     kind, _, arg = spec.partition(":")
     if not (spec == "pysource" or (kind in ("text", "csv", "jsonl", "tfds") and arg)):
         raise DataError(f"unknown text dataset {spec!r}; use one of: {', '.join(TEXT_SPECS)}")

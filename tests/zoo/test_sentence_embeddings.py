@@ -11,8 +11,8 @@ import numpy as np
 import pytest
 
 import zoo
-from export.runtime.tokenizer import Tokenizer as RuntimeTokenizer
-from export.runtime.tokenizer import encode_texts
+from common.tokenizers import Tokenizer as RuntimeTokenizer
+from common.tokenizers import encode_texts
 from zoo.tokenizers import Tokenizer
 
 SOURCE = "asset:all-minilm-l6-v2"
