@@ -27,6 +27,7 @@ from trainers.tasks import TASKS, Task
 
 REPORT = "report.json"
 PARITY_EXAMPLES = 8
+GPT_DECODE = "gpt_decode"  # the name report.json gives the decode models and .litertlm packages when they fail
 
 
 def export_run(
@@ -85,20 +86,28 @@ def export_run(
     try:
         tokenizer = run.load_tokenizer() if run.has_tokenizer() else None
         _copy_for_clients(run, tmp, spec)
+        # A format whose converter or runtime fails is recorded here and its file removed; the
+        # others are still written and proven (report.json and the exit status say which failed).
+        failures: dict[str, dict] = {}
         written = formats_lib.export_formats(
-            model, spec, tmp, formats, _representative_dataset(spec, calibration, representative_examples), tokenizer
+            model, spec, tmp, formats, _representative_dataset(spec, calibration, representative_examples), tokenizer, failures
         )
-        report_lib.size_ratios(written, tmp, model.count_params())
-        apps = _app_files(run, tmp, spec)
-        predictors = {fmt: formats_lib.predictor(fmt, os.path.join(tmp, e["file"]), num_threads, spec) for fmt, e in written.items()}
+        predictors = _predictors(written, tmp, num_threads, spec, failures)
         keras_entry, checks = report_lib.check(
-            task, spec, formats_lib.keras_predictor(model, spec), predictors, validation, parity_examples
+            task, spec, formats_lib.keras_predictor(model, spec), predictors, validation, parity_examples, failures=failures
         )
         del predictors  # release interpreters and sessions before the files move
+        for fmt in [f for f in written if f in failures]:
+            formats_lib.remove(tmp, fmt)
+            del written[fmt]
+        if not written:
+            raise ExportError("no format could be written: " + "; ".join(f"{f}: {e['error']}" for f, e in failures.items()))
         for fmt, entry in checks.items():
             written[fmt].update(entry)
+        report_lib.size_ratios(written, tmp, model.count_params())
+        apps = _app_files(run, tmp, spec)
         gates = report_lib.gates(task, keras_entry["metrics"], written)
-        decode = _decode_models(task, model, tmp, formats, validation, generation_context, num_threads, run.tokenizer_dir)
+        decode = _decode_models(task, model, tmp, formats, validation, generation_context, num_threads, run.tokenizer_dir, failures)
         if decode:
             gates.update(decode.pop("gates"))  # greedy vs Keras; int8/int4 perplexity and size (export.generation)
         report = {
@@ -111,8 +120,9 @@ def export_run(
             **({"generation": decode} if decode else {}),
             **({"mediapipe": apps} if apps else {}),
             "gates": gates,
-            "passed": all(g["passed"] for g in gates.values()),
+            "passed": all(g["passed"] for g in gates.values()) and not failures,
             "failed_gates": sorted(name for name, g in gates.items() if not g["passed"]),
+            "failed_formats": failures,  # format -> {error, traceback}: not written, or removed because it could not be run
             "export_dir": os.path.abspath(destination),
             # The runner checks a model file against these before using this run's data with it.
             "sha256": _model_hashes(tmp),
@@ -129,6 +139,8 @@ def export_run(
         raise
     for line in report_lib.failed(gates):
         logging.warning("gate failed: %s", line)
+    for line in report_lib.failed_formats(report):
+        logging.warning("format failed: %s", line)
     logging.info("exported %s to %s", config.name, destination)
     return report
 
@@ -161,13 +173,35 @@ def spec_from_examples(model: keras.Model, task: type[Task], examples: dict[str,
     return signature_of(model, task.name, length, predictions)
 
 
+def _predictors(written: dict[str, dict], directory: str, num_threads, spec: Signature, failures: dict[str, dict]) -> dict:
+    """A predictor per written format; a file its runtime refuses to open is a failure of that format."""
+    predictors = {}
+    for fmt, entry in written.items():
+        try:
+            predictors[fmt] = formats_lib.predictor(fmt, os.path.join(directory, entry["file"]), num_threads, spec)
+        except Exception as e:  # noqa: BLE001  (onnxruntime, LiteRT or Keras refusing a file: that format fails, not the export)
+            failures[fmt] = report_lib.failure(e)
+            logging.warning("%s could not be opened: %s", fmt, failures[fmt]["error"])
+    return predictors
+
+
 def _decode_models(
-    task: type[Task], model, directory: str, formats: tuple[str, ...], validation, context, num_threads, tokenizer_dir: str
+    task: type[Task], model, directory: str, formats: tuple[str, ...], validation, context, num_threads, tokenizer_dir: str,
+    failures: dict[str, dict],
 ) -> dict | None:
-    """GPT runs exported to TFLite also get the decode models and .litertlm packages for on-device generation."""
+    """GPT runs exported to TFLite also get the decode models and .litertlm packages for on-device
+    generation; their failure is recorded as the failure of `gpt_decode` and removes their files."""
     if not task.exports_decoder or not any(f.startswith("tflite_") for f in formats):
         return None
-    return generation.export_decode_models(model, directory, validation, tokenizer_dir, context, num_threads)
+    try:
+        return generation.export_decode_models(model, directory, validation, tokenizer_dir, context, num_threads)
+    except Exception as e:  # noqa: BLE001
+        failures[GPT_DECODE] = report_lib.failure(e)
+        logging.warning("%s could not be written: %s", GPT_DECODE, failures[GPT_DECODE]["error"])
+        for name in generation.FILES.values():
+            if os.path.exists(os.path.join(directory, name)):
+                os.remove(os.path.join(directory, name))
+        return None
 
 
 def _copy_for_clients(run: RunDir, directory: str, spec: Signature) -> None:

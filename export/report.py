@@ -8,13 +8,15 @@ and the task's validation metrics. Gates turn the numbers into pass/fail, record
 from __future__ import annotations
 
 import os
+import sys
+import traceback
 
 import numpy as np
 from absl import logging
 
 from export.evaluate import Predictor, max_abs_diff, predict_in_batches
 from export.runtime.metrics import evaluate_predictor
-from export.spec import Signature
+from export.spec import ExportError, Signature
 from trainers.tasks import Task
 
 # SavedModel, float32 TFLite, ONNX and the Hugging Face directory (read back with
@@ -25,6 +27,9 @@ PARITY_FORMATS = ("saved_model", "tflite_float32", "onnx", "hf")
 SIZE_LIMITS = {"tflite_float16": 0.55, "tflite_dynamic": 0.3, "tflite_int8": 0.3, "onnx": 1.05}
 # SavedModel variables as a fraction of the float32 weights (4 bytes per parameter): stored once.
 SAVED_MODEL_WEIGHTS_LIMIT = 1.1
+# Exit status of export.run and trainers.run --export when the export was written but a gate failed
+# or a format could not be written (2: a usage error, nothing written).
+FAILED_EXIT = 1
 
 
 def check(
@@ -35,18 +40,29 @@ def check(
     examples: dict[str, np.ndarray],
     parity_examples: int,
     batch_size: int = 64,
+    failures: dict[str, dict] | None = None,
 ) -> tuple[dict, dict[str, dict]]:
-    """Keras metrics, and per format {max_abs_diff, metrics}, on the same validation examples."""
+    """Keras metrics, and per format {max_abs_diff, metrics}, on the same validation examples.
+
+    With `failures` (a dict), a format whose runtime cannot run its file is recorded there
+    (`failure`) and left out of the results; without, it raises."""
     inputs = {name: examples[name] for name in spec.input_names}
     fixed = {k: v[:parity_examples] for k, v in inputs.items()}
     expected = predict_in_batches(reference, fixed, batch_size)
     keras_metrics = evaluate_predictor(reference, examples, spec.input_names, task.name, batch_size)
     results = {}
     for fmt, predict in predictors.items():
-        results[fmt] = {
-            "max_abs_diff": max_abs_diff(predict_in_batches(predict, fixed, batch_size), expected),
-            "metrics": evaluate_predictor(predict, examples, spec.input_names, task.name, batch_size),
-        }
+        try:
+            results[fmt] = {
+                "max_abs_diff": max_abs_diff(predict_in_batches(predict, fixed, batch_size), expected),
+                "metrics": evaluate_predictor(predict, examples, spec.input_names, task.name, batch_size),
+            }
+        except Exception as e:  # noqa: BLE001  (an outside runtime refusing a file fails that format only)
+            if failures is None:
+                raise
+            failures[fmt] = failure(e)
+            logging.warning("%s could not be run back: %s", fmt, failures[fmt]["error"])
+            continue
         logging.info("%s: max-abs-diff %.3g, %s", fmt, results[fmt]["max_abs_diff"], results[fmt]["metrics"])
     return {"metrics": keras_metrics}, results
 
@@ -93,3 +109,32 @@ def size_ratios(formats: dict[str, dict], directory: str, parameters: int) -> No
 def failed(gates: dict[str, dict]) -> list[str]:
     """`name=value (limit L)` for every failed gate."""
     return [f"{name}={g['value']:.4g} (limit {g['limit']:.4g})" for name, g in gates.items() if not g["passed"]]
+
+
+def failed_formats(report: dict) -> list[str]:
+    """`FORMAT (why)` for every format report.json says could not be written or run back."""
+    return [f"{fmt} ({entry['error']})" for fmt, entry in report.get("failed_formats", {}).items()]
+
+
+def failure(error: BaseException) -> dict[str, str]:
+    """What report.json records of a format that failed: one line a user reads, and the traceback
+    for whoever debugs the converter."""
+    message = " ".join(str(error).split())
+    if not isinstance(error, ExportError):  # our own errors are already a sentence; others need their type
+        message = f"{type(error).__name__}: {message}" if message else type(error).__name__
+    if len(message) > 300:
+        message = message[:297] + "..."
+    return {"error": message, "traceback": "".join(traceback.format_exception(type(error), error, error.__traceback__))}
+
+
+def print_problems(program: str, report: dict) -> bool:
+    """One stderr line per format that could not be written, and one naming the failed gates;
+    whether anything failed (the files written stay, marked in report.json)."""
+    logging.flush()
+    formats = failed_formats(report)
+    for line in formats:
+        print(f"{program}: format failed: {line}; the other formats are written, see report.json", file=sys.stderr)
+    gates_failed = failed(report["gates"])
+    if gates_failed:  # a script must not ship them unnoticed
+        print(f"{program}: gates failed: {', '.join(gates_failed)}; the files are kept, marked in report.json", file=sys.stderr)
+    return bool(formats or gates_failed)
