@@ -14,6 +14,7 @@ import traceback
 import numpy as np
 from absl import logging
 
+from export import flatbuffer, onnx
 from export.evaluate import Predictor, max_abs_diff, predict_in_batches
 from export.runtime.metrics import evaluate_predictor
 from export.spec import ExportError, Signature
@@ -23,9 +24,15 @@ from trainers.tasks import Task
 # zoo.from_pretrained) compute in float32 like Keras: only op order differs.
 PARITY_LIMIT = 1e-4
 PARITY_FORMATS = ("saved_model", "tflite_float32", "onnx", "hf")
-# File size as a fraction of the float32 TFLite file: each file stores a tied embedding table once.
-SIZE_LIMITS = {"tflite_float16": 0.55, "tflite_dynamic": 0.3, "tflite_int8": 0.3, "onnx": 1.05}
-# SavedModel variables as a fraction of the float32 weights (4 bytes per parameter): stored once.
+# Weight bytes (`flatbuffer.weights_bytes`: constants of >= 1024 elements, what quantization
+# shrinks) as a fraction of the float32 TFLite file's. Not the file size: a file's fixed part (graph,
+# names, per-signature quantization parameters) is a few hundred KB, so a correct int8 file of a
+# 2 MB model is 0.30x its float one and of a 0.2 MB one 0.50x, while its weights are 0.25-0.27x at
+# any size; a file that failed to quantize keeps ~1.0x. Each file stores a tied table once.
+WEIGHTS_LIMITS = {"tflite_float16": 0.55, "tflite_dynamic": 0.3, "tflite_int8": 0.3}
+# ONNX and SavedModel constants as a fraction of the float32 weights (4 bytes per parameter):
+# each weight stored once (ONNX keeps the whole position table: it takes any length).
+ONNX_WEIGHTS_LIMIT = 1.05
 SAVED_MODEL_WEIGHTS_LIMIT = 1.1
 # Exit status of export.run and trainers.run --export when the export was written but a gate failed
 # or a format could not be written (2: a usage error, nothing written).
@@ -77,10 +84,11 @@ def gates(task: type[Task], keras_metrics: dict, formats: dict[str, dict]) -> di
     for fmt in PARITY_FORMATS:
         if fmt in formats and "max_abs_diff" in formats[fmt]:
             gate(f"{fmt}.max_abs_diff", formats[fmt]["max_abs_diff"], PARITY_LIMIT)
-    if "tflite_float32" in formats:
-        for fmt, limit in SIZE_LIMITS.items():
-            if fmt in formats:
-                gate(f"{fmt}.size_vs_float32", formats[fmt]["size_vs_float32"], limit)
+    for fmt, limit in WEIGHTS_LIMITS.items():
+        if "weights_vs_float32" in formats.get(fmt, {}):
+            gate(f"{fmt}.weights_vs_float32", formats[fmt]["weights_vs_float32"], limit)
+    if "weights_vs_parameters" in formats.get("onnx", {}):
+        gate("onnx.weights_vs_parameters", formats["onnx"]["weights_vs_parameters"], ONNX_WEIGHTS_LIMIT)
     if "variables_vs_weights" in formats.get("saved_model", {}):
         gate("saved_model.variables_vs_weights", formats["saved_model"]["variables_vs_weights"], SAVED_MODEL_WEIGHTS_LIMIT)
     if task.int8_gate and "metrics" in formats.get("tflite_int8", {}):
@@ -92,18 +100,27 @@ def gates(task: type[Task], keras_metrics: dict, formats: dict[str, dict]) -> di
 
 
 def size_ratios(formats: dict[str, dict], directory: str, parameters: int) -> None:
-    """Adds `size_vs_float32` to every TFLite format and ONNX, when the float32 file was exported,
-    and the SavedModel's variables (its weights; the graph is a fixed few hundred KB) vs 4 bytes x parameters."""
+    """Adds to each format what its size gates judge: TFLite files' `weights_bytes` and (with the
+    float32 file exported) `weights_vs_float32`; ONNX's and the SavedModel's constants vs 4 bytes x
+    parameters. `size_vs_float32` (whole files) is recorded for information."""
     if "saved_model" in formats:
         variables = os.path.join(directory, formats["saved_model"]["serving"], "variables")
         size = sum(os.path.getsize(os.path.join(variables, f)) for f in os.listdir(variables))
         formats["saved_model"]["variables_vs_weights"] = round(size / (4 * parameters), 4)
+    if "onnx" in formats:
+        formats["onnx"]["weights_vs_parameters"] = round(onnx.weights_bytes(os.path.join(directory, formats["onnx"]["file"])) / (4 * parameters), 4)
+    for fmt, entry in formats.items():
+        if fmt.startswith("tflite_"):
+            with open(os.path.join(directory, entry["file"]), "rb") as f:
+                entry["weights_bytes"] = flatbuffer.weights_bytes(f.read())
     if "tflite_float32" not in formats:
         return
-    base = formats["tflite_float32"]["size_bytes"]
+    base, base_weights = formats["tflite_float32"]["size_bytes"], formats["tflite_float32"]["weights_bytes"]
     for fmt, entry in formats.items():
         if fmt.startswith("tflite_") or fmt == "onnx":
             entry["size_vs_float32"] = round(entry["size_bytes"] / base, 4)
+        if fmt.startswith("tflite_"):
+            entry["weights_vs_float32"] = round(entry["weights_bytes"] / max(base_weights, 1), 4)
 
 
 def failed(gates: dict[str, dict]) -> list[str]:
