@@ -20,6 +20,7 @@ from export import generation, mediapipe
 from export import report as report_lib
 from export.spec import ExportError, Signature, signature_of
 from trainers.config import Config
+from trainers.precision import float32_model  # runs trained before model.keras was always float32
 from trainers.rundir import (
     CALIBRATION, LABELS, TARGETS, TOKENIZER, VALIDATION, RunDir, RunDirError, read_json, umask, write_json,
 )
@@ -143,26 +144,6 @@ def export_run(
         logging.warning("format failed: %s", line)
     logging.info("exported %s to %s", config.name, destination)
     return report
-
-
-def float32_model(model: keras.Model, config: Config) -> keras.Model:
-    """The model computing in float32: a mixed-precision run's layers are rebuilt with its weights.
-
-    Deployment formats are float32 (or quantized from float32); bfloat16/float16 compute would
-    make parity meaningless and does not convert to TFLite builtins.
-    """
-    if all(layer.dtype_policy.compute_dtype == "float32" for layer in model._flatten_layers()):  # noqa: SLF001
-        return model
-    import zoo
-
-    previous = keras.mixed_precision.global_policy()
-    try:
-        keras.mixed_precision.set_global_policy("float32")
-        rebuilt = zoo.get_model(config.name, **config.model)
-    finally:
-        keras.mixed_precision.set_global_policy(previous)
-    rebuilt.set_weights(model.get_weights())
-    return rebuilt
 
 
 def spec_from_examples(model: keras.Model, task: type[Task], examples: dict[str, np.ndarray]) -> Signature:

@@ -12,7 +12,8 @@ from __future__ import annotations
 
 from absl import app, flags
 
-from trainers import cli
+from trainers import cli, precision
+from trainers.config import Config
 from trainers.rundir import TOKENIZER, RunDir, RunDirError
 from zoo.generation import SAMPLERS
 
@@ -40,7 +41,9 @@ def load(run_dir: str):
     run.check_finished("generating with it")
     if not run.has_tokenizer():
         raise RunDirError(f"{run_dir} has no {TOKENIZER}/tokenizer.json; generation needs a text model's run")
-    return run.load_model(), run.load_tokenizer()
+    # float32 whatever trained it (a run saved before model.keras was always float32 may hold bf16 policies)
+    model = precision.float32_model(run.load_model(), Config.from_json(run.read_config()))
+    return model, run.load_tokenizer()
 
 
 def _check_prompt(prompt: str) -> None:

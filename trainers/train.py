@@ -279,6 +279,11 @@ def finish(state: TrainState, config: Config, task: Task, task_data: TaskData, e
     were computed on (plus calibration examples), so export needs nothing but the run."""
     train = config.train
     validation = pipeline.eval_examples(task, task_data.validation, train.batch_size, train.seed, train.final_eval_batches)
+    # model.keras (and so metrics.json, which describes it) is float32 whatever precision trained it:
+    # a mixed-precision model is evaluated as its float32 copy, on this host (no strategy needed).
+    model = precision.float32_model(state.model, config)
+    if model is not state.model:
+        evaluate = make_evaluate(model, tf.distribute.get_strategy(), task, train.batch_size)
     metrics = {**evaluate(validation), "step": int(state.step)}
     loop.check_healthy(state.model, metrics, int(state.step), int(state.step) if state.manager.latest_checkpoint else None, config.train)
     if task_data.unigram_loss is not None:
@@ -288,7 +293,7 @@ def finish(state: TrainState, config: Config, task: Task, task_data: TaskData, e
     if run is not None:
         run.write_examples(VALIDATION, validation)
         run.write_examples(CALIBRATION, pipeline.calibration_examples(task, task_data.train, config.data.calibration_examples, train.seed))
-        run.save_model(state.model)
+        run.save_model(model)
         run.write_metrics(metrics)
     logging.info("weights checksum: %.10g", _checksum(state.model))
     return metrics

@@ -218,17 +218,3 @@ def test_int8_keeps_layers_the_debugger_flags_in_float_and_says_which(tmp_path):
     assert fc_outputs == {np.float32}
     images = rng.random((4, 28, 28, 1), dtype=np.float32)
     np.testing.assert_allclose(runner.predict(images), np.asarray(model(images)), atol=1e-4)  # nothing is quantized any more
-
-
-@pytest.mark.slow
-@pytest.mark.parametrize("name", ["gpt_mini", "bert_small"])
-def test_a_mixed_precision_run_exports_float32_files_that_match_keras(tmp_path, stdlib_corpus, name):
-    from tests.trainers.conftest import one_device, tiny_config
-    from trainers.train import train_and_evaluate
-
-    config = tiny_config(name, train_steps=5, mixed_precision="bfloat16")
-    config.data.dataset = f"text:{stdlib_corpus}"
-    run_dir = str(tmp_path / "bf16")
-    train_and_evaluate(config, run_dir, strategy=one_device())
-    report = export_run(run_dir, formats="tflite_float32,onnx", eval_examples=16, representative_examples=4)
-    assert report["gates"]["tflite_float32.max_abs_diff"]["passed"] and report["gates"]["onnx.max_abs_diff"]["passed"]
