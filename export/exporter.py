@@ -6,6 +6,7 @@ end, so a failed export leaves no partial files and an existing export is never 
 
 from __future__ import annotations
 
+import functools
 import os
 import shutil
 import tempfile
@@ -13,6 +14,7 @@ from typing import Iterator
 
 import keras
 import numpy as np
+import tensorflow as tf
 from absl import logging
 
 from export import formats as formats_lib
@@ -31,6 +33,24 @@ PARITY_EXAMPLES = 8
 GPT_DECODE = "gpt_decode"  # the name report.json gives the decode models and .litertlm packages when they fail
 
 
+def _float32_matmuls(function):
+    """Runs `function` with TensorFloat-32 off: on Ampere and later GPUs TensorFlow's float32 matmuls
+    otherwise round their inputs to 10-bit mantissas, ~1e-3 away from every exported file (float32
+    on CPU), so the Keras reference of the parity gates would depend on the machine exporting."""
+
+    @functools.wraps(function)
+    def wrapper(*args, **kwargs):
+        previous = tf.config.experimental.tensor_float_32_execution_enabled()
+        tf.config.experimental.enable_tensor_float_32_execution(False)
+        try:
+            return function(*args, **kwargs)
+        finally:
+            tf.config.experimental.enable_tensor_float_32_execution(previous)
+
+    return wrapper
+
+
+@_float32_matmuls
 def export_run(
     run_dir: str,
     formats: str | list[str] | tuple[str, ...] | None = None,

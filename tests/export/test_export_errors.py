@@ -218,3 +218,23 @@ def test_int8_keeps_layers_the_debugger_flags_in_float_and_says_which(tmp_path):
     assert fc_outputs == {np.float32}
     images = rng.random((4, 28, 28, 1), dtype=np.float32)
     np.testing.assert_allclose(runner.predict(images), np.asarray(model(images)), atol=1e-4)  # nothing is quantized any more
+
+
+@pytest.mark.slow
+def test_the_keras_reference_is_computed_without_tensorfloat32(fresh_run, monkeypatch):
+    """On Ampere+ GPUs TensorFlow's float32 matmuls default to TF32 (~1e-3 off): export turns it off
+    so its parity gates do not depend on the machine that exports."""
+    from export import exporter
+
+    seen = []
+    keras_predictor = formats.keras_predictor
+
+    def recording(model, spec):
+        predict = keras_predictor(model, spec)
+        return lambda inputs: (seen.append(tf.config.experimental.tensor_float_32_execution_enabled()), predict(inputs))[1]
+
+    monkeypatch.setattr(exporter.formats_lib, "keras_predictor", recording)
+    assert tf.config.experimental.tensor_float_32_execution_enabled()  # TensorFlow's default
+    export_run(fresh_run, formats="tflite_float32", eval_examples=20)
+    assert seen and not any(seen)
+    assert tf.config.experimental.tensor_float_32_execution_enabled()  # restored afterwards
