@@ -35,8 +35,10 @@ def prepare(config: Config, run: RunDir, data_dir: str | None, init_from: str | 
         source = text_data.load_texts(
             config.data.dataset, data_dir, labeled=True, text_field=config.data.text_field, label_field=config.data.label_field
         )
+        source.check_splits(config.data.dataset)
     else:
         source = corpus.open_corpus(config.data.dataset, data_dir, text_field=config.data.text_field)
+        source.check_splits()  # no text, or no validation split: one line before a tokenizer or shard is made
     tokenizer = _tokenizer(cls.tokenizer_kind, source, config.model["vocab_size"], run, init_from, config.data.lowercase)
     return cls.prepare(config, source, tokenizer)
 

@@ -51,6 +51,22 @@ class TextData:
     def num_classes(self) -> int | None:
         return None if self.label_names is None else len(self.label_names)
 
+    def check_splits(self, spec: str) -> None:
+        """Refuses, in one line and before a tokenizer is trained, data with an empty split or
+        without any text (every row blank)."""
+        texts = self.train_texts + self.validation_texts
+        if not any(t.strip() for t in texts):
+            raise DataError(f"every text in {spec} is blank; give it rows with text")
+        for split, rows in (("training", self.train_texts), ("validation", self.validation_texts)):
+            if not rows:
+                raise DataError(
+                    f"the {split} split of {spec} is empty: it has {len(texts)} row{'s' if len(texts) != 1 else ''}, too few to "
+                    "hold one out for validation; give it at least 2 (or a validation file of its own)"
+                )
+        if self.train_labels is not None and len(set(np.asarray(self.train_labels).tolist())) < 2:
+            only = self.label_names[int(self.train_labels[0])] if self.label_names else str(self.train_labels[0])
+            raise DataError(f"every training row of {spec} has the label {only!r}; a classifier needs rows of at least 2 classes")
+
 
 def load_texts(
     spec: str,
@@ -260,6 +276,8 @@ def _read_csv(path: Path, fields: tuple[str, ...]) -> list[tuple]:
         reader = csv.DictReader(f, strict=True)
         try:
             found = reader.fieldnames or []
+            if not found:
+                raise DataError(f"{path} is empty; give it a header line ({','.join(fields)}) and rows")
             if missing := [name for name in fields if name not in found]:
                 raise DataError(
                     f"{path} has no column {', '.join(missing)}; its columns are {found} (set text_field/label_field)"
