@@ -21,6 +21,7 @@ from export import formats as formats_lib
 from export import generation, mediapipe
 from export import report as report_lib
 from export.spec import ExportError, Signature, signature_of
+from trainers import pipeline
 from trainers.config import Config
 from trainers.precision import float32_model  # runs trained before model.keras was always float32
 from trainers.rundir import (
@@ -106,6 +107,14 @@ def export_run(
     tmp = tempfile.mkdtemp(prefix=f".export-tmp-{os.getpid()}-", dir=run.path)
     try:
         tokenizer = run.load_tokenizer() if run.has_tokenizer() else None
+        labels = run.labels()
+        if labels is not None and len(labels) != int(model.output.shape[-1]):  # classifiers: one name per class
+            raise ExportError(
+                f"{run.labels_path} names {len(labels)} classes but the model has {int(model.output.shape[-1])}; "
+                "it is not this run's labels.txt: copy it again"
+            )
+        if tokenizer is not None:
+            pipeline.check_tokenizer_fits(tokenizer, task.tokenizer_kind, getattr(getattr(model, "backbone", model), "vocab_size", None), run.tokenizer_dir)
         _copy_for_clients(run, tmp, spec)
         # A format whose converter or runtime fails is recorded here and its file removed; the
         # others are still written and proven (report.json and the exit status say which failed).
@@ -147,6 +156,7 @@ def export_run(
             "export_dir": os.path.abspath(destination),
             # The runner checks a model file against these before using this run's data with it.
             "sha256": _model_hashes(tmp),
+            **({"tokenizer_sha256": _tokenizer_hash(run)} if run.has_tokenizer() else {}),
             "examples": {
                 "parity": min(parity_examples, _count(validation)),
                 "evaluation": _count(validation),
@@ -251,6 +261,13 @@ def _model_hashes(directory: str) -> dict[str, str]:
     from export.runtime.litert import file_sha256
 
     return {name: file_sha256(os.path.join(directory, name)) for name in sorted(os.listdir(directory)) if name.endswith(".tflite")}
+
+
+def _tokenizer_hash(run: RunDir) -> str:
+    """sha256 of RUN/tokenizer/tokenizer.json: the runner refuses a tokenizer that is not it."""
+    from export.runtime.litert import file_sha256
+
+    return file_sha256(os.path.join(run.tokenizer_dir, "tokenizer.json"))
 
 
 def _count(examples: dict[str, np.ndarray]) -> int:

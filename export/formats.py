@@ -118,7 +118,7 @@ def _write(fmt: str, model, spec: Signature, path: str, saved_model_dir: str, re
         try:
             zoo.save_pretrained(model, tokenizer, path, format="hf")
         except zoo.CheckpointError as e:
-            raise ExportError(f"hf: {e}") from None
+            raise ExportError(f"a Hugging Face directory cannot hold this model: {e}") from None
         return {}
     if fmt == "onnx":
         onnx.export_onnx(model, spec.free_length(), path)

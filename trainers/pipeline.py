@@ -82,6 +82,18 @@ def _tokenizer(
     return tokenizer
 
 
+def check_tokenizer_fits(tokenizer: Tokenizer, kind: str | None, vocab_size: int | None, where: str) -> None:
+    """Refuses a run's tokenizer that cannot be the one its model was trained with: another kind
+    (WordPiece for a GPT) or more ids than the embedding has rows -- a swapped tokenizer/ would
+    otherwise encode text into ids that mean other words, silently."""
+    if kind is not None and tokenizer.kind != kind:
+        raise RunDirError(f"{where} holds a {tokenizer.kind} tokenizer; this model was trained with a {kind} one: copy the run's tokenizer/ again")
+    if vocab_size is not None and tokenizer.vocab_size > vocab_size:
+        raise RunDirError(
+            f"{where} has {tokenizer.vocab_size} tokens but the model's embedding {vocab_size}; it is not this run's tokenizer: copy it again"
+        )
+
+
 def _save_atomically(tokenizer: Tokenizer, directory: str) -> None:
     tmp = f"{directory}.tmp{os.getpid()}"
     tokenizer.save(tmp)

@@ -98,8 +98,12 @@ def write_json(path: str, obj: Any) -> None:
 
 
 def read_json(path: str) -> Any:
-    with open(path, encoding="utf-8") as f:
-        return json.load(f)
+    """A JSON file the project wrote; a truncated, edited or foreign one is a RunDirError naming it."""
+    try:
+        with open(path, encoding="utf-8") as f:
+            return json.load(f)
+    except ValueError as e:  # JSONDecodeError, UnicodeDecodeError
+        raise RunDirError(f"{path} is not readable JSON ({str(e)[:120]}); it is truncated or was edited: write it again") from None
 
 
 class RunDir:
@@ -148,7 +152,10 @@ class RunDir:
         """config.json as written by the trainer (plain JSON values)."""
         if not self.has_config():
             raise RunDirError(f"{self.path} is not a run directory (no {CONFIG}); pass the --output_dir of a training run")
-        return read_json(self.config_path)
+        config = read_json(self.config_path)
+        if not isinstance(config, dict) or not isinstance(config.get("name"), str):
+            raise RunDirError(f"{self.config_path} is not a run's config (no model name in it); it was edited or belongs to something else")
+        return config
 
     def write_config(self, config: dict) -> None:
         write_json(self.config_path, config)
@@ -163,8 +170,11 @@ class RunDir:
         """Class names in class-id order, for classifiers that stored them; else None."""
         if not os.path.isfile(self.labels_path):
             return None
-        with open(self.labels_path, encoding="utf-8") as f:
-            return [line.rstrip("\n") for line in f]
+        try:
+            with open(self.labels_path, encoding="utf-8") as f:
+                return [line.rstrip("\n") for line in f]
+        except UnicodeDecodeError:
+            raise RunDirError(f"{self.labels_path} is not UTF-8 text; re-save it as UTF-8 (one class name per line)") from None
 
     def write_labels(self, labels: list[str]) -> None:
         atomic_write(self.labels_path, lambda f: f.write("".join(f"{label}\n" for label in labels)))
@@ -187,8 +197,14 @@ class RunDir:
                 f"{self.path} has no {EXAMPLES}/{split}.npz (a run from before stored examples, or an unfinished one); "
                 "run its training command again: it resumes at the last step and writes them"
             )
-        with np.load(path) as data:
-            return {name: data[name] for name in data.files}
+        try:
+            with np.load(path) as data:
+                return {name: data[name] for name in data.files}
+        except Exception as e:  # noqa: BLE001  (zipfile, zlib, pickle and format errors: all mean a damaged file)
+            raise RunDirError(
+                f"{path} is not a readable .npz ({type(e).__name__}: {str(e)[:120]}); it is truncated: rerun the training "
+                "command, which writes it again"
+            ) from None
 
     # -- model and tokenizer (Keras and TensorFlow are imported only here) -------------------
     def load_model(self):
@@ -198,6 +214,10 @@ class RunDir:
         import zoo  # noqa: F401  (registers the zoo's classes for load_model)
 
         self.check_finished("loading its model")
+        import zipfile
+
+        if not zipfile.is_zipfile(self.model_path):  # Keras would say "File not found" of a truncated file
+            raise RunDirError(f"{self.model_path} is truncated or not a .keras file; train the run again (it resumes from its checkpoints)")
         try:
             return keras.models.load_model(self.model_path)
         except Exception as e:  # a truncated or foreign file: Keras' own errors name neither
@@ -220,7 +240,12 @@ class RunDir:
 
         if not self.has_tokenizer():
             raise RunDirError(f"{self.path} has no {TOKENIZER}/tokenizer.json; a text model needs the tokenizer it was trained with")
-        return Tokenizer.load(self.tokenizer_dir)
+        try:
+            return Tokenizer.load(self.tokenizer_dir)
+        except Exception as e:  # noqa: BLE001  (the tokenizers library raises a bare Exception for a damaged file)
+            raise RunDirError(
+                f"{self.tokenizer_dir}/tokenizer.json is not a readable tokenizer ({str(e)[:120]}); copy the run's tokenizer/ again"
+            ) from None
 
     # -- ownership, leftovers, writability ---------------------------------------------------
     @contextlib.contextmanager

@@ -43,6 +43,10 @@ def test_export_writes_every_format_and_the_report_it_returns(any_export):
     assert not [name for name in os.listdir(run_dir) if name.startswith(".export")]
     for fmt, entry in report["formats"].items():
         assert entry["size_bytes"] > 0 and "max_abs_diff" in entry and entry["metrics"], fmt
+    if "tokenizer" in side_files:  # the runner refuses any other tokenizer.json with this run's files
+        from export.runtime.litert import file_sha256
+
+        assert report["tokenizer_sha256"] == file_sha256(os.path.join(run_dir, "tokenizer", "tokenizer.json"))
 
 
 def test_savedmodel_tflite_and_onnx_match_keras_to_1e_4(any_export):
