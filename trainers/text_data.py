@@ -272,6 +272,7 @@ def _read_rows(kind: str, path: Path, fields: tuple[str, ...]) -> list[tuple]:
 def _read_csv(path: Path, fields: tuple[str, ...]) -> list[tuple]:
     """Rows of a CSV file; a malformed row (bad quoting, a wrong number of columns, an empty
     label) is refused with its line number, never merged into its neighbours."""
+    csv.field_size_limit(2**31 - 1)  # the default 128 KB would refuse a long document as a quoting error
     with _open_utf8(path) as f:
         reader = csv.DictReader(f, strict=True)
         try:
@@ -378,6 +379,12 @@ def _encode_labels(values: list[Any]) -> tuple[np.ndarray, list[str]]:
     if all(i is not None for i in ints):
         if min(ints) < 0:
             raise DataError(f"labels must be class ids >= 0, found {min(ints)}; renumber them or use names")
+        distinct = len(set(ints))
+        if max(ints) + 1 > max(2 * distinct, distinct + 100):  # an output per id up to the largest: 10**9 would not fit in memory
+            raise DataError(
+                f"labels are class ids up to {max(ints)} but only {distinct} distinct ids occur; renumber them "
+                f"0..{distinct - 1}, or write them as names (e.g. 'c{max(ints)}')"
+            )
         return np.asarray(ints, np.int32), [str(i) for i in range(max(ints) + 1)]
     if any(i is not None for i in ints):
         number = next(v for v, i in zip(values, ints) if i is not None)

@@ -129,3 +129,24 @@ def test_trainers_run_on_an_empty_text_file_exits_2_in_one_line_twice(tmp_path):
             f"trainers.run: error: text:{empty} holds no text (empty, blank or not UTF-8 text); give it text to train on"
         )
         assert not os.path.exists(tmp_path / "run")
+
+
+def test_class_ids_far_beyond_the_classes_present_are_refused(tmp_path):
+    """Labels 0 and 1000000000 made a 10**9-name label list and head (memory); 10**30 overflowed int32."""
+    from trainers import text_data
+
+    rows = "".join(f"line {i},{(i % 2) * 1_000_000_000}\n" for i in range(20))
+    path = _write(tmp_path, "ids.csv", "text,label\n" + rows)
+    with pytest.raises(DataError, match=r"class ids up to 1000000000 but only 2 distinct ids occur; renumber them 0..1"):
+        text_data.load_texts(f"csv:{path}", labeled=True)
+    ratings = _write(tmp_path, "ratings.csv", "text,label\n" + "".join(f"line {i},{1 + i % 5}\n" for i in range(20)))
+    assert text_data.load_texts(f"csv:{ratings}", labeled=True).label_names == ["0", "1", "2", "3", "4", "5"]  # 1..5 stays as it was
+
+
+def test_a_csv_document_longer_than_128_kb_is_read_not_called_a_quoting_error(tmp_path):
+    from trainers import text_data
+
+    long = "word " * 40_000  # 200 KB: past the csv module's default field limit
+    path = _write(tmp_path, "long.csv", "text,label\n" + f"{long},a\n" + "".join(f"line {i},{'ab'[i % 2]}\n" for i in range(10)))
+    texts = text_data.load_texts(f"csv:{path}", labeled=True)
+    assert long in texts.train_texts + texts.validation_texts
