@@ -22,6 +22,7 @@ from absl import logging
 import zoo
 from trainers import distill, loop, pipeline, precision, pretrained
 from trainers.config import Config, ConfigError, resolve
+from trainers.data import DataError
 from trainers.rundir import CALIBRATION, VALIDATION, RunDir, RunDirError
 from trainers.strategy import get_strategy, is_chief, num_workers
 from trainers.tasks import Task, TaskData, task_class
@@ -88,6 +89,10 @@ def train_and_evaluate(
             elif resume_step is not None:
                 _resume_at(run, resume_step)
             return _train(config, run, run, True, strategy, data_dir, resume and not start_over, init_from)
+    except (ConfigError, DataError, RunDirError):
+        if created and os.path.isdir(run.path) and not run.has_checkpoints() and not os.path.isfile(run.model_path):
+            shutil.rmtree(run.path, ignore_errors=True)  # refused before its first step: no config.json or tokenizer/ left half a run
+        raise
     finally:
         if created and os.path.isdir(run.path) and not os.listdir(run.path):
             os.rmdir(run.path)  # refused before writing anything: leave no empty directory behind
@@ -130,7 +135,10 @@ def _train(config: Config, run: RunDir, write_dir: RunDir, chief: bool, strategy
 
 def create_state(config: Config, strategy: tf.distribute.Strategy, write_dir: RunDir) -> TrainState:
     with strategy.scope():
-        model = zoo.get_model(config.name, **config.model)
+        try:
+            model = zoo.get_model(config.name, **config.model)
+        except (TypeError, ValueError) as e:  # the zoo's sentence about hyper-parameters that cannot build (heads, widths)
+            raise ConfigError(f"config.model: {e}") from None
         optimizer = loop.make_optimizer(config.train)
         optimizer.build(model.trainable_variables)
     # Outside the scope: plain host variables the Python loop reads and advances (a variable made
