@@ -17,17 +17,29 @@ import numpy as np
 import tensorflow as tf
 from absl import logging
 
+from common.progress import Progress
+from common.rundir import (
+    CALIBRATION,
+    LABELS,
+    TARGETS,
+    TOKENIZER,
+    VALIDATION,
+    RunDir,
+    RunDirError,
+    check_tokenizer_fits,
+    read_json,
+    umask,
+    write_json,
+)
+from common.tasks import TASKS, TaskSpec
 from export import formats as formats_lib
 from export import generation, mediapipe
 from export import report as report_lib
 from export.spec import ExportError, Signature, signature_of
-from trainers import pipeline
+from trainers import checkpoints
 from trainers.config import Config
 from trainers.precision import float32_model  # runs trained before model.keras was always float32
-from trainers.rundir import (
-    CALIBRATION, LABELS, TARGETS, TOKENIZER, VALIDATION, RunDir, RunDirError, read_json, umask, write_json,
-)
-from trainers.tasks import TASKS, Task
+from trainers.tasks import TASKS as TRAINING_TASKS
 
 REPORT = "report.json"
 PARITY_EXAMPLES = 8
@@ -92,7 +104,7 @@ def export_run(
     except RunDirError as e:
         raise ExportError(str(e)) from None
     task = TASKS[config.task]
-    model = float32_model(run.load_model(), config)
+    model = float32_model(checkpoints.load_model(run), config)
     if getattr(model, "next_sentence", False):
         logging.warning("%s: exporting the masked-LM logits only; the next-sentence head is for pretraining and is left out", run.path)
         model = model.masked_lm_model()
@@ -114,7 +126,7 @@ def export_run(
                 "it is not this run's labels.txt: copy it again"
             )
         if tokenizer is not None:
-            pipeline.check_tokenizer_fits(tokenizer, task.tokenizer_kind, getattr(getattr(model, "backbone", model), "vocab_size", None), run.tokenizer_dir)
+            check_tokenizer_fits(tokenizer, TRAINING_TASKS[config.task].tokenizer_kind, getattr(getattr(model, "backbone", model), "vocab_size", None), run.tokenizer_dir)
         _copy_for_clients(run, tmp, spec)
         # A format whose converter or runtime fails is recorded here and its file removed; the
         # others are still written and proven (report.json and the exit status say which failed).
@@ -176,7 +188,7 @@ def export_run(
     return report
 
 
-def spec_from_examples(model: keras.Model, task: type[Task], examples: dict[str, np.ndarray]) -> Signature:
+def spec_from_examples(model: keras.Model, task: TaskSpec, examples: dict[str, np.ndarray]) -> Signature:
     """The export signature: the sequence length (and number of masked positions) the trainer's
     own stored examples have."""
     length = examples["token_ids"].shape[1] if "token_ids" in examples else None
@@ -197,7 +209,7 @@ def _predictors(written: dict[str, dict], directory: str, num_threads, spec: Sig
 
 
 def _decode_models(
-    task: type[Task], model, directory: str, formats: tuple[str, ...], validation, context, num_threads, tokenizer_dir: str,
+    task: TaskSpec, model, directory: str, formats: tuple[str, ...], validation, context, num_threads, tokenizer_dir: str,
     failures: dict[str, dict],
 ) -> dict | None:
     """GPT runs exported to TFLite also get the decode models and .litertlm packages for on-device
@@ -278,9 +290,12 @@ def _representative_dataset(spec: Signature, calibration: dict[str, np.ndarray],
     """The run's stored calibration examples, one at a time, keyed by input name (a positional
     list is matched in another order and fails with "gather index out of bounds")."""
     inputs = {t.name: np.asarray(calibration[t.name]).astype(t.dtype)[:n] for t in spec.inputs}
+    count = len(next(iter(inputs.values())))
 
     def generate() -> Iterator[dict[str, np.ndarray]]:
-        for i in range(len(next(iter(inputs.values())))):
+        progress = Progress("int8 calibration", count, "examples")
+        for i in range(count):
             yield {name: value[i : i + 1] for name, value in inputs.items()}
+            progress.update(i + 1)
 
     return generate

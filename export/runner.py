@@ -15,12 +15,11 @@ This entry point imports the runtime only (and absl): no TensorFlow, no trainer.
 
 from __future__ import annotations
 
-
 from absl import app, flags
 
+from common import cli
 from export.runtime import tasks
 from export.runtime.litert import LiteRTRunner, RunnerError
-from trainers import cli
 
 __all__ = ["LiteRTRunner", "RunnerError"]
 

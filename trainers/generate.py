@@ -10,13 +10,21 @@ Loads RUN/model.keras and RUN/tokenizer; this module only parses flags and calls
 
 from __future__ import annotations
 
+import sys
+
+from trainers import quiet
+
+if __name__ == "__main__":  # before the imports below load TensorFlow
+    quiet.quiet_tensorflow(sys.argv)
+
 from absl import app, flags
 
-from trainers import cli, pipeline, precision
+from common import cli
+from common.rundir import TOKENIZER, RunDir, RunDirError, check_tokenizer_fits
+from common.sampling import SAMPLERS
+from trainers import checkpoints, precision
 from trainers.config import Config
-from trainers.rundir import TOKENIZER, RunDir, RunDirError
 from trainers.tasks import TASKS as TRAINING_TASKS
-from zoo.generation import SAMPLERS
 
 PROGRAM = "trainers.generate"
 
@@ -44,10 +52,10 @@ def load(run_dir: str):
         raise RunDirError(f"{run_dir} has no {TOKENIZER}/tokenizer.json; generation needs a text model's run")
     # float32 whatever trained it (a run saved before model.keras was always float32 may hold bf16 policies)
     config = Config.from_json(run.read_config())
-    model = precision.float32_model(run.load_model(), config)
+    model = precision.float32_model(checkpoints.load_model(run), config)
     tokenizer = run.load_tokenizer()
     rows = getattr(getattr(model, "backbone", model), "vocab_size", None)
-    pipeline.check_tokenizer_fits(tokenizer, getattr(TRAINING_TASKS.get(config.task), "tokenizer_kind", None), rows, run.tokenizer_dir)
+    check_tokenizer_fits(tokenizer, getattr(TRAINING_TASKS.get(config.task), "tokenizer_kind", None), rows, run.tokenizer_dir)
     return model, tokenizer
 
 

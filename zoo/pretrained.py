@@ -15,10 +15,10 @@ from types import ModuleType
 import keras
 from absl import logging
 
+from common.tokenizers import Tokenizer
 from zoo import bert, gpt
 from zoo.checkpoints import hf_bert, hf_gpt2, keras_hub, safetensors_io
 from zoo.checkpoints.slots import CheckpointError, DictSource, canonical_name, export_slots, load_slots
-from zoo.tokenizers import Tokenizer
 
 FAMILIES: dict[str, tuple[ModuleType, object]] = {"bert": (hf_bert, bert.bert), "gpt2": (hf_gpt2, gpt.gpt)}
 HF_SCHEME = "hf://"

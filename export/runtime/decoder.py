@@ -21,8 +21,8 @@ from typing import Sequence
 import numpy as np
 from ai_edge_litert.interpreter import Interpreter
 
+from common.sampling import GenerationError, Sampler, check_request
 from export.runtime.litert import LiteRTRunner, RunnerError, _check_file, check_num_threads
-from export.runtime.sampling import GenerationError, Sampler, check_request
 
 DECODE = "decode"
 PREFILL = "prefill_"  # + bucket length

@@ -10,14 +10,19 @@ import shutil
 import numpy as np
 import pytest
 
+from common.rundir import RunDir, RunDirError
+from common.tokenizers import train_byte_bpe
 from export.runtime import images, sampling, tasks
 from export.runtime.decoder import TFLiteDecoder
 from export.runtime.litert import LiteRTRunner, RunnerError, file_sha256, max_threads
 from tests.export.test_runtime import (  # noqa: F401 (fixtures)
-    gpt_run, image_run, masked_lm_run, run_cli_clean, text_classifier_run, wordpiece,
+    gpt_run,
+    image_run,
+    masked_lm_run,
+    run_cli_clean,
+    text_classifier_run,
+    wordpiece,
 )
-from trainers.rundir import RunDir, RunDirError
-from zoo.tokenizers import train_byte_bpe
 
 NOT_UTF8 = "caf\udce9"  # what Python makes of the byte 0xE9 in a command-line argument
 

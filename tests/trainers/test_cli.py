@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 
 import pytest
 
@@ -119,3 +120,20 @@ def test_another_config_task_option_is_one_line_naming_where_options_live(tmp_pa
     result = run_cli("--model=bert_tiny", "--config.task.mask_rate=0.2", f"--output_dir={tmp_path}/r")
     assert_one_clear_line(result, "--config.task.mask_rate", "--config.data")
     assert not (tmp_path / "r").exists()
+
+
+CPP_LOG_LINE = re.compile(r"^[IWEF]\d{4} \d\d:\d\d:\d\d\.\d+ +\d+ [\w.]+\.cc:\d+\]|^WARNING: All log messages before absl::InitializeLog")
+
+
+def test_the_default_command_prints_no_tensorflow_cpp_lines_and_verbose_shows_them(tmp_path):
+    """TensorFlow's C++ start-up logging (CUDA probing, CPU features, tf.data notices) is hidden
+    unless --verbosity=1 (-v) asks for it; our own progress lines stay, with an ETA."""
+    quiet = run_cli("--model=mnist_mlp", "--train_steps=4", "--config.train.steps_per_loop=2", f"--output_dir={tmp_path}/q",
+                    env={"TF_CPP_MIN_LOG_LEVEL": ""})
+    assert quiet.returncode == 0, quiet.stderr[-2000:]
+    assert [line for line in quiet.stderr.splitlines() if CPP_LOG_LINE.match(line)] == []
+    assert "UserWarning" not in quiet.stderr
+    assert re.search(r"step 2/4 .*, eta \d", quiet.stderr), quiet.stderr[-2000:]
+    verbose = run_cli("--model=mnist_mlp", "--train_steps=2", f"--output_dir={tmp_path}/v", "-v", env={"TF_CPP_MIN_LOG_LEVEL": ""})
+    assert verbose.returncode == 0, verbose.stderr[-2000:]
+    assert any(CPP_LOG_LINE.match(line) for line in verbose.stderr.splitlines()), verbose.stderr[-2000:]

@@ -92,7 +92,9 @@ def test_an_empty_corpus_with_the_tokenizer_of_another_run_is_one_line(tmp_path,
     train_and_evaluate(_config("gpt_tiny", f"text:{stdlib_corpus}"), source, strategy=one_device())
     empty = _write(tmp_path, "empty.txt", "")
     with pytest.raises(DataError, match="holds no text"):
-        train_and_evaluate(_config("gpt_tiny", f"text:{empty}"), str(tmp_path / "run"), strategy=one_device(), init_from=source)
+        config = _config("gpt_tiny", f"text:{empty}")
+        config.train.init_from = source
+        train_and_evaluate(config, str(tmp_path / "run"), strategy=one_device())
     assert not os.path.exists(tmp_path / "run")
 
 

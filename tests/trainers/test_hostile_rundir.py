@@ -11,10 +11,11 @@ import sys
 import numpy as np
 import pytest
 
+from common.rundir import RunDir, RunDirError
+from common.tokenizers import train_byte_bpe
 from tests.trainers.conftest import REPO, one_device, stdlib_corpus, tiny_config  # noqa: F401 (fixture)
-from trainers.rundir import RunDir, RunDirError
+from trainers import checkpoints
 from trainers.train import train_and_evaluate
-from zoo.tokenizers import train_byte_bpe
 
 
 @pytest.fixture(scope="module")
@@ -48,7 +49,7 @@ def test_truncated_examples_tokenizer_and_model_are_named(tmp_path, gpt_run):
     with open(run.model_path, "wb") as f:
         f.write(data[: len(data) // 2])
     with pytest.raises(RunDirError, match="model.keras is truncated or not a .keras file"):
-        run.load_model()  # Keras said "File not found" of it
+        checkpoints.load_model(run)  # Keras said "File not found" of it
     path = run.examples_path("validation")
     with open(path, "rb") as f:
         data = f.read()
@@ -83,7 +84,7 @@ def test_trainers_generate_on_damaged_or_swapped_files_is_one_line(tmp_path, gpt
     train_byte_bpe([f"word{i} other{i * 7}" for i in range(3000)], vocab_size=900).save(run.tokenizer_dir)
     cases.append(("is not this run's tokenizer: copy it again", _generate(run.path)))
     shutil.rmtree(run.tokenizer_dir)  # a WordPiece (BERT) tokenizer of the same size: other words for the same ids
-    from zoo.tokenizers import train_wordpiece
+    from common.tokenizers import train_wordpiece
 
     train_wordpiece([f"word{i} other{i * 7}" for i in range(3000)], vocab_size=300).save(run.tokenizer_dir)
     cases.append(("holds a wordpiece tokenizer; this model was trained with a byte_bpe one", _generate(run.path)))
@@ -96,8 +97,8 @@ def test_trainers_generate_on_damaged_or_swapped_files_is_one_line(tmp_path, gpt
 
 def test_export_refuses_a_tokenizer_the_model_was_not_trained_with(tmp_path, gpt_run):
     """A GPT run with a WordPiece tokenizer/ exported, and failed only at the .litertlm ("no stop token")."""
+    from common.tokenizers import train_wordpiece
     from export.exporter import export_run
-    from zoo.tokenizers import train_wordpiece
 
     run = _copy(gpt_run, tmp_path)
     shutil.rmtree(run.tokenizer_dir)

@@ -8,11 +8,11 @@ import keras
 import numpy as np
 import pytest
 
-from export.runtime.metrics import evaluate_predictor
+from common.metrics import evaluate_predictor
+from common.rundir import RunDir
 from tests.trainers.conftest import one_device, tiny_config
 from trainers import precision
 from trainers.config import defaults
-from trainers.rundir import RunDir
 from trainers.train import train_and_evaluate
 
 SAPPHIRE_RAPIDS = {"avx512f", "avx512_bf16", "amx_bf16", "amx_tile"}
