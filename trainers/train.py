@@ -329,7 +329,7 @@ def finish(state: TrainState, config: Config, task: TrainingTask, task_data: Tas
     if run is not None:
         run.write_examples(VALIDATION, validation)
         run.write_examples(CALIBRATION, pipeline.calibration_examples(task, task_data.train, config.data.calibration_examples, train.seed))
-        checkpoints.save_model(run, state.model)
+        checkpoints.save_model(run, model)
         run.write_metrics(metrics)
     logging.info("weights checksum: %.10g", _checksum(state.model))
     return metrics

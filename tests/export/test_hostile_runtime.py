@@ -10,9 +10,10 @@ import shutil
 import numpy as np
 import pytest
 
+from common import sampling
 from common.rundir import RunDir, RunDirError
 from common.tokenizers import train_byte_bpe
-from export.runtime import images, sampling, tasks
+from export.runtime import images, tasks
 from export.runtime.decoder import TFLiteDecoder
 from export.runtime.litert import LiteRTRunner, RunnerError, file_sha256, max_threads
 from tests.export.test_runtime import (  # noqa: F401 (fixtures)

@@ -13,13 +13,13 @@ import numpy as np
 import pytest
 
 from common.rundir import RunDir
+from common.tasks import TASKS
 from export import generation
 from export.evaluate import max_abs_diff, predict_in_batches
 from export.exporter import export_run, spec_from_examples
 from export.formats import FILES, predictor
 from tests.export.conftest import _which_module
 from tests.trainers.conftest import one_device, stdlib_corpus, tiny_config  # noqa: F401 (fixture)
-from trainers.tasks import TASKS
 from trainers.train import train_and_evaluate
 
 pytestmark = pytest.mark.slow

@@ -10,10 +10,10 @@ import numpy as np
 import pytest
 
 import zoo
+from common.tasks import TASKS
 from export import formats, generation
 from export import report as report_lib
 from export.spec import signature_of
-from trainers.tasks import TASKS
 
 pytestmark = pytest.mark.slow
 
