@@ -111,6 +111,8 @@ def main(argv: list[str]) -> None:
         metrics = train_and_evaluate(
             config, run_dir, strategy=strategy, resume=FLAGS.resume, resume_step=FLAGS.resume_step, start_over=FLAGS.start_over
         )
+        # The training result first (scripts read this line), then what --export wrote.
+        print(f"{config.name}: {' '.join(f'{k}={v:.4g}' for k, v in metrics.items() if isinstance(v, (int, float)))} -> {run_dir}", flush=True)
         if formats and is_chief(strategy):
             from export import report as report_lib
             from export.exporter import export_run
@@ -125,7 +127,6 @@ def main(argv: list[str]) -> None:
         logging.flush()
         print(f"trainers.run: {e}", file=sys.stderr)
         sys.exit(e.exit_code)
-    print(f"{FLAGS.config.name}: {' '.join(f'{k}={v:.4g}' for k, v in metrics.items())} -> {run_dir}")
 
 
 def _export_formats(value: str | None) -> tuple[str, ...]:
