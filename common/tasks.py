@@ -1,5 +1,5 @@
 """What each task is, in the terms every stage needs: its model inputs, whether it reports
-perplexity, the int8 gate export holds it to, and whether export writes decoders for it.
+perplexity, the int8 gate export holds it to, whether export writes decoders for it.
 
 Training (`trainers.tasks`), export and the device runtime (`export.runtime.tasks`) each add their
 own behaviour to a task; these facts about it live here once.
@@ -18,15 +18,22 @@ class TaskSpec:
     # Export: the int8 TFLite file against the float Keras model (metric, "drop"|"ratio", limit).
     int8_gate: tuple[str, str, float] | None = None
     exports_decoder: bool = False  # prefill/decode models for on-device generation
+    reports_classes: bool = False  # classifiers: metrics.json adds a confusion matrix and per-class scores
+    # Metrics need every output at once (sentence embeddings: nearest neighbours), not sums over batches.
+    scores_all_outputs: bool = False
 
 
 TEXT_FEATURES = ("token_ids", "segment_ids", "padding_mask")
 
-IMAGE_CLASSIFICATION = TaskSpec("image_classification", ("image",), int8_gate=("accuracy", "drop", 0.005))  # half a point
-CLASSIFY = TaskSpec("classify", TEXT_FEATURES, int8_gate=("accuracy", "drop", 0.01))
+IMAGE_CLASSIFICATION = TaskSpec(
+    "image_classification", ("image",), int8_gate=("accuracy", "drop", 0.005), reports_classes=True  # half a point
+)
+CLASSIFY = TaskSpec("classify", TEXT_FEATURES, int8_gate=("accuracy", "drop", 0.01), reports_classes=True)
+# Sentence embeddings: every int8 embedding within cosine 0.99 of Keras's ("value": the metric itself is gated).
+EMBED = TaskSpec("embed", TEXT_FEATURES, int8_gate=("cosine_distance_to_keras", "value", 0.01), scores_all_outputs=True)
 MASKED_LM = TaskSpec("masked_lm", TEXT_FEATURES + ("mask_positions",), reports_perplexity=True)
 CAUSAL_LM = TaskSpec(
     "causal_lm", ("token_ids", "padding_mask"), reports_perplexity=True, int8_gate=("perplexity", "ratio", 1.05), exports_decoder=True
 )
 
-TASKS: dict[str, TaskSpec] = {t.name: t for t in (IMAGE_CLASSIFICATION, MASKED_LM, CLASSIFY, CAUSAL_LM)}
+TASKS: dict[str, TaskSpec] = {t.name: t for t in (IMAGE_CLASSIFICATION, MASKED_LM, CLASSIFY, EMBED, CAUSAL_LM)}

@@ -46,6 +46,9 @@ def read(directory: str) -> hf.Tokenizer | None:
         with open(path) as f:
             content = json.load(f)
         if "model" in content:  # keras-hub also writes a tokenizer.json: its Keras config
+            # The task pads and truncates: a file's own settings (all-MiniLM-L6-v2's pads every text
+            # to 128 tokens) would put [PAD] ids inside the text and mark them real.
+            content.update(padding=None, truncation=None)
             return hf.Tokenizer.from_str(json.dumps(content))
         config = {**content.get("config", {}), **config}
         config.setdefault("do_lower_case", config.get("lowercase", False))

@@ -177,6 +177,8 @@ class Tokenizer:
             raise TokenizerError(f"no {FILENAME} in {directory}; pass the run directory a training run saved its tokenizer to")
         try:
             tokenizer = hf.Tokenizer.from_file(path)
+            tokenizer.no_padding()  # encode_texts pads and truncates; a file's own settings (MiniLM pads to 128) would pad inside the text
+            tokenizer.no_truncation()
         except Exception as e:  # the Rust library raises a bare Exception for a malformed file
             raise TokenizerError(f"{path} is not a readable tokenizer.json ({str(e)[:200]}); copy it again from the run") from None
         return cls(tokenizer, tokenizer_files.named_special_tokens(str(directory)))

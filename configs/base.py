@@ -22,6 +22,9 @@ def get_config() -> ml_collections.ConfigDict:
         # A new run's WordPiece vocabulary is uncased (BERT uncased): what MediaPipe Tasks'
         # TextClassifier needs, since its BERT tokenizer always lowercases.
         lowercase=False,
+        # Classification: batches of similar length, each cut to its longest text (trainers.pipeline);
+        # the fine-tuning recipe turns it on. Off for TPUs, which want one static shape.
+        group_by_length=False,
     )
     config.train = dict(
         batch_size=16,  # global, split across replicas

@@ -240,10 +240,10 @@ def _copy_for_clients(run: RunDir, directory: str, spec: Signature) -> None:
 
 
 def _app_files(run: RunDir, directory: str, spec: Signature) -> dict | None:
-    """Text classifiers: the .tflite with MediaPipe Tasks metadata, or why there is none."""
-    if spec.task != "classify" or not run.has_tokenizer():
+    """Text classifiers and embedders: the .tflite files with MediaPipe Tasks metadata, or why there are none."""
+    if spec.task not in mediapipe.TASKS or not run.has_tokenizer():
         return None
-    return mediapipe.write_text_classifier(directory, spec, os.path.join(directory, TOKENIZER), run.labels())
+    return mediapipe.write_app_files(directory, spec, os.path.join(directory, TOKENIZER), run.labels())
 
 
 def _update_json(path: str, values: dict) -> None:

@@ -1,10 +1,14 @@
-"""A BERT text classifier as a .tflite with MediaPipe Tasks metadata (vocabulary, label names, input roles).
+"""BERT text models as .tflite files with MediaPipe Tasks metadata (vocabulary, input roles, and
+label names or an embedding output): a `TextClassifier` (task classify) or `TextEmbedder` (task
+embed) file that MediaPipe Tasks (Python, Android, iOS, Web) loads as it is, tokenizing raw text
+itself. One file from the float32 model and one from the int8 model, when those were exported.
 
-MediaPipe's `TextClassifier` (Python, Android, iOS, Web) loads the file as it is and tokenizes raw
-text itself. Its BERT tokenizer always lowercases (MediaPipe's metadata has no casing option), so
-the file is written only for uncased WordPiece vocabularies: with one, MediaPipe's token ids equal
-ours exactly; with a cased one (every tokenizer our trainer trains) they would differ at every
-capital letter, and the report says why no file was written.
+MediaPipe's BERT tokenizer always lowercases (its metadata has no casing option), so the files are
+written only for uncased WordPiece vocabularies: with one, MediaPipe's token ids equal ours
+exactly; with a cased one (every tokenizer our trainer trains) they would differ at every capital
+letter, and the report says why no file was written. mediapipe 1.2 has no text-embedder metadata
+writer; its generic writer with a BERT input and a feature output makes the file its
+`TextEmbedder` reads.
 """
 
 from __future__ import annotations
@@ -22,14 +26,17 @@ from export.spec import Signature
 
 FILE = "model_mediapipe.tflite"
 SOURCE = "model_float32.tflite"
+# The app file of each source file: the int8 one is ~4x smaller and faster.
+FILES = {SOURCE: FILE, "model_int8.tflite": "model_mediapipe_int8.tflite"}
+TASKS = ("classify", "embed")
 # The newest metadata field the BERT writer uses is BertTokenizerOptions (metadata schema 1.1.0).
 MIN_PARSER_VERSION = "1.1.0"
 INPUT_ROLES = {"ids_name": "token_ids", "mask_name": "padding_mask", "segment_name": "segment_ids"}
 
 
-def write_text_classifier(directory: str, spec: Signature, tokenizer_dir: str, labels: list[str] | None) -> dict:
-    """Writes `directory/model_mediapipe.tflite` from the float32 file; returns its report entry
-    ({"file", "size_bytes"}), or {"skipped": why} when this export cannot have one."""
+def write_app_files(directory: str, spec: Signature, tokenizer_dir: str, labels: list[str] | None) -> dict:
+    """Writes the MediaPipe file of every exported source (float32, int8); returns the report
+    entry: {"files": {file: {"size_bytes", "source"}}} or {"skipped": why}."""
     reason = _unsupported(directory, spec, tokenizer_dir, labels)
     if reason:
         return {"skipped": reason}
@@ -37,33 +44,43 @@ def write_text_classifier(directory: str, spec: Signature, tokenizer_dir: str, l
         metadata_writer, text_classifier = _writers()
     except ImportError as e:
         return {"skipped": f"mediapipe is not installed ({e}); pip install mediapipe"}
-    with open(os.path.join(directory, SOURCE), "rb") as f:
-        model = f.read()
-    vocab_path = os.path.join(directory, ".vocab.txt")  # packed into the .tflite, then removed
+    vocab_path = os.path.join(directory, ".vocab.txt")  # packed into each .tflite, then removed
+    written = {}
     try:
         _write_vocab(os.path.join(tokenizer_dir, "tokenizer.json"), vocab_path)
-        writer = text_classifier.MetadataWriter.create_for_bert_model(
-            bytearray(model), metadata_writer.BertTokenizer(vocab_path), metadata_writer.Labels().add(list(labels)),
-            **_tensor_names(model),
-        )
-        content, _ = writer.populate()
-        del writer  # its __del__ removes a temporary directory: now, not at interpreter exit
+        for source, target in FILES.items():
+            if not os.path.isfile(os.path.join(directory, source)):
+                continue
+            with open(os.path.join(directory, source), "rb") as f:
+                model = bytearray(f.read())
+            tokenizer = metadata_writer.BertTokenizer(vocab_path)
+            if spec.task == "classify":
+                writer = text_classifier.MetadataWriter.create_for_bert_model(
+                    model, tokenizer, metadata_writer.Labels().add(list(labels)), **_tensor_names(bytes(model))
+                )
+            else:
+                writer = metadata_writer.MetadataWriter.create(model)
+                writer.add_general_info("TextEmbedder", "Embeds text into a unit vector; compare two with cosine similarity.")
+                writer.add_bert_text_input(tokenizer, **_tensor_names(bytes(model)))
+                writer.add_feature_output(name="embeddings", description="The sentence embedding (L2-normalised).")
+            content, _ = writer.populate()
+            del writer  # its __del__ removes a temporary directory: now, not at interpreter exit
+            with open(os.path.join(directory, target), "wb") as f:
+                f.write(content)
+            written[target] = {"size_bytes": os.path.getsize(os.path.join(directory, target)), "source": source}
     finally:
         if os.path.exists(vocab_path):
             os.remove(vocab_path)
-    path = os.path.join(directory, FILE)
-    with open(path, "wb") as f:
-        f.write(content)
-    return {"file": FILE, "size_bytes": os.path.getsize(path), "source": SOURCE}
+    return {"files": written}
 
 
 def _unsupported(directory: str, spec: Signature, tokenizer_dir: str, labels: list[str] | None) -> str | None:
-    if spec.task != "classify" or set(spec.input_names) != set(INPUT_ROLES.values()):
-        return "only BERT text classifiers have a MediaPipe TextClassifier file"
-    if not labels:
+    if spec.task not in TASKS or set(spec.input_names) != set(INPUT_ROLES.values()):
+        return "only BERT text classifiers and embedders have a MediaPipe TextClassifier / TextEmbedder file"
+    if spec.task == "classify" and not labels:
         return "the run has no labels.txt"
-    if not os.path.isfile(os.path.join(directory, SOURCE)):
-        return f"needs {SOURCE}: export format tflite_float32"
+    if not any(os.path.isfile(os.path.join(directory, source)) for source in FILES):
+        return f"needs {' or '.join(FILES)}: export format tflite_float32 or tflite_int8"
     tokenizer = hf.Tokenizer.from_file(os.path.join(tokenizer_dir, "tokenizer.json"))
     if json.loads(tokenizer.to_str())["model"]["type"] != "WordPiece":
         return "MediaPipe's BERT classifier needs a WordPiece vocabulary"

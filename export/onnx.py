@@ -2,6 +2,8 @@
 
 `tf2onnx.convert.from_keras` fails on Keras 3 models (KeyError 'keras_tensor_N'); a `tf.function`
 with an explicit input signature converts, with the same input and output names as the SavedModel.
+Exact GELU (what BERT checkpoints use: TensorFlow computes it as 0.5·x·erfc(-x/√2)) would come out
+of tf2onnx as an `Erfc` node, which is no ONNX operator: it is lowered here to 1 - erf(y).
 """
 
 from __future__ import annotations
@@ -12,7 +14,7 @@ import onnx
 from onnx import numpy_helper
 
 from export.evaluate import Predictor
-from export.spec import OUTPUT, ExportError, Signature, serving_function
+from export.spec import ExportError, Signature, serving_function
 
 OPSET = 17
 
@@ -23,8 +25,24 @@ def export_onnx(model: keras.Model, spec: Signature, path: str, opset: int = OPS
     if opset < OPSET:
         raise ExportError(f"ONNX opset {opset} is too old; use {OPSET} or newer")
     function = serving_function(model, spec)
-    proto, _ = tf2onnx.convert.from_function(function, input_signature=spec.tensor_specs(), opset=opset)
+    proto, _ = tf2onnx.convert.from_function(
+        function, input_signature=spec.tensor_specs(), opset=opset, custom_op_handlers=CUSTOM_OP_HANDLERS
+    )
     onnx.save(_name_free_dimensions(read_tables_as_stored(proto)), path)
+
+
+def _erfc(ctx, node, name, args) -> None:
+    """tf2onnx handler for TensorFlow's `Erfc` (exact GELU is 0.5·x·erfc(-x/√2)), which ONNX lacks:
+    erfc(y) = 1 - erf(y). Without it tf2onnx keeps an `Erfc` node that onnxruntime and OpenVINO refuse."""
+    import tf2onnx
+
+    dtype = onnx.helper.tensor_dtype_to_np_dtype(ctx.get_dtype(node.input[0]))
+    node.type = "Erf"
+    one = ctx.make_const(tf2onnx.utils.make_name(f"{node.name}/one"), np.array(1, dtype))
+    ctx.insert_new_node_on_output("Sub", node.output[0], name=tf2onnx.utils.make_name(f"{node.name}/erfc"), inputs=[one.output[0], node.output[0]])
+
+
+CUSTOM_OP_HANDLERS = {"Erfc": (_erfc, [])}
 
 
 def _name_free_dimensions(model: onnx.ModelProto) -> onnx.ModelProto:
@@ -101,9 +119,10 @@ def load_predictor(path: str, num_threads: int | None = None) -> Predictor:
     if num_threads:
         options.intra_op_num_threads = num_threads
     session = onnxruntime.InferenceSession(path, options, providers=["CPUExecutionProvider"])
+    output = session.get_outputs()[0].name  # logits, or embeddings
 
     def predict(inputs: dict[str, np.ndarray]) -> np.ndarray:
-        return session.run([OUTPUT], inputs)[0]
+        return session.run([output], inputs)[0]
 
     return predict
 

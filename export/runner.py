@@ -2,6 +2,9 @@
 
     python -m export.runner classify  RUN/export/model_int8.tflite digit.png more_digits.npy
     python -m export.runner classify  RUN/export/model_int8.tflite "some text" "more text"
+    python -m export.runner classify  RUN --input_file=texts.txt          # one text per line; RUN: its best file
+    python -m export.runner embed      RUN "A man is eating food."        # sentence-embedding runs
+    python -m export.runner similarity RUN "A man is eating food." "A man is eating a piece of bread."
     python -m export.runner fill_mask RUN/export/model_int8.tflite "def [MASK](self):" --top_k=5
     python -m export.runner generate  RUN/export/gpt_decode.tflite --prompt="def main(" --max_new_tokens=100
     python -m export.runner evaluate  RUN/export/model_int8.tflite [--dataset=mnist --data_dir=DIR]
@@ -15,6 +18,8 @@ This entry point imports the runtime only (and absl): no TensorFlow, no trainer.
 
 from __future__ import annotations
 
+import json
+
 from absl import app, flags
 
 from common import cli
@@ -23,7 +28,9 @@ from export.runtime.litert import LiteRTRunner, RunnerError
 
 __all__ = ["LiteRTRunner", "RunnerError"]
 
-COMMANDS = ("classify", "fill_mask", "generate", "evaluate", "benchmark")
+COMMANDS = ("classify", "embed", "similarity", "fill_mask", "generate", "evaluate", "benchmark")
+# A run directory given instead of a file runs the first of these its export wrote.
+RUN_FILES = ("model_int8.tflite", "model_dynamic.tflite", "model_float32.tflite", "gpt_decode.tflite")
 DEFAULT_TOP_K = {"generate": 50}  # tokens a top_k sampler draws from; elsewhere: results shown (5)
 
 flags.DEFINE_integer("num_threads", None, "Interpreter threads (default: LiteRT's choice).", lower_bound=1)
@@ -49,6 +56,7 @@ flags.DEFINE_string("dataset", None, "evaluate, image models: a dataset's test s
 flags.DEFINE_string("data_dir", None, "evaluate --dataset: where the dataset lives (as for the trainer).")
 flags.DEFINE_integer("max_examples", 0, "evaluate: use only this many examples, spread evenly over the set (0: all).", lower_bound=0)
 flags.DEFINE_integer("batch_size", None, "Examples per invocation (benchmark default 1, evaluate 64).", lower_bound=1)
+flags.DEFINE_string("input_file", None, "classify / embed (text models): a UTF-8 file of texts, one per line, after any given texts.")
 flags.DEFINE_integer("warmup", 10, "benchmark: untimed invocations first.", lower_bound=0)
 flags.DEFINE_integer("iterations", 100, "benchmark: timed invocations.", lower_bound=1)
 
@@ -58,9 +66,17 @@ FLAGS = flags.FLAGS
 def main(argv: list[str]) -> None:
     command, model_path, inputs = _command(argv[1:])
     try:
+        model_path = tasks.model_file(model_path, RUN_FILES if command != "generate" else RUN_FILES[-1:])
+        inputs = inputs + _lines(FLAGS.input_file) if FLAGS.input_file else inputs
         runner = LiteRTRunner(model_path, num_threads=FLAGS.num_threads, delegate=FLAGS.delegate, delegate_options=_options())
         if command == "classify":
             _classify(runner, inputs)
+        elif command == "embed":
+            _embed(runner, inputs)
+        elif command == "similarity":
+            if len(inputs) != 2:
+                _fail('similarity takes two texts, quoted: "a text" "another text"')
+            print(f"{tasks.similarity(runner, *inputs, run_dir=FLAGS.run_dir):.4f}")
         elif command == "fill_mask":
             _fill_mask(runner, inputs)
         elif command == "generate":
@@ -102,7 +118,7 @@ def _command(args: list[str]) -> tuple[str, str, list[str]]:
     else:
         command = FLAGS.task
     if command is None or not args:
-        _fail(f"usage: python -m export.runner {{{'|'.join(COMMANDS)}}} MODEL.tflite [INPUTS...] [--flags]")
+        _fail(f"usage: python -m export.runner {{{'|'.join(COMMANDS)}}} MODEL.tflite|RUN [INPUTS...] [--flags]")
     return command, args[0], args[1:]
 
 
@@ -127,6 +143,25 @@ def _classify(runner: LiteRTRunner, inputs: list[str]) -> None:
     for label, p in results:
         best = p.argsort()[::-1][: _top_k("classify")]
         print(f"{label}: " + "  ".join(f"{names[c]}={p[c]:.3f}" for c in best))
+
+
+def _embed(runner: LiteRTRunner, inputs: list[str]) -> None:
+    """One JSON line per text: {"text": ..., "embedding": [...]}."""
+    if not inputs:
+        _fail("embed needs texts (quoted) or --input_file=FILE with one text per line")
+    for text, vector in zip(inputs, tasks.embed(runner, inputs, run_dir=FLAGS.run_dir)):
+        print(json.dumps({"text": text, "embedding": [round(float(v), 6) for v in vector]}))
+
+
+def _lines(path: str) -> list[str]:
+    """The non-empty lines of a UTF-8 text file."""
+    try:
+        with open(path, encoding="utf-8") as f:
+            return [line.rstrip("\r\n") for line in f if line.strip()]
+    except FileNotFoundError:
+        _fail(f"--input_file={path} does not exist; give a UTF-8 file with one text per line")
+    except UnicodeDecodeError as e:
+        _fail(f"--input_file={path} is not UTF-8 text (byte 0x{e.object[e.start]:02x} at offset {e.start}); re-save it as UTF-8")
 
 
 def _fill_mask(runner: LiteRTRunner, inputs: list[str]) -> None:

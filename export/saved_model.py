@@ -12,7 +12,7 @@ import numpy as np
 import tensorflow as tf
 
 from export.evaluate import Predictor
-from export.spec import OUTPUT, Signature, serving_function
+from export.spec import Signature, serving_function
 
 SIGNATURE = "serving_default"
 
@@ -32,6 +32,7 @@ def load_predictor(path: str) -> Predictor:
     loaded = tf.saved_model.load(path)  # kept alive by the closure: it owns the variables
 
     def predict(inputs: dict[str, np.ndarray]) -> np.ndarray:
-        return loaded.signatures[SIGNATURE](**{k: tf.constant(v) for k, v in inputs.items()})[OUTPUT].numpy()
+        outputs = loaded.signatures[SIGNATURE](**{k: tf.constant(v) for k, v in inputs.items()})
+        return next(iter(outputs.values())).numpy()  # the one output: logits, or embeddings
 
     return predict

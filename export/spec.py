@@ -17,6 +17,7 @@ import numpy as np
 import tensorflow as tf
 
 OUTPUT = "logits"
+EMBEDDINGS = "embeddings"  # the output of sentence-embedding models (task "embed")
 
 
 class ExportError(ValueError):
@@ -44,6 +45,11 @@ class Signature:
     sequence_length: int | None = None
     num_predictions: int | None = None  # masked LM: length of `mask_positions`
     max_sequence_length: int | None = None  # the model's position table: the longest input it takes
+
+    @property
+    def output(self) -> str:
+        """The output's name: `embeddings` for sentence-embedding models, else `logits`."""
+        return EMBEDDINGS if self.task == "embed" else OUTPUT
 
     @property
     def input_names(self) -> tuple[str, ...]:
@@ -74,7 +80,7 @@ class Signature:
         return {
             "task": self.task,
             "inputs": {t.name: {"shape": list(t.shape), "dtype": t.dtype} for t in self.inputs},
-            "outputs": {OUTPUT: {"dtype": "float32"}},
+            "outputs": {self.output: {"dtype": "float32"}},
             "sequence_length": self.sequence_length,
             "num_predictions": self.num_predictions,
             "max_sequence_length": self.max_sequence_length,
@@ -105,7 +111,8 @@ def _max_sequence_length(model: keras.Model) -> int | None:
 
 
 def serving_function(model: keras.Model, spec: Signature):
-    """A `tf.function` taking the spec's inputs positionally and returning `{"logits": ...}`.
+    """A `tf.function` taking the spec's inputs positionally and returning `{"logits": ...}`
+    (`{"embeddings": ...}` for sentence-embedding models).
 
     With free sequence dimensions, an input longer than the model's maximum fails with a
     message naming the limit, not a shape error from deep inside the graph.
@@ -116,7 +123,7 @@ def serving_function(model: keras.Model, spec: Signature):
         if spec.free and spec.max_sequence_length:
             named = {name: _at_most(value, spec.max_sequence_length, name) for name, value in named.items()}
         outputs = model(spec.model_inputs(named), training=False)
-        return {OUTPUT: tf.cast(outputs, tf.float32)}
+        return {spec.output: tf.cast(outputs, tf.float32)}
 
     return tf.function(serve, input_signature=spec.tensor_specs(), autograph=False)
 

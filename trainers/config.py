@@ -42,6 +42,7 @@ class DataConfig:
     label_field: str
     calibration_examples: int
     lowercase: bool
+    group_by_length: bool
 
 
 @dataclasses.dataclass(frozen=True)

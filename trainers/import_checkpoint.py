@@ -1,7 +1,7 @@
 """A complete run directory from a pretrained checkpoint, without training:
 
-    python -m trainers.import_checkpoint --from=PATH --output_dir=RUN [--head=masked_lm|classifier|causal_lm]
-        [--dataset=pysource|text:DIR|csv:FILE|...] [--model=NAME]
+    python -m trainers.import_checkpoint --from=PATH --output_dir=RUN [--head=masked_lm|classifier|embedding|causal_lm]
+        [--dataset=pysource|mr|text:DIR|csv:FILE|...] [--model=NAME] [--sequence_length=N]
 
 PATH is a Hugging Face directory (config.json + model.safetensors), a keras-hub preset, or
 hf://ORG/NAME. The run gets the checkpoint's geometry and tokenizer, its weights as model.keras,
@@ -32,20 +32,27 @@ from trainers.train import train_and_evaluate
 
 PROGRAM = "trainers.import_checkpoint"
 HEADS = {cls.head: name for name, cls in TASKS.items() if cls.head}  # head -> task
+EMBEDDING_DATASET = "mr"
 
 flags.DEFINE_string("from", None, "The checkpoint: a Hugging Face directory, a keras-hub preset or hf://ORG/NAME.", required=True)
 flags.DEFINE_string("output_dir", None, "The run directory to write.", required=True)
 flags.DEFINE_enum("head", None, list(HEADS), "The model head (default: the checkpoint's own).")
-flags.DEFINE_string("dataset", None, "Data for the stored examples and metrics (default: the family's default dataset).")
+flags.DEFINE_string(
+    "dataset", None, "Data for the stored examples and metrics (default: the family's default dataset; mr for --head=embedding)."
+)
 flags.DEFINE_string("data_dir", None, "Where tensorflow-datasets data live, for --dataset=tfds:NAME.")
 flags.DEFINE_string("model", None, "The registered name to record (default: the size matching the checkpoint's geometry).")
+flags.DEFINE_integer(
+    "sequence_length", None, "Tokens per example: the stored examples' and so the exported files' length (default 128, or the checkpoint's context if shorter).",
+    lower_bound=2,
+)
 
 FLAGS = flags.FLAGS
 
 
 def import_checkpoint(
     path: str, run_dir: str, *, head: str | None = None, dataset: str | None = None, data_dir: str | None = None,
-    model: str | None = None,
+    model: str | None = None, sequence_length: int | None = None,
 ) -> dict[str, float]:
     """Writes RUN from the checkpoint at `path` (zero training steps); returns its metrics."""
     path = zoo.pretrained.local_directory(path)
@@ -54,19 +61,25 @@ def import_checkpoint(
     name = model or _registered_name(source)
     config = defaults(name)
     config.task = HEADS[head]
-    if dataset:
-        config.data.dataset = dataset
+    if dataset or head == "embedding":  # embeddings are scored on labelled sentences: MR unless told
+        config.data.dataset = dataset or EMBEDDING_DATASET
     config.data.data_dir = data_dir or ""
     config.train.train_steps = 0
     config.train.init_from = path
     context = getattr(source, "backbone", source).max_sequence_length
-    config.data.sequence_length = min(config.data.sequence_length, context)
+    config.data.sequence_length = min(sequence_length or config.data.sequence_length, context)
+    if HEADS[head] in ("classify", "embed"):
+        config.train.final_eval_batches = 0  # a labelled validation split is scored whole
     return train_and_evaluate(config, run_dir)
 
 
 def _head_of(model, path: str) -> str:
     """The head the checkpoint carries; a backbone alone needs --head."""
-    for head, cls in (("masked_lm", zoo.bert.BertMaskedLM), ("classifier", zoo.bert.BertClassifier), ("causal_lm", zoo.gpt.GPTCausalLM)):
+    kinds = (
+        ("masked_lm", zoo.bert.BertMaskedLM), ("classifier", zoo.bert.BertClassifier), ("embedding", zoo.bert.BertTextEmbedder),
+        ("causal_lm", zoo.gpt.GPTCausalLM),
+    )
+    for head, cls in kinds:
         if isinstance(model, cls):
             return head
     raise ConfigError(
@@ -90,7 +103,8 @@ def main(argv: list[str]) -> None:
     del argv
     try:
         metrics = import_checkpoint(
-            FLAGS["from"].value, FLAGS.output_dir, head=FLAGS.head, dataset=FLAGS.dataset, data_dir=FLAGS.data_dir, model=FLAGS.model
+            FLAGS["from"].value, FLAGS.output_dir, head=FLAGS.head, dataset=FLAGS.dataset, data_dir=FLAGS.data_dir, model=FLAGS.model,
+            sequence_length=FLAGS.sequence_length,
         )
     except (ConfigError, DataError, RunDirError, KeyError) as e:
         cli.fail(PROGRAM, e.args[0] if e.args else str(e))

@@ -195,7 +195,7 @@ def check_healthy(model, metrics: dict[str, float], step: int, last_saved: int |
     """Refuses to go on (and so to checkpoint) once the loss or the weights are not finite or the
     weights have exploded: the newest checkpoint on disk then stays the last good one."""
     largest = largest_weight(model)
-    if math.isfinite(metrics["loss"]) and math.isfinite(largest) and largest <= MAX_WEIGHT:
+    if math.isfinite(metrics.get("loss", 0.0)) and math.isfinite(largest) and largest <= MAX_WEIGHT:
         return
     if last_saved is None:
         resume = "no checkpoint was written yet: rerun with --start_over"
@@ -203,7 +203,7 @@ def check_healthy(model, metrics: dict[str, float], step: int, last_saved: int |
         resume = f"rerun to resume from the last good checkpoint (step {last_saved}); --resume_step=N resumes an older one, --start_over starts again"
     clip = "" if train_config.clip_norm > 0 else " or set --config.train.clip_norm=1.0"
     raise TrainingError(
-        f"training diverged by step {step} (loss {metrics['loss']:.4g}, largest |weight| {largest:.3g}); stopped without "
+        f"training diverged by step {step} (loss {metrics.get('loss', float('nan')):.4g}, largest |weight| {largest:.3g}); stopped without "
         f"saving it. Lower --learning_rate (now {train_config.learning_rate:g}){clip}, then {resume}"
     )
 

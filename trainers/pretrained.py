@@ -19,13 +19,16 @@ from trainers.config import Config, ConfigError, defaults
 
 HF_SCHEME = "hf://"
 # Builder keywords that are not geometry: the run's own config decides them.
-NOT_GEOMETRY = ("head", "num_classes", "dropout")
+NOT_GEOMETRY = ("head", "num_classes", "dropout", "pooling", "normalize")
+# ...of which these follow the checkpoint unless the user sets them: a sentence-transformers
+# checkpoint's pooling is what its training made meaningful, for its embeddings and a classifier's.
+CHECKPOINT_HEAD_SETTINGS = ("pooling", "normalize")
 
 
 def is_checkpoint(path: str) -> bool:
     """A Hugging Face checkpoint (config.json with `model_type`), a keras-hub preset (with
     `registered_name`) or `hf://...`, rather than one of our run directories."""
-    if path.startswith(HF_SCHEME):
+    if path.startswith((HF_SCHEME, zoo.pretrained.ASSET_SCHEME)):
         return True
     config_path = os.path.join(path, "config.json")
     if not os.path.isfile(config_path):
@@ -36,6 +39,21 @@ def is_checkpoint(path: str) -> bool:
     except (OSError, ValueError):
         return False
     return isinstance(values, dict) and ("model_type" in values or "registered_name" in values)
+
+
+def registered_name(path: str) -> str:
+    """The registered model a checkpoint builds: the size with its layers and width, else its
+    family's first (the geometry comes from the checkpoint either way)."""
+    try:
+        family, kwargs = zoo.pretrained.checkpoint_geometry(path)
+    except zoo.CheckpointError as e:
+        raise RunDirError(f"--init_from={path}: {e}") from None
+    names = zoo.list_models(family=family)
+    for name in names:
+        preset = zoo.get_spec(name).defaults
+        if (preset.get("num_layers"), preset.get("hidden_dim")) == (kwargs["num_layers"], kwargs["hidden_dim"]):
+            return name
+    return names[0]
 
 
 def load(path: str, **kwargs) -> keras.Model:
@@ -74,8 +92,12 @@ def adopt(config: Config, path: str) -> tuple[dict, keras.Model]:
         raise ConfigError(
             f"--config.model values contradict the checkpoint {path}: {', '.join(clashes)}; drop them, the checkpoint's geometry wins"
         )
+    head_settings = {}
+    if isinstance(model, zoo.bert.BertTextEmbedder):
+        head_settings = {k: getattr(model, k) for k in CHECKPOINT_HEAD_SETTINGS if k not in set_by_user}
+        logging.info("%s pools its tokens (%s): the run's head does too, unless --config.model.pooling says otherwise", path, model.pooling)
     logging.info("architecture from %s: %s", path, fixed)
-    return fixed, model
+    return {**fixed, **head_settings}, model
 
 
 def _family(model: keras.Model) -> str:

@@ -25,6 +25,7 @@ import zoo
 from common import cli
 from common.data import DataError
 from common.rundir import RunDirError
+from trainers import pretrained
 from trainers.config import ConfigError, defaults, resolve
 from trainers.loop import Preempted, TrainingError
 from trainers.strategy import STRATEGIES, StrategyError, get_strategy, is_chief
@@ -34,7 +35,7 @@ from trainers.train import train_and_evaluate
 flags.DEFINE_string("model", None, "Registered model name, e.g. bert_small (see zoo.list_models()).")
 flags.DEFINE_enum("task", None, list(TASKS), "Overrides the config's task, e.g. classify to fine-tune BERT.")
 flags.DEFINE_string(
-    "dataset", None, "mnist | digits | pysource | text:PATH | csv:PATH | jsonl:PATH | tfds:NAME (default: the config's)."
+    "dataset", None, "mnist | digits | pysource | mr | bbc_news | text:PATH | csv:PATH | jsonl:PATH | tfds:NAME (default: the config's)."
 )
 flags.DEFINE_string("data_dir", None, "Where mnist IDX files / tensorflow-datasets data live.")
 flags.DEFINE_string("output_dir", None, "The run directory (default: runs/<model>).")
@@ -102,7 +103,7 @@ def main(argv: list[str]) -> None:
     del argv
     from export.spec import ExportError  # --export: this entry point composes training and export
 
-    run_dir = FLAGS.output_dir or os.path.join("runs", FLAGS.model)
+    run_dir = FLAGS.output_dir or os.path.join("runs", FLAGS.config.name)  # --model, or the checkpoint's size
     try:
         config = resolve(apply_shortcuts(FLAGS.config))
         formats = _export_formats(FLAGS.export)  # checked now, not after an hour of training
@@ -110,6 +111,8 @@ def main(argv: list[str]) -> None:
         metrics = train_and_evaluate(
             config, run_dir, strategy=strategy, resume=FLAGS.resume, resume_step=FLAGS.resume_step, start_over=FLAGS.start_over
         )
+        # The training result first (scripts read this line), then what --export wrote.
+        print(f"{config.name}: {' '.join(f'{k}={v:.4g}' for k, v in metrics.items() if isinstance(v, (int, float)))} -> {run_dir}", flush=True)
         if formats and is_chief(strategy):
             from export import report as report_lib
             from export.exporter import export_run
@@ -124,7 +127,6 @@ def main(argv: list[str]) -> None:
         logging.flush()
         print(f"trainers.run: {e}", file=sys.stderr)
         sys.exit(e.exit_code)
-    print(f"{FLAGS.model}: {' '.join(f'{k}={v:.4g}' for k, v in metrics.items())} -> {run_dir}")
 
 
 def _export_formats(value: str | None) -> tuple[str, ...]:
@@ -149,10 +151,14 @@ def _apply_aliases(args: list[str]) -> list[str]:
 
 
 def _model_from_argv(argv: list[str]) -> str | None:
+    return _flag_from_argv(argv, "model")
+
+
+def _flag_from_argv(argv: list[str], flag: str) -> str | None:
     for i, arg in enumerate(argv):
-        if arg.startswith("--model="):
+        if arg.startswith(f"--{flag}="):
             return arg.split("=", 1)[1]
-        if arg == "--model" and i + 1 < len(argv):
+        if arg == f"--{flag}" and i + 1 < len(argv):
             return argv[i + 1]
     return None
 
@@ -166,8 +172,14 @@ def run() -> None:
     name = _model_from_argv(sys.argv)
     if any(a in ("--help", "--helpfull", "--helpshort", "-h") for a in sys.argv) and name is None:
         name = "bert_small"  # so --helpfull lists a real config's fields
+    init_from = _flag_from_argv(sys.argv, "init_from")
+    if name is None and init_from and pretrained.is_checkpoint(init_from):
+        try:  # the checkpoint decides the architecture: --model may be left out
+            name = pretrained.registered_name(init_from)
+        except RunDirError as e:
+            _fail(e.args[0])
     if name is None:
-        _fail(f"--model is required; one of: {', '.join(zoo.list_models())}")
+        _fail(f"--model is required (or --init_from a pretrained checkpoint); one of: {', '.join(zoo.list_models())}")
     try:
         config = defaults(name)
     except KeyError as e:

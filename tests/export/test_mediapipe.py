@@ -69,7 +69,7 @@ def lowercase_classifier(tmp_path_factory, stdlib_corpus) -> tuple[str, list[str
         [sys.executable, "-m", "trainers.run", "--model=bert_tiny", "--task=classify", f"--dataset=csv:{data}",
          f"--output_dir={run_dir}", "--train_steps=10", "--batch_size=8", "--config.data.lowercase=True",
          "--config.model.vocab_size=1000", f"--config.data.sequence_length={LENGTH}", "--config.train.eval_every=0",
-         "--config.train.checkpoint_every=0", "--export=tflite_float32"],
+         "--config.train.checkpoint_every=0", "--export=tflite_float32,tflite_int8"],
         cwd=REPO, capture_output=True, text=True, timeout=600,
     )
     assert result.returncode == 0, result.stderr[-3000:]
@@ -81,6 +81,13 @@ def test_a_classifier_trained_with_lowercase_gets_a_mediapipe_file_that_agrees_w
     report = json.loads(Path(run_dir, "export", "report.json").read_text())
     assert "skipped" not in report["mediapipe"], report["mediapipe"]
     _assert_mediapipe_agrees(run_dir, texts)
+
+
+def test_the_int8_model_gets_a_mediapipe_file_too_that_agrees_with_our_int8_runner(lowercase_classifier):
+    run_dir, texts = lowercase_classifier
+    report = json.loads(Path(run_dir, "export", "report.json").read_text())
+    assert report["mediapipe"]["files"]["model_mediapipe_int8.tflite"]["source"] == "model_int8.tflite"
+    _assert_mediapipe_agrees(run_dir, texts, "model_mediapipe_int8.tflite", "model_int8.tflite")
 
 
 def test_lowercase_with_a_cased_init_from_is_refused_in_one_line(tmp_path, stdlib_corpus):  # noqa: F811
@@ -111,12 +118,12 @@ def test_mediapipe_text_classifier_loads_the_file_as_is_and_agrees_with_our_runn
     _assert_mediapipe_agrees(*uncased_classifier)
 
 
-def _assert_mediapipe_agrees(run_dir: str, texts: list[str]) -> None:
+def _assert_mediapipe_agrees(run_dir: str, texts: list[str], file: str = FILE, ours: str = "model_float32.tflite") -> None:
     export_dir = os.path.join(run_dir, "export")
-    assert os.path.isfile(os.path.join(export_dir, FILE))
-    classifier = _mediapipe_classifier(os.path.join(export_dir, FILE))
+    assert os.path.isfile(os.path.join(export_dir, file))
+    classifier = _mediapipe_classifier(os.path.join(export_dir, file))
     labels = open(os.path.join(export_dir, "labels.txt")).read().split()
-    logits = LiteRTRunner(os.path.join(export_dir, "model_float32.tflite")).predict(
+    logits = LiteRTRunner(os.path.join(export_dir, ours)).predict(
         encode_texts(Tokenizer.load(os.path.join(export_dir, "tokenizer")), texts, LENGTH)
     )
     same_label = same_scores = 0

@@ -5,8 +5,8 @@ from __future__ import annotations
 
 import keras
 
-from zoo.bert import BertBackbone, BertClassifier, BertMaskedLM
-from zoo.checkpoints import hf_activations
+from zoo.bert import BertBackbone, BertClassifier, BertMaskedLM, BertTextEmbedder
+from zoo.checkpoints import hf_activations, sentence_transformers
 from zoo.checkpoints.slots import CheckpointError, Slot, dense, fused, layer_norm, same
 
 # Heads we may find but do not build (next-sentence prediction) and tied copies of the embedding.
@@ -35,12 +35,15 @@ def builder_kwargs(config: dict) -> dict:
     )
 
 
-def default_head(names: set[str], config: dict) -> str:
-    """The head a checkpoint carries: a classifier, a masked LM, or just the encoder."""
+def default_head(names: set[str], config: dict, directory: str = "") -> str:
+    """The head a checkpoint carries: a classifier, a masked LM, sentence embeddings (a
+    sentence-transformers folder), or just the encoder."""
     if CLASSIFIER_MARKER in names:
         return "classifier"
     if MASKED_LM_MARKER in names:
         return "masked_lm"
+    if directory and sentence_transformers.is_sentence_transformer(directory):
+        return "embedding"
     return "backbone"
 
 
@@ -98,13 +101,17 @@ def slots(model: keras.Model, fresh_head: bool = False) -> list[Slot]:
 def prefixed(model: keras.Model, name: str) -> str:
     """The stored name: task models keep the encoder under `bert.`, as transformers saves them."""
     top_level = name.startswith(("cls.", "classifier."))
-    return name if isinstance(model, BertBackbone) or top_level else f"bert.{name}"
+    bare = isinstance(model, (BertBackbone, BertTextEmbedder))  # sentence-transformers store a BertModel
+    return name if bare or top_level else f"bert.{name}"
 
 
 def config(model: keras.Model) -> dict:
     """A Hugging Face config.json for `model`."""
     b = model if isinstance(model, BertBackbone) else model.backbone
-    architecture = {BertBackbone: "BertModel", BertMaskedLM: "BertForMaskedLM", BertClassifier: "BertForSequenceClassification"}
+    architecture = {
+        BertBackbone: "BertModel", BertTextEmbedder: "BertModel", BertMaskedLM: "BertForMaskedLM",
+        BertClassifier: "BertForSequenceClassification",
+    }
     result = {
         "architectures": [architecture[type(model)]],
         "model_type": "bert",

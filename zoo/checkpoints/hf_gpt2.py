@@ -29,7 +29,7 @@ def builder_kwargs(config: dict) -> dict:
     )
 
 
-def default_head(names: set[str], config: dict) -> str:
+def default_head(names: set[str], config: dict, directory: str = "") -> str:
     return "causal_lm"  # the LM head is the tied embedding: every GPT-2 checkpoint has one
 
 

@@ -7,6 +7,7 @@ from zoo.layers.attention import (
     POST_LN_ATTENTION_INITIALIZER,
     tokenwise,
 )
+from zoo.layers.pooling import POOLINGS, L2Normalization, SequencePooling
 from zoo.layers.embeddings import POSITION_EMBEDDINGS, PositionEmbedding, SinusoidalPositionEncoding, position_layer
 from zoo.layers.transformer import ACTIVATIONS, TransformerBlock, gelu_exact, gelu_tanh, get_activation, layer_geometry
 
@@ -15,7 +16,10 @@ __all__ = [
     "gelu_exact",
     "get_activation",
     "CachedMultiHeadAttention",
+    "L2Normalization",
+    "POOLINGS",
     "POSITION_EMBEDDINGS",
+    "SequencePooling",
     "PositionEmbedding",
     "SinusoidalPositionEncoding",
     "position_layer",
