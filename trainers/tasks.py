@@ -23,7 +23,7 @@ from trainers.config import Config, ConfigError
 from trainers.corpus import Corpus
 from trainers.rundir import TARGET_WEIGHTS, TARGETS
 from trainers.shards import TokenWindows
-from zoo.layers import POSITION_EMBEDDINGS
+from zoo.layers import FEED_FORWARD_ACTIVATIONS, NORMS, POSITION_EMBEDDINGS
 from zoo.tokenizers import BYTE_BPE, WORDPIECE, Tokenizer
 
 
@@ -77,9 +77,10 @@ class Task:
             raise ConfigError(f"config.data.next_sentence=True is a {MaskedLM.name} pretraining objective; task {cls.name} cannot use it")
         if cls.tokenizer_kind is None:
             return
-        kind = config.model.get("position_embedding", "learned")
-        if kind not in POSITION_EMBEDDINGS:
-            raise ConfigError(f"config.model.position_embedding={kind!r}; choose one of {', '.join(POSITION_EMBEDDINGS)}")
+        for key, choices in (("position_embedding", POSITION_EMBEDDINGS), ("norm", NORMS), ("activation", FEED_FORWARD_ACTIVATIONS)):
+            value = config.model.get(key, choices[0])
+            if value not in choices:
+                raise ConfigError(f"config.model.{key}={value!r}; choose one of {', '.join(choices)}")
         length, limit = config.data.sequence_length, config.model.get("max_sequence_length")
         if length < 2:
             raise ConfigError(f"config.data.sequence_length={length} must be >= 2 for a text model")
@@ -344,7 +345,7 @@ class CausalLM(Task):
 
     name = "causal_lm"
     features = ("token_ids", "padding_mask")
-    families = ("gpt",)
+    families = ("gpt", "llama")
     head = "causal_lm"
     tokenizer_kind = BYTE_BPE
     reports_perplexity = True

@@ -81,6 +81,21 @@ def test_gpt_causal_lm_trains_and_reports_perplexity(tmp_path, stdlib_corpus):
     assert metrics["perplexity"] < vocab / 2, metrics
 
 
+def test_llama_with_grouped_query_attention_and_an_untied_output_trains_from_scratch(tmp_path, stdlib_corpus):
+    import zoo
+
+    config = tiny_config("llama_tiny", train_steps=80, learning_rate=3e-3, checkpoint_every=40, eval_every=40)
+    config.model.update(num_key_value_heads=1, tie_word_embeddings=False, rope_theta=500.0)
+    config.data.dataset = f"text:{stdlib_corpus}"
+    metrics = train_and_evaluate(config, str(tmp_path / "llama"), strategy=one_device())
+    run = RunDir(str(tmp_path / "llama"))
+    vocab = run.read_config()["model"]["vocab_size"]
+    assert metrics["perplexity"] < vocab / 2, metrics
+    model = run.load_model()
+    assert isinstance(model, zoo.llama.LlamaCausalLM)
+    assert (model.backbone.num_key_value_heads, model.backbone.tie_word_embeddings, model.backbone.rope_theta) == (1, False, 500.0)
+
+
 def test_same_seed_gives_the_same_run(tmp_path):
     config = tiny_config("mnist_mlp", train_steps=10)
     first = train_and_evaluate(config, str(tmp_path / "a"), strategy=one_device())

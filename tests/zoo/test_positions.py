@@ -49,7 +49,10 @@ def test_sinusoidal_backbone_has_no_position_table_and_default_is_unchanged(name
     assert learned.count_params() - sinusoidal.count_params() == TINY["max_sequence_length"] * TINY["hidden_dim"]
     assert not [w.path for w in sinusoidal.weights if "position" in w.path]
     with pytest.raises(ValueError, match="position_embedding"):
-        zoo.get_model(name, **TINY, position_embedding="rotary")
+        zoo.get_model(name, **TINY, position_embedding="alibi")
+    if name.startswith("bert"):  # rotary positions rotate a decoder's queries and keys (gpt, llama)
+        with pytest.raises(ValueError, match="position_embedding='rotary' is applied inside a decoder's attention"):
+            zoo.get_model(name, **TINY, position_embedding="rotary")
 
 
 def test_sinusoidal_gpt_cached_decoding_equals_the_full_forward_pass():
