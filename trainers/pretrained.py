@@ -1,5 +1,5 @@
-"""Starting a run from a pretrained checkpoint (a Hugging Face directory, a keras-hub preset or
-`hf://ORG/NAME`): the checkpoint's geometry and tokenizer win, and its weights start the model.
+"""Starting a run from a pretrained checkpoint (a Hugging Face directory, a keras-hub preset, a
+GGUF file or `hf://ORG/NAME`): the checkpoint's geometry and tokenizer win, and its weights start the model.
 
 `--init_from` takes either this or a run directory; `is_checkpoint` tells them apart.
 """
@@ -13,6 +13,7 @@ import keras
 from absl import logging
 
 import zoo
+from zoo.checkpoints import gguf_llama
 from trainers.config import Config, ConfigError, defaults
 from trainers.rundir import RunDirError
 from zoo.tokenizers import Tokenizer
@@ -24,8 +25,8 @@ NOT_GEOMETRY = ("head", "num_classes", "dropout")
 
 def is_checkpoint(path: str) -> bool:
     """A Hugging Face checkpoint (config.json with `model_type`), a keras-hub preset (with
-    `registered_name`) or `hf://...`, rather than one of our run directories."""
-    if path.startswith(HF_SCHEME):
+    `registered_name`), a GGUF file or `hf://...`, rather than one of our run directories."""
+    if path.startswith(HF_SCHEME) or gguf_llama.is_gguf(path):
         return True
     config_path = os.path.join(path, "config.json")
     if not os.path.isfile(config_path):
@@ -80,7 +81,7 @@ def adopt(config: Config, path: str) -> tuple[Config, keras.Model]:
 
 def _family(model: keras.Model) -> str:
     backbone = getattr(model, "backbone", model)
-    for family, cls in (("bert", zoo.bert.BertBackbone), ("gpt", zoo.gpt.GPTBackbone)):
+    for family, cls in (("bert", zoo.bert.BertBackbone), ("llama", zoo.llama.LlamaBackbone), ("gpt", zoo.gpt.GPTBackbone)):
         if isinstance(backbone, cls):
             return family
     return type(backbone).__name__

@@ -33,11 +33,17 @@ _SPECIAL_TOKENS = {WORDPIECE: WORDPIECE_SPECIAL_TOKENS, BYTE_BPE: (END_OF_TEXT,)
 
 
 class Tokenizer:
-    """A trained tokenizer and the special ids its model family needs."""
+    """A trained tokenizer and the special ids its model family needs.
 
-    def __init__(self, tokenizer: hf.Tokenizer):
+    `config` holds the tokenizer_config.json entries a pretrained tokenizer brings along
+    (`tokenizer_files.KEPT_CONFIG`): special-token roles that differ from our defaults (SmolLM2's
+    end of sequence is <|im_end|>), `add_bos_token` and the `chat_template`. `save` writes them back.
+    """
+
+    def __init__(self, tokenizer: hf.Tokenizer, config: dict | None = None):
         self._tokenizer = tokenizer
         self.kind = _kind_of(tokenizer)
+        self.config = dict(config or {})
 
     @property
     def vocab_size(self) -> int:
@@ -46,8 +52,8 @@ class Tokenizer:
     # Special ids are `None` when this kind of tokenizer has no such token.
     @property
     def pad_id(self) -> int:
-        """[PAD] for WordPiece; byte BPE pads with <|endoftext|>, as GPT-2 does."""
-        return self._special("[PAD]" if self.kind == WORDPIECE else END_OF_TEXT)
+        """[PAD] for WordPiece; byte BPE pads with <|endoftext|>, as GPT-2 does (or the tokenizer's own pad_token)."""
+        return self._role("pad_token", "[PAD]" if self.kind == WORDPIECE else END_OF_TEXT)
 
     @property
     def unk_id(self) -> int | None:
@@ -67,7 +73,19 @@ class Tokenizer:
 
     @property
     def eos_id(self) -> int | None:
-        return self._special(END_OF_TEXT)
+        """<|endoftext|>, or the tokenizer's own eos_token (a chat model's end of turn, e.g. <|im_end|>)."""
+        return self._role("eos_token", END_OF_TEXT)
+
+    @property
+    def stop_ids(self) -> tuple[int, ...]:
+        """Tokens that end generation: the end of sequence and, as llama.cpp counts them, the
+        special tokens that end a turn or a text (<|im_end|>, <|endoftext|>, <|eot_id|>, ...)."""
+        return tokenizer_files.stop_ids(self._tokenizer, self.eos_id)
+
+    @property
+    def chat_template(self) -> str | None:
+        """The Jinja chat template that turns a conversation into a prompt, if the tokenizer has one."""
+        return self.config.get("chat_template")
 
     @property
     def special_ids(self) -> tuple[int, ...]:
@@ -76,6 +94,12 @@ class Tokenizer:
 
     def _special(self, token: str) -> int | None:
         return self._tokenizer.token_to_id(token) if token in _SPECIAL_TOKENS[self.kind] else None
+
+    def _role(self, role: str, default: str) -> int | None:
+        named = self.config.get(role)
+        if named is not None and self._tokenizer.token_to_id(named) is not None:
+            return self._tokenizer.token_to_id(named)
+        return self._special(default)
 
     def encode(self, text: str, add_special_tokens: bool = False) -> list[int]:
         """Token ids of `text`; special tokens ([CLS] ... [SEP]) only if asked (the trainer places its own)."""
@@ -108,6 +132,7 @@ class Tokenizer:
     def special_tokens(self) -> dict[str, str]:
         """Hugging Face role -> token: pad/unk/cls/sep/mask (WordPiece) or bos/eos/unk/pad (byte BPE)."""
         roles = tokenizer_files.WORDPIECE_ROLES if self.kind == WORDPIECE else tokenizer_files.BYTE_BPE_ROLES
+        roles = {**roles, **{r: t for r, t in self.config.items() if r.endswith("_token") and isinstance(t, str)}}
         return {role: token for role, token in roles.items() if self.token_to_id(token) is not None}
 
     def special_token_ids(self) -> dict[str, int]:
@@ -125,9 +150,14 @@ class Tokenizer:
         path = os.path.join(directory, FILENAME)
         self._tokenizer.save(path)
         fast_class = "BertTokenizerFast" if self.kind == WORDPIECE else "GPT2TokenizerFast"
+        if self.kind == BYTE_BPE and self.config:
+            # A pretrained byte-level BPE (SmolLM2's splits digits first): transformers 5's GPT2Tokenizer
+            # rebuilds GPT-2's own pre-tokenizer over tokenizer.json; this class reads the file as it is.
+            fast_class = "PreTrainedTokenizerFast"
         extra = {"model_max_length": model_max_length} if model_max_length else {}
         if self.kind == WORDPIECE:
             extra["do_lower_case"] = self.lowercase
+        extra.update({k: v for k, v in self.config.items() if k in ("add_bos_token", "chat_template")})
         tokenizer_files.write_configs(str(directory), self.special_tokens(), fast_class, extra)
         return path
 
@@ -139,10 +169,15 @@ class Tokenizer:
     @classmethod
     def from_pretrained(cls, path: str | os.PathLike, missing_ok: bool = False) -> Tokenizer | None:
         """The tokenizer of a Hugging Face directory (tokenizer.json, BERT's vocab.txt +
-        tokenizer_config.json, or GPT-2's vocab.json + merges.txt) or of a keras-hub preset.
+        tokenizer_config.json, or GPT-2's vocab.json + merges.txt), of a keras-hub preset, or
+        rebuilt from a GGUF file's metadata.
 
         With `missing_ok`, a directory without tokenizer files gives None instead of an error.
         """
+        from zoo.checkpoints import gguf_llama
+
+        if gguf_llama.is_gguf(path):
+            return cls(*gguf_llama.read_tokenizer(gguf_llama.open_reader(str(path)), str(path)))
         tokenizer = tokenizer_files.read(str(path))
         if tokenizer is None:
             if missing_ok:
@@ -150,7 +185,7 @@ class Tokenizer:
             raise FileNotFoundError(
                 f"no tokenizer in {path}: expected tokenizer.json, vocab.txt, or vocab.json + merges.txt"
             )
-        return cls(tokenizer)
+        return cls(tokenizer, tokenizer_files.kept_config(str(path)))
 
     @classmethod
     def load(cls, directory: str | os.PathLike) -> Tokenizer:
@@ -160,7 +195,7 @@ class Tokenizer:
             raise FileNotFoundError(
                 f"no {FILENAME} in {directory}; pass the run directory a training run saved its tokenizer to"
             )
-        return cls(hf.Tokenizer.from_file(path))
+        return cls(hf.Tokenizer.from_file(path), tokenizer_files.kept_config(str(directory)))
 
     def __repr__(self) -> str:
         return f"Tokenizer(kind={self.kind!r}, vocab_size={self.vocab_size})"
