@@ -24,6 +24,7 @@ from export.runtime.tokenizer import FILENAME, Tokenizer, encode_texts
 from trainers.rundir import TARGET_WEIGHTS, TARGETS, VALIDATION, RunDir, read_json
 
 MASK_TOKEN = "[MASK]"
+CHAT_MAX_NEW_TOKENS = 256  # a chat answer's default limit (trainers.generate's too), within the context
 Classification = tuple[str, np.ndarray]  # (input name, class probabilities)
 
 
@@ -217,9 +218,29 @@ class CausalLM(Task):
     def generate(self, prompt: str, max_new_tokens: int = 32, sampler: Sampler = Sampler(), seed: int | None = None) -> str:
         """The text the decode model writes after `prompt`, up to the end-of-text token."""
         decoder = TFLiteDecoder(self.runner)
-        stop = [self.tokenizer.eos_id] if self.tokenizer.eos_id is not None else []
-        ids = decoder.generate_ids(self.tokenizer.encode(prompt), max_new_tokens, sampler, seed, stop)
+        ids = decoder.generate_ids(self.tokenizer.encode(prompt), max_new_tokens, sampler, seed, self.tokenizer.stop_ids)
         return self.tokenizer.decode(ids)
+
+    def chat(self, user: str, system: str | None = None, max_new_tokens: int | None = None, sampler: Sampler = Sampler(),
+             seed: int | None = None, write=None) -> str:
+        """The model's answer to `user` through its chat template, streamed to `write` as it comes,
+        up to the end of its turn."""
+        from trainers import chat  # templates and text streaming, shared with trainers.generate (no TensorFlow)
+
+        decoder = TFLiteDecoder(self.runner)
+        special = {f"{role}_token": token for role, token in self.tokenizer.special_tokens.items()}
+        ids = chat.prompt_ids(self.tokenizer, user, system, special)
+        if max_new_tokens is None:  # as long as the turn needs, within the context
+            max_new_tokens = max(1, min(CHAT_MAX_NEW_TOKENS, decoder.context - len(ids)))
+        text = chat.TextStream(self.tokenizer)
+        for token in decoder.stream_ids(ids, max_new_tokens, sampler, seed, self.tokenizer.stop_ids):
+            piece = text.push(token)
+            if write and piece:
+                write(piece)
+        rest = text.flush()
+        if write and rest:
+            write(rest)
+        return text.text
 
     def synthetic_inputs(self, batch_size):
         inputs = super().synthetic_inputs(batch_size)
@@ -281,6 +302,19 @@ def generate(
     if not isinstance(task, CausalLM):
         raise task.wrong_task("a GPT decode model", "generate with RUN/export/gpt_decode.tflite of a GPT run")
     return task.generate(prompt, max_new_tokens, chosen, seed)
+
+
+def chat(
+    runner: LiteRTRunner, user: str, system: str | None = None, tokenizer: Tokenizer | None = None,
+    max_new_tokens: int | None = None, sampler: str | Sampler = "greedy", temperature: float = 1.0, top_k: int = 50,
+    top_p: float = 0.9, seed: int | None = None, run_dir: str | None = None, write=None,
+) -> str:
+    """A decode model's answer to a user message through the run's chat template, streamed to `write`."""
+    chosen = make_sampler(sampler, temperature, top_k, top_p)
+    task = task_for(runner, run_dir, tokenizer)
+    if not isinstance(task, CausalLM):
+        raise task.wrong_task("a GPT decode model", "chat with RUN/export/gpt_decode.tflite of an imported chat model")
+    return task.chat(user, system, max_new_tokens, chosen, seed, write)
 
 
 def evaluate(

@@ -19,6 +19,9 @@ FILENAME = "tokenizer.json"
 SIDE_FILES = ("special_tokens_map.json", "tokenizer_config.json")  # the first that names a token wins
 END_OF_TEXT = "<|endoftext|>"
 DEFAULT_TOKENS = {"pad": "[PAD]", "unk": "[UNK]", "cls": "[CLS]", "sep": "[SEP]", "mask": "[MASK]", "eos": END_OF_TEXT}
+# Special tokens that end a turn or a text, as llama.cpp finds its "end of generation" tokens by text
+# (the same list as zoo.tokenizer_files.END_OF_GENERATION; the runtime imports no zoo).
+END_OF_GENERATION = ("<|endoftext|>", "<|im_end|>", "<|eot_id|>", "<|eom_id|>", "<|end|>", "<end_of_turn>", "</s>", "<|end_of_text|>")
 
 
 class TokenizerError(ValueError):
@@ -38,9 +41,11 @@ class TextEncoder(Protocol):
 class Tokenizer:
     """A tokenizer.json and its special ids (None where the vocabulary has no such token)."""
 
-    def __init__(self, tokenizer: hf.Tokenizer, special_tokens: dict[str, str] | None = None):
+    def __init__(self, tokenizer: hf.Tokenizer, special_tokens: dict[str, str] | None = None, chat_template: str | None = None):
         self._tokenizer = tokenizer
-        tokens = {**DEFAULT_TOKENS, **(special_tokens or {})}
+        self.chat_template = chat_template  # a chat model's Jinja prompt template (trainers.chat renders it)
+        self.special_tokens = {**DEFAULT_TOKENS, **(special_tokens or {})}
+        tokens = self.special_tokens
         ids = {key: tokenizer.token_to_id(token) for key, token in tokens.items()}
         self.unk_id, self.cls_id, self.sep_id, self.mask_id, self.eos_id = (ids[k] for k in ("unk", "cls", "sep", "mask", "eos"))
         # Byte-level BPE has no [PAD]: it pads with <|endoftext|>, as GPT-2 (and our trainer) do.
@@ -56,7 +61,7 @@ class Tokenizer:
             tokenizer = hf.Tokenizer.from_file(path)
         except Exception as e:  # the Rust library raises a bare Exception for a malformed file
             raise TokenizerError(f"{path} is not a readable tokenizer.json ({str(e)[:200]}); copy it again from the run") from None
-        return cls(tokenizer, _named_special_tokens(str(directory)))
+        return cls(tokenizer, _named_special_tokens(str(directory)), _chat_template(str(directory)))
 
     @property
     def vocab_size(self) -> int:
@@ -78,8 +83,32 @@ class Tokenizer:
     def id_to_token(self, token_id: int) -> str | None:
         return self._tokenizer.id_to_token(int(token_id))
 
+    @property
+    def stop_ids(self) -> tuple[int, ...]:
+        """Tokens that end generation: the end of sequence, then the special tokens that end a
+        turn or a text (<|im_end|>, <|endoftext|>, ...), as `zoo.tokenizers.Tokenizer.stop_ids`."""
+        special = {t.content for t in self._tokenizer.get_added_tokens_decoder().values() if t.special}
+        ids = [self.eos_id] + [self._tokenizer.token_to_id(t) for t in END_OF_GENERATION if t in special]
+        return tuple(dict.fromkeys(i for i in ids if i is not None))
+
     def __repr__(self) -> str:
         return f"Tokenizer(vocab_size={self.vocab_size})"
+
+
+def _chat_template(directory: str) -> str | None:
+    """tokenizer_config.json's chat_template (or chat_template.jinja beside it), if any."""
+    path = os.path.join(directory, "tokenizer_config.json")
+    template = None
+    if os.path.isfile(path):
+        with open(path, encoding="utf-8") as f:
+            template = json.load(f).get("chat_template")
+    if isinstance(template, list):  # named templates: the default one
+        template = next((t.get("template") for t in template if t.get("name") == "default"), None)
+    jinja = os.path.join(directory, "chat_template.jinja")
+    if template is None and os.path.isfile(jinja):
+        with open(jinja, encoding="utf-8") as f:
+            template = f.read()
+    return template
 
 
 def _named_special_tokens(directory: str) -> dict[str, str]:
