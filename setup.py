@@ -9,7 +9,7 @@ setup(
     long_description=open("README.md", encoding="utf-8").read(),
     long_description_content_type="text/markdown",
     python_requires=">=3.11",
-    packages=find_packages(include=["zoo", "zoo.*", "trainers", "trainers.*", "export", "export.*", "configs", "configs.*"]),
+    packages=find_packages(include=["common", "common.*", "zoo", "zoo.*", "trainers", "trainers.*", "export", "export.*", "configs", "configs.*"]),
     install_requires=[
         "tensorflow>=2.21,<2.22",
         "keras>=3.15",
@@ -31,11 +31,12 @@ setup(
         "litert-quantizer>=0.11",  # int8/int4 weights of the GPT decode model (LiteRT's recommended quantizer)
         "litert-lm-builder>=0.18.1",  # packs RUN/export/model*.litertlm (decode model + tokenizer.json + metadata)
         "gguf>=0.19",  # zoo.from_pretrained reads llama.cpp's GGUF files (metadata, Q4_0/Q4_1/Q8_0/F16 dequantization)
-        "jinja2>=3.1",  # chat templates (trainers.chat): trainers.generate --chat and export.runner generate --chat
+        "jinja2>=3.1",  # chat templates (common.chat): trainers.generate --chat and export.runner generate --chat
     ],
     extras_require={
         "test": [
             "pytest>=8",
+            "import-linter>=2.17",  # the import graph is a contract (.importlinter), checked by tests/test_architecture.py
             "keras-hub==0.32.0",  # the referee for checkpoint import/export (tests/zoo/test_keras_hub_referee.py)
             "transformers>=5",  # tokenizer parity; installs without torch
             "scipy>=1.11",  # erf for the numpy BERT reference
@@ -46,6 +47,9 @@ setup(
             # 1.2.x keeps numpy 2 / protobuf 7 (0.10.x pins numpy<2, protobuf<5). export/mediapipe.py uses its metadata writer.
             "mediapipe>=1.2.3",
             "openvino>=2026.4",  # a second ONNX runtime judges model.onnx's free batch and sequence dimensions
+            # tests/test_docs.py builds the docs site with `mkdocs build --strict` (links and anchors checked).
+            "mkdocs>=1.6.1",
+            "mkdocs-material>=9.8",
         ],
         "mediapipe": [
             "mediapipe>=1.2.3",  # export writes model_mediapipe.tflite (BERT classifiers, uncased vocabularies) when installed

@@ -15,7 +15,9 @@ and validation examples:
 
 Wall time is the whole `train_and_evaluate` (data from the cache, compile, final evaluation): the
 distilled student's includes its teacher's forward pass in every step. Runs finished in --work_dir
-are reused (delete it to measure again). Results go to benchmarks/distillation_results.json.
+are reused (delete it to measure again). Results go to benchmarks/distillation_results.json: each
+invocation's rows replace the rows with the same workload, role, model, steps and setting, stamped
+with their own date, host and command; --step_cost records its ratios there too.
 """
 
 from __future__ import annotations
@@ -29,9 +31,11 @@ from pathlib import Path
 
 from absl import app, flags, logging
 
+from benchmarks import results
 from benchmarks.text_csv import long_lines, stdlib_files, write_two_class_csv
+from common.rundir import RunDir
+from trainers import checkpoints
 from trainers.config import defaults
-from trainers.rundir import RunDir
 from trainers.strategy import get_strategy
 from trainers.train import train_and_evaluate
 
@@ -50,7 +54,11 @@ flags.DEFINE_bool(
 flags.DEFINE_list("settings", ["0.5:1"], "The distilled students' distill_alpha:distill_temperature pairs.")
 flags.DEFINE_list("workloads", ["masked_lm", "causal_lm", "classify"], "Which workloads to run.")
 flags.DEFINE_string("work_dir", "/tmp/modelzoo-distillation", "Where the runs go; finished runs are reused.")
-flags.DEFINE_string("results", os.path.join(os.path.dirname(__file__), "distillation_results.json"), "Where to write the table.")
+flags.DEFINE_string(
+    "results", os.path.join(os.path.dirname(os.path.abspath(__file__)), "distillation_results.json"),
+    "Where the rows go (benchmarks.tables renders docs/compression.md's distillation table from it).",
+)
+ROW_KEY = ("workload", "role", "model", "steps", "alpha", "temperature")
 FLAGS = flags.FLAGS
 
 
@@ -107,9 +115,10 @@ def train(workload: Workload, model: str, run_dir: str, steps: int, init_from=No
     )  # fmt: skip
     if workload.learning_rate:
         config.train.learning_rate = workload.learning_rate
+    config.train.update(init_from=init_from or "", distill_from=distill_from or "")
     start = time.perf_counter()
-    metrics = train_and_evaluate(config, run_dir, strategy=get_strategy("auto"), init_from=init_from, distill_from=distill_from)
-    result = {**metrics, "seconds": time.perf_counter() - start, "parameters": RunDir(run_dir).load_model().count_params()}
+    metrics = train_and_evaluate(config, run_dir, strategy=get_strategy("auto"))
+    result = {**metrics, "seconds": time.perf_counter() - start, "parameters": checkpoints.load_model(RunDir(run_dir)).count_params()}
     with open(stored, "w") as f:
         json.dump(result, f)
     return result
@@ -154,13 +163,13 @@ def step_cost(workload: Workload, work_dir: str, rounds: int = 5, steps: int = 1
     import numpy as np
     import tensorflow as tf
 
+    from common.rundir import TARGET_WEIGHTS, TARGETS, VALIDATION
+    from common.tasks import TASKS
     from trainers.distill import distillation_stats
     from trainers.loop import make_optimizer
-    from trainers.rundir import TARGET_WEIGHTS, TARGETS, VALIDATION
-    from trainers.tasks import TASKS
 
     student_run = RunDir(os.path.join(work_dir, f"{workload.name}-alone-{FLAGS.steps}"))
-    student, teacher = student_run.load_model(), RunDir(os.path.join(work_dir, f"{workload.name}-teacher")).load_model()
+    student, teacher = checkpoints.load_model(student_run), checkpoints.load_model(RunDir(os.path.join(work_dir, f"{workload.name}-teacher")))
     examples = {k: tf.constant(v[: FLAGS.batch_size]) for k, v in student_run.read_examples(VALIDATION).items()}
     inputs = {name: examples[name] for name in TASKS[workload.task].features}
     optimizer = make_optimizer(defaults(workload.student).train)
@@ -195,10 +204,16 @@ def step_cost(workload: Workload, work_dir: str, rounds: int = 5, steps: int = 1
 def main(argv: list[str]) -> None:
     del argv
     if FLAGS.step_cost:
+        ratios = {}
         for workload in workloads(FLAGS.work_dir):
             if workload.name in FLAGS.workloads:
                 r = step_cost(workload, FLAGS.work_dir)
                 print(f"{r['workload']:<10} step alone {r['alone_step_ms']:.1f} ms, distilled {r['distilled_step_ms']:.1f} ms: {r['ratio']:.2f}x")
+                ratios[r["workload"]] = {**r, "host": results.host(), "command": results.command_line()}
+        old = results.read(FLAGS.results) if os.path.exists(FLAGS.results) else {"host": None, "rows": []}
+        step_costs = {**old.get("step_cost", {}), **ratios}
+        results.write(FLAGS.results, results.stamped_rows(old), results.command_line(),
+                      **{k: v for k, v in old.items() if k not in ("host", "command", "rows", "step_cost")}, step_cost=step_costs)
         return
     os.makedirs(FLAGS.work_dir, exist_ok=True)
     rows = []
@@ -206,9 +221,8 @@ def main(argv: list[str]) -> None:
         if workload.name in FLAGS.workloads:
             rows += run_workload(workload, FLAGS.work_dir)
     print_table(rows)
-    settings = {k: FLAGS[k].value for k in ("steps", "teacher_steps", "batch_size", "sequence_length")}
-    with open(FLAGS.results, "w") as f:
-        json.dump({"settings": settings, "rows": rows}, f, indent=1)
+    settings = {k: FLAGS[k].value for k in ("batch_size", "sequence_length")}
+    results.write(FLAGS.results, rows, results.command_line(), merge_key=ROW_KEY, settings=settings)
 
 
 if __name__ == "__main__":

@@ -33,8 +33,8 @@ import multiprocessing
 import os
 import platform
 import resource
-import time
 import textwrap
+import time
 
 THREADS = 2
 PROMPT_TOKENS, NEW_TOKENS = 256, 128
@@ -240,7 +240,7 @@ def agreement(gguf: str) -> dict:
     import numpy as np
 
     import zoo
-    from trainers import chat
+    from common import chat
     from zoo.tokenizers import Tokenizer
 
     tokenizer = Tokenizer.from_pretrained(gguf)

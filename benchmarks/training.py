@@ -23,12 +23,12 @@ import tensorflow as tf
 
 import zoo
 from benchmarks.timing import interleaved, matmul_loop, median
+from common.rundir import TARGET_WEIGHTS, TARGETS, RunDir
 from trainers import loop, pipeline
 from trainers.config import Config, defaults, resolve
-from trainers.rundir import TARGET_WEIGHTS, TARGETS, RunDir
 from trainers.strategy import get_strategy
-from trainers.tasks import CausalLM, MaskedLM, Task, TaskData
-from trainers.train import POLICIES
+from trainers.tasks import CausalLM, MaskedLM, TaskData, TrainingTask
+from trainers.train import POLICIES, resolve_run
 
 # One measurement: (seconds, mean loss over the steps it ran).
 Measure = Callable[[], tuple[float, float]]
@@ -77,12 +77,12 @@ def workload_config(workload: Workload, total_steps: int, mixed_precision: str) 
     return resolve(config)
 
 
-def task_and_data(config: Config, workload: Workload) -> tuple[Task, TaskData, Config]:
+def task_and_data(config: Config, workload: Workload) -> tuple[TrainingTask, TaskData, Config]:
     """Real pysource text through the trainer's own preparation, or random tokens for --quick."""
     if workload.real_data:
         with tempfile.TemporaryDirectory() as run_dir:
-            task, data = pipeline.prepare(config, RunDir(run_dir), None)
-        return task, data, config.with_model(**data.model_overrides)
+            setup = resolve_run(config, RunDir(run_dir), tf.distribute.get_strategy())
+        return setup.task, setup.task_data, setup.config
     vocab, length = config.model["vocab_size"], workload.sequence_length
     rng = np.random.default_rng(0)
     n = 64 * workload.batch_size
@@ -96,7 +96,7 @@ def task_and_data(config: Config, workload: Workload) -> tuple[Task, TaskData, C
     return task, TaskData(arrays, arrays), config
 
 
-def our_trainer(config, task: Task, data: TaskData) -> tuple[keras.Model, Measure]:
+def our_trainer(config, task: TrainingTask, data: TaskData) -> tuple[keras.Model, Measure]:
     """Builds model, optimizer, input pipeline and step exactly as `trainers.train._train` does
     for a fresh run (including the task's data-dependent initialisation)."""
     train = config.train
@@ -126,7 +126,7 @@ def our_trainer(config, task: Task, data: TaskData) -> tuple[keras.Model, Measur
     return model, measure
 
 
-def their_trainer(config, task: Task, arrays: dict[str, np.ndarray]) -> tuple[keras.Model, Measure]:
+def their_trainer(config, task: TrainingTask, arrays: dict[str, np.ndarray]) -> tuple[keras.Model, Measure]:
     """keras-hub's task model of the same geometry, compiled with the same AdamW, fed our batches."""
     import keras_hub
 
@@ -168,7 +168,7 @@ def their_trainer(config, task: Task, arrays: dict[str, np.ndarray]) -> tuple[ke
     return model, measure
 
 
-def training_flops_per_step(config, task: Task) -> float:
+def training_flops_per_step(config, task: TrainingTask) -> float:
     """Analytic training FLOPs of one step (matmuls only; elementwise work is not counted).
 
     Per token and layer the forward pass does 4·H² (QKV + output projections) + 2·H·F (FFN)

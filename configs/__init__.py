@@ -1,3 +1,4 @@
-"""Training configs: one file per model family (`configs/<family>.py`), each `get_config(name)`
-for any size of the family. `trainers.config.defaults(name)` merges it with the registered
-architecture; `trainers.config.resolve` freezes the result."""
+"""Training configs: `configs/base.py` holds every field's default; one file per model family
+(`configs/<family>.py`) changes what its family needs, `get_config(name)` for any size of it.
+`trainers.config.defaults(name)` adds the registered architecture; `trainers.config.resolve`
+checks and freezes the result."""

@@ -8,32 +8,22 @@ The defaults are a short Quickstart run (minutes on 2 CPU cores); pretrain for r
 
 import ml_collections
 
+from configs import base
+
 # Training context per size (the registered architectures allow up to 1024 positions for gpt_small).
 CONTEXT = {"gpt_tiny": 128, "gpt_mini": 256, "gpt_small": 512}
 LEARNING_RATE = {"gpt_tiny": 1e-3, "gpt_mini": 1e-3, "gpt_small": 3e-4}
 
 
 def get_config(name: str) -> ml_collections.ConfigDict:
-    config = ml_collections.ConfigDict()
+    config = base.get_config()
     config.task = "causal_lm"
     context = CONTEXT[name]
     # A byte-level BPE vocabulary trained on the run's own text.
     config.model = dict(vocab_size=8192, max_sequence_length=context, dropout=0.0)
-    config.data = dict(dataset="pysource", sequence_length=context, text_field="text", label_field="label")
-    config.train = dict(
-        batch_size=16,
-        train_steps=120,
-        learning_rate=LEARNING_RATE[name],
-        warmup_steps=12,
-        weight_decay=0.01,
-        clip_norm=1.0,
-        steps_per_loop=20,
-        checkpoint_every=40,
-        keep_checkpoints=3,
-        eval_every=40,
-        eval_batches=20,
+    config.data.update(dataset="pysource", sequence_length=context)
+    config.train.update(
+        train_steps=120, learning_rate=LEARNING_RATE[name], warmup_steps=12, steps_per_loop=20, checkpoint_every=40, eval_every=40,
         final_eval_batches=30,
-        mixed_precision="auto",
-        seed=0,
     )
     return config

@@ -8,28 +8,17 @@ Real MNIST (tensorflow-datasets prepared in DIR, or the four standard IDX files 
 
 import ml_collections
 
+from configs import base
+
 
 def get_config(name: str) -> ml_collections.ConfigDict:
     del name  # one size
-    config = ml_collections.ConfigDict()
+    config = base.get_config()
     config.task = "image_classification"
-    config.model = dict()
     # scikit-learn's bundled digits, resized to 28x28: real data every machine has offline.
-    config.data = dict(dataset="digits")
-    config.train = dict(
-        batch_size=128,
-        train_steps=600,
-        learning_rate=1e-3,
-        warmup_steps=20,
-        weight_decay=0.0,
-        clip_norm=0.0,
-        steps_per_loop=50,
-        checkpoint_every=200,
-        keep_checkpoints=3,
-        eval_every=200,
-        eval_batches=0,
-        final_eval_batches=0,
-        mixed_precision="auto",
-        seed=0,
+    config.data.update(dataset="digits")
+    config.train.update(
+        batch_size=128, train_steps=600, weight_decay=0.0, clip_norm=0.0, steps_per_loop=50, checkpoint_every=200, eval_every=200,
+        eval_batches=0, final_eval_batches=0,
     )
     return config

@@ -15,15 +15,26 @@ import keras
 import numpy as np
 from absl import logging
 
+from common.progress import Progress
+from common.rundir import (
+    CALIBRATION,
+    LABELS,
+    TARGETS,
+    TOKENIZER,
+    VALIDATION,
+    RunDir,
+    RunDirError,
+    read_json,
+    umask,
+    write_json,
+)
+from common.tasks import TASKS, TaskSpec
 from export import formats as formats_lib
 from export import generation, mediapipe
 from export import report as report_lib
 from export.spec import ExportError, Signature, signature_of
+from trainers import checkpoints
 from trainers.config import Config
-from trainers.rundir import (
-    CALIBRATION, LABELS, TARGETS, TOKENIZER, VALIDATION, RunDir, RunDirError, read_json, umask, write_json,
-)
-from trainers.tasks import TASKS, Task
 
 REPORT = "report.json"
 PARITY_EXAMPLES = 8
@@ -69,7 +80,7 @@ def export_run(
     except RunDirError as e:
         raise ExportError(str(e)) from None
     task = TASKS[config.task]
-    model = float32_model(run.load_model(), config)
+    model = float32_model(checkpoints.load_model(run), config)
     if getattr(model, "next_sentence", False):
         logging.warning("%s: exporting the masked-LM logits only; the next-sentence head is for pretraining and is left out", run.path)
         model = model.masked_lm_model()
@@ -153,7 +164,7 @@ def float32_model(model: keras.Model, config: Config) -> keras.Model:
     return rebuilt
 
 
-def spec_from_examples(model: keras.Model, task: type[Task], examples: dict[str, np.ndarray]) -> Signature:
+def spec_from_examples(model: keras.Model, task: TaskSpec, examples: dict[str, np.ndarray]) -> Signature:
     """The export signature: the sequence length (and number of masked positions) the trainer's
     own stored examples have."""
     length = examples["token_ids"].shape[1] if "token_ids" in examples else None
@@ -162,7 +173,7 @@ def spec_from_examples(model: keras.Model, task: type[Task], examples: dict[str,
 
 
 def _decode_models(
-    task: type[Task], model, directory: str, formats: tuple[str, ...], validation, context, num_threads, tokenizer_dir: str
+    task: TaskSpec, model, directory: str, formats: tuple[str, ...], validation, context, num_threads, tokenizer_dir: str
 ) -> dict | None:
     """GPT runs exported to TFLite also get the decode models and .litertlm packages for on-device generation."""
     if not task.exports_decoder or not any(f.startswith("tflite_") for f in formats):
@@ -226,9 +237,12 @@ def _representative_dataset(spec: Signature, calibration: dict[str, np.ndarray],
     """The run's stored calibration examples, one at a time, keyed by input name (a positional
     list is matched in another order and fails with "gather index out of bounds")."""
     inputs = {t.name: np.asarray(calibration[t.name]).astype(t.dtype)[:n] for t in spec.inputs}
+    count = len(next(iter(inputs.values())))
 
     def generate() -> Iterator[dict[str, np.ndarray]]:
-        for i in range(len(next(iter(inputs.values())))):
+        progress = Progress("int8 calibration", count, "examples")
+        for i in range(count):
             yield {name: value[i : i + 1] for name, value in inputs.items()}
+            progress.update(i + 1)
 
     return generate

@@ -15,6 +15,7 @@ import numpy as np
 from absl import logging
 
 import zoo
+from common.progress import format_eta
 from export import flatbuffer, int8, onnx, saved_model, tflite
 from export.evaluate import Predictor
 from export.runtime.litert import LiteRTRunner
@@ -65,8 +66,11 @@ def export_formats(
     if any(f.startswith("tflite_") for f in formats):
         saved_model.export_saved_model(model, spec, source)
     written: dict[str, dict] = {}
+    started = time.perf_counter()
     try:
-        for fmt in formats:
+        for i, fmt in enumerate(formats):
+            if i:
+                logging.info("export: %d/%d formats, %s", i, len(formats), format_eta(i, len(formats), time.perf_counter() - started))
             start = time.perf_counter()
             path = os.path.join(directory, FILES[fmt])
             details = _write(fmt, model, spec, path, source, representative_dataset, tokenizer)

@@ -25,14 +25,14 @@ import keras
 import numpy as np
 import tensorflow as tf
 
+from common import metrics
+from common.rundir import TARGET_WEIGHTS, TARGETS
+from common.tokenizers import Tokenizer
 from export import litertlm, tflite
-from export.runtime import metrics
 from export.runtime.decoder import DECODE, DECODE_FILE, PREFILL_BUCKETS, TFLiteDecoder, cache_names, prefill_signature
 from export.spec import ExportError
-from trainers.rundir import TARGET_WEIGHTS, TARGETS
 from zoo import CausalLM
 from zoo.layers import PositionEmbedding, RotaryEmbedding, tokenwise
-from zoo.tokenizers import Tokenizer
 
 VARIANTS = ("float32", "int8", "int4")
 # Every file a GPT export adds to RUN/export/: decode models, then LiteRT-LM packages.
@@ -223,7 +223,7 @@ def greedy_agreement(tokens: Sequence[Sequence[int]], reference: Sequence[Sequen
 
 def validation_perplexity(decoder: TFLiteDecoder, examples: dict[str, np.ndarray], count: int) -> float:
     """Perplexity of the decode model on the first `count` stored validation examples, scored
-    one decode step per token exactly as the trainer's metrics (export.runtime.metrics)."""
+    one decode step per token exactly as the trainer's metrics (common.metrics)."""
     sums = {"loss": 0.0, "weight": 0.0, "correct": 0.0}
     for i in range(min(count, len(examples[TARGETS]))):
         length = int(np.asarray(examples["padding_mask"][i]).sum()) if "padding_mask" in examples else decoder.context

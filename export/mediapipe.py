@@ -17,8 +17,8 @@ import types
 import tokenizers as hf
 from ai_edge_litert.interpreter import Interpreter
 
+from common import tokenizer_files
 from export.spec import Signature
-from zoo import tokenizer_files
 
 FILE = "model_mediapipe.tflite"
 SOURCE = "model_float32.tflite"

@@ -12,10 +12,10 @@ import os
 import numpy as np
 from absl import logging
 
+from common.metrics import evaluate_predictor
+from common.tasks import TaskSpec
 from export.evaluate import Predictor, max_abs_diff, predict_in_batches
-from export.runtime.metrics import evaluate_predictor
 from export.spec import Signature
-from trainers.tasks import Task
 
 # SavedModel, float32 TFLite, ONNX and the Hugging Face directory (read back with
 # zoo.from_pretrained) compute in float32 like Keras: only op order differs.
@@ -28,7 +28,7 @@ SAVED_MODEL_WEIGHTS_LIMIT = 1.1
 
 
 def check(
-    task: type[Task],
+    task: TaskSpec,
     spec: Signature,
     reference: Predictor,
     predictors: dict[str, Predictor],
@@ -51,7 +51,7 @@ def check(
     return {"metrics": keras_metrics}, results
 
 
-def gates(task: type[Task], keras_metrics: dict, formats: dict[str, dict]) -> dict[str, dict]:
+def gates(task: TaskSpec, keras_metrics: dict, formats: dict[str, dict]) -> dict[str, dict]:
     """Each applicable gate as {value, limit, passed}; a gate whose inputs were not exported is absent."""
     result = {}
 

@@ -14,12 +14,18 @@ from __future__ import annotations
 
 import sys
 
+from trainers import quiet
+
+if __name__ == "__main__":  # before the imports below load TensorFlow
+    quiet.quiet_tensorflow(sys.argv)
+
+
 from absl import app, flags, logging
 
+from common import cli
 from export import report as report_lib
 from export.exporter import export_run
 from export.formats import FILES, FORMATS
-from trainers import cli
 
 flags.DEFINE_string("run_dir", None, "The training run to export (its --output_dir).", required=True)
 flags.DEFINE_string(
@@ -28,7 +34,6 @@ flags.DEFINE_string(
 flags.DEFINE_bool("overwrite", False, "Replace an existing RUN/export.")
 flags.DEFINE_integer("representative_examples", 200, "At most this many of the run's stored calibration examples calibrate full int8.", lower_bound=1)
 flags.DEFINE_integer("eval_examples", 0, "Evaluate on the first N stored validation examples (0: all, as metrics.json).", lower_bound=0)
-flags.DEFINE_string("data_dir", None, "Ignored: export reads only the run directory (kept so older scripts still run).")
 flags.DEFINE_integer(
     "generation_context", None, "GPT runs: fixed context of gpt_decode*.tflite (default: the model's max_sequence_length).", lower_bound=2
 )

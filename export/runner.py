@@ -20,9 +20,9 @@ import sys
 
 from absl import app, flags
 
+from common import cli
 from export.runtime import tasks
 from export.runtime.litert import LiteRTRunner, RunnerError
-from trainers import cli
 
 __all__ = ["LiteRTRunner", "RunnerError"]
 

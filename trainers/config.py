@@ -1,9 +1,11 @@
-"""A run's config, in one direction: registered architecture → `configs/<family>.py` → flags →
-data-derived values (vocabulary size, number of classes), resolved once into a frozen, typed
-`Config` and written to RUN/config.json once.
+"""A run's config: registered architecture → `configs/base.py` → `configs/<family>.py` → flags,
+checked and frozen into a typed `Config` by `resolve`.
 
-`defaults(name)` is the `ml_collections.ConfigDict` that `--config.*` flags override;
-`resolve(config)` checks and freezes it; `Config.with_model(...)` adds what only the data knows.
+`defaults(name)` is the `ml_collections.ConfigDict` that `--config.*` flags override: every field
+of the schema below, so every field can be set. `resolve(config)` checks names and types once.
+The config a run trains with — completed with what its checkpoint, teacher, hardware and data
+decide (`trainers.train.resolve_run`) — is resolved once more, from all of those together, and
+written to RUN/config.json; nothing changes it after that.
 """
 
 from __future__ import annotations
@@ -19,6 +21,7 @@ from typing import Any, Mapping
 import ml_collections
 
 import zoo
+from configs import base
 
 MIXED_PRECISION = ("auto", "none", "bfloat16", "float16")  # auto: see trainers/precision.py
 
@@ -27,41 +30,40 @@ class ConfigError(ValueError):
     """A config value that cannot work; the message names it and what to use instead."""
 
 
+# The schema: names and types. Every field's default and meaning is in configs/base.py.
 @dataclasses.dataclass(frozen=True)
 class DataConfig:
     dataset: str
-    sequence_length: int = 0  # text models: tokens per example (0 for images)
-    mask_rate: float = 0.15  # masked LM: share of tokens picked per example
-    next_sentence: bool = False  # masked LM: examples are [CLS] A [SEP] B [SEP] pairs, plus next-sentence prediction
-    text_field: str = "text"
-    label_field: str = "label"
-    calibration_examples: int = 200  # training examples stored in the run for full-int8 calibration
-    # A new run's WordPiece vocabulary is uncased (BERT uncased: lowercase, strip accents); needed
-    # for MediaPipe Tasks' TextClassifier, whose BERT tokenizer always lowercases.
-    lowercase: bool = False
+    data_dir: str
+    sequence_length: int
+    mask_rate: float
+    next_sentence: bool
+    text_field: str
+    label_field: str
+    calibration_examples: int
+    lowercase: bool
 
 
 @dataclasses.dataclass(frozen=True)
 class TrainConfig:
-    batch_size: int  # global, split across replicas
+    batch_size: int
     train_steps: int
     learning_rate: float
-    warmup_steps: int = 0
-    weight_decay: float = 0.0
-    clip_norm: float = 0.0  # global-norm gradient clipping; 0 = off
-    steps_per_loop: int = 50  # optimizer steps per tf.function call
-    checkpoint_every: int = 0
-    keep_checkpoints: int = 3
-    eval_every: int = 0
-    eval_batches: int = 0  # global batches per intermediate evaluation (0: the whole split)
-    final_eval_batches: int = 0  # the final evaluation's, whose examples are stored in the run
-    mixed_precision: str = "auto"  # config.json records what `auto` resolved to on the machine that trained
-    seed: int = 0
-    # Knowledge distillation (trainers/distill.py): the teacher run or checkpoint ("" = none), the
-    # hard loss's share, and the softmax temperature of the soft targets.
-    distill_from: str = ""
-    distill_alpha: float = 0.5
-    distill_temperature: float = 1.0  # 2.0 made short language-model runs worse (benchmarks/distillation.py)
+    warmup_steps: int
+    weight_decay: float
+    clip_norm: float
+    steps_per_loop: int
+    checkpoint_every: int
+    keep_checkpoints: int
+    eval_every: int
+    eval_batches: int
+    final_eval_batches: int
+    mixed_precision: str
+    seed: int
+    init_from: str
+    distill_from: str
+    distill_alpha: float
+    distill_temperature: float
 
 
 @dataclasses.dataclass(frozen=True)
@@ -71,10 +73,6 @@ class Config:
     model: Mapping[str, Any]  # zoo.get_model(name, **model): every architecture hyper-parameter
     data: DataConfig
     train: TrainConfig
-
-    def with_model(self, **values: Any) -> Config:
-        """The same config with architecture values the data decided (vocabulary, classes)."""
-        return dataclasses.replace(self, model=types.MappingProxyType({**self.model, **values}))
 
     def to_json(self) -> dict:
         """Plain JSON values, as written to config.json (tuples become lists)."""
@@ -89,20 +87,16 @@ class Config:
 
     @classmethod
     def from_json(cls, values: Mapping[str, Any]) -> Config:
-        """A config.json read back (older runs lack newer fields: they take their defaults)."""
+        """A config.json read back (older runs lack newer fields: they take configs/base.py's defaults)."""
         return resolve(values, check_architecture=False)
 
 
 def defaults(name: str) -> ml_collections.ConfigDict:
     """The overridable defaults for registered model `name`: its whole architecture (so every
-    hyper-parameter can be set by flag and is recorded) plus the family config file's settings."""
+    hyper-parameter can be set by flag and is recorded) plus its family config file's settings."""
     spec = zoo.get_spec(name)
     config = importlib.import_module(f"configs.{spec.family}").get_config(name)
-    file_model = config.model.to_dict() if "model" in config else {}
-    config.model = ml_collections.ConfigDict({**_overridable(spec), **file_model})
-    for field in dataclasses.fields(TrainConfig):  # so `--config.train.distill_alpha=...` exists for every family
-        if field.name.startswith("distill_") and field.name not in config.train:
-            config.train[field.name] = field.default
+    config.model = ml_collections.ConfigDict({**_overridable(spec), **config.model.to_dict()})
     config.name = name
     return config
 
@@ -119,23 +113,25 @@ def _overridable(spec: zoo.ModelSpec) -> dict[str, Any]:
 
 
 def resolve(config: ml_collections.ConfigDict | Mapping[str, Any] | Config, *, check_architecture: bool = True) -> Config:
-    """Checks every section's keys and types and freezes the config."""
+    """Checks every section's keys and types and freezes the config; a field left out takes its
+    configs/base.py default."""
     if isinstance(config, Config):
         return config
     values = config.to_dict() if isinstance(config, ml_collections.ConfigDict) else dict(config)
     name, task = values.get("name"), values.get("task")
-    if not isinstance(task, str):
+    if not isinstance(task, str) or not task:
         raise ConfigError(f"task={task!r} must be a task name, e.g. {zoo.get_spec(name).task}")
     model = json.loads(json.dumps(dict(values.get("model") or {})))  # as config.json holds it: tuples are lists
     if check_architecture:
         valid = zoo.get_spec(name).valid_keys()
         _check_keys("model", model, valid)
+    defaults_ = base.get_config()
     resolved = Config(
         name=name,
         task=task,
         model=types.MappingProxyType(model),
-        data=_section(DataConfig, "data", values.get("data") or {}),
-        train=_section(TrainConfig, "train", values.get("train") or {}),
+        data=_section(DataConfig, "data", {**defaults_.data.to_dict(), **(values.get("data") or {})}),
+        train=_section(TrainConfig, "train", {**defaults_.train.to_dict(), **(values.get("train") or {})}),
     )
     _validate(resolved)
     return resolved
@@ -144,9 +140,6 @@ def resolve(config: ml_collections.ConfigDict | Mapping[str, Any] | Config, *, c
 def _section(cls, section: str, values: Mapping[str, Any]):
     fields = {f.name: f for f in dataclasses.fields(cls)}
     _check_keys(section, values, list(fields))
-    missing = [k for k, f in fields.items() if k not in values and f.default is dataclasses.MISSING]
-    if missing:
-        raise ConfigError(f"config.{section} lacks {', '.join(missing)}")
     typed = {}
     for key, value in values.items():
         kind = fields[key].type

@@ -24,9 +24,10 @@ from typing import Callable, Iterator
 import numpy as np
 from absl import logging
 
+from common.data import DataError, default_cache_dir
+from common.rundir import atomic_write
 from trainers import text_data
-from trainers.data import DataError, default_cache_dir, prepared_tfds_builder
-from trainers.rundir import atomic_write
+from trainers.data import prepared_tfds_builder
 
 MANIFEST = "manifest.json"
 MANIFEST_VERSION = 1

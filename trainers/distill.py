@@ -6,7 +6,7 @@ At every scored target position the loss is
 
     alpha * CE(target, student) + (1 - alpha) * T² * KL(softmax(teacher / T) || softmax(student / T))
 
-weighted by `target_weights` and *summed*, as `Task.loss_and_stats` sums, so the loop still
+weighted by `target_weights` and *summed*, as `TrainingTask.loss_and_stats` sums, so the loop still
 normalises by the global weight (T² keeps the soft gradient's size independent of T). The teacher
 is a finished run directory (its model.keras) or a pretrained checkpoint directory; the student
 takes the teacher's tokenizer, so both index the same vocabulary (or classes), and a student whose
@@ -19,24 +19,23 @@ from __future__ import annotations
 
 import dataclasses
 import json
-import os
 
 import keras
 import tensorflow as tf
 from absl import logging
 
 import zoo
-from trainers import pretrained
+from common.rundir import TARGET_WEIGHTS, TARGETS, RunDir, RunDirError
+from trainers import checkpoints, pretrained
 from trainers.config import Config, ConfigError
-from trainers.rundir import TARGET_WEIGHTS, TARGETS, RunDir, RunDirError
-from trainers.tasks import Task, TaskData
+from trainers.tasks import TaskData, TrainingTask
 
 # The task a loaded teacher does, from its model class.
 TEACHER_TASKS = {zoo.bert.BertMaskedLM: "masked_lm", zoo.bert.BertClassifier: "classify", zoo.gpt.GPTCausalLM: "causal_lm"}
 
 
 def distillation_stats(student_logits, teacher_logits, labels, weights, alpha: float, temperature: float) -> dict[str, tf.Tensor]:
-    """Weighted sums (loss, weight, correct) over the targets, like `Task.loss_and_stats`, with
+    """Weighted sums (loss, weight, correct) over the targets, like `TrainingTask.loss_and_stats`, with
     loss = alpha * hard CE + (1 - alpha) * T² * KL(teacher_T || student_T) per target."""
     student = tf.cast(student_logits, tf.float32)
     teacher = tf.stop_gradient(tf.cast(teacher_logits, tf.float32))
@@ -53,10 +52,10 @@ def distillation_stats(student_logits, teacher_logits, labels, weights, alpha: f
 
 @dataclasses.dataclass
 class Distiller:
-    """The training loss of a distilled run: `loss_and_stats` has `Task.loss_and_stats`'s signature
+    """The training loss of a distilled run: `loss_and_stats` has `TrainingTask.loss_and_stats`'s signature
     and contract, so the loop's step takes either."""
 
-    task: Task
+    task: TrainingTask
     teacher: keras.Model
     alpha: float
     temperature: float
@@ -86,15 +85,6 @@ def check_teacher_run(config: Config) -> None:
     _check_length(path, theirs["model"].get("max_sequence_length"), config)
 
 
-def with_teacher(config: Config, distill_from: str | None) -> Config:
-    """`config` with `train.distill_from` set (when given) and made absolute, as config.json records it."""
-    path = distill_from or config.train.distill_from
-    if not path:
-        return config
-    recorded = path if path.startswith(pretrained.HF_SCHEME) else os.path.abspath(path)
-    return dataclasses.replace(config, train=dataclasses.replace(config.train, distill_from=recorded))
-
-
 def local_path(config: Config) -> str | None:
     """The teacher's directory on this machine (`hf://...` downloaded); None when not distilling."""
     path = config.train.distill_from
@@ -103,7 +93,7 @@ def local_path(config: Config) -> str | None:
     return zoo.pretrained.local_directory(path) if path.startswith(pretrained.HF_SCHEME) else path
 
 
-def make_distiller(config: Config, strategy: tf.distribute.Strategy, task: Task, task_data: TaskData) -> Distiller | None:
+def make_distiller(config: Config, strategy: tf.distribute.Strategy, task: TrainingTask, task_data: TaskData) -> Distiller | None:
     """The loaded, checked teacher and the loss it gives (None when not distilling)."""
     if not config.train.distill_from:
         return None
@@ -125,7 +115,7 @@ def load_teacher(config: Config, strategy: tf.distribute.Strategy) -> keras.Mode
             if task != config.task:
                 raise ConfigError(f"--distill_from={path} holds a {task} model; it cannot teach a {config.task} student ({config.name})")
         else:
-            teacher = RunDir(path).load_model()  # its task was checked by `check_teacher_run`
+            teacher = checkpoints.load_model(RunDir(path))  # its task was checked by `check_teacher_run`
     if getattr(teacher, "next_sentence", False):  # pretrained with next-sentence prediction: its masked-LM logits teach
         teacher = teacher.masked_lm_model()
     teacher.trainable = False

@@ -9,17 +9,25 @@ or fill in [MASK] tokens with a BERT pretraining run:
 
 Loads RUN/model.keras and RUN/tokenizer; this module only parses flags and calls
 `zoo.generate` / `zoo.fill_mask`, or for `--chat` renders the model's own chat template
-(`trainers.chat`), streams the answer as the tokens come (`zoo.generation.stream`) and stops at
+(`common.chat`), streams the answer as the tokens come (`zoo.generation.stream`) and stops at
 the end of the turn (on-device: `python -m export.runner generate MODEL --chat ...`).
 """
 
 from __future__ import annotations
 
+import sys
+
+from trainers import quiet
+
+if __name__ == "__main__":  # before the imports below load TensorFlow
+    quiet.quiet_tensorflow(sys.argv)
+
 from absl import app, flags
 
-from trainers import chat, cli
-from trainers.rundir import TOKENIZER, RunDir, RunDirError
-from zoo.generation import SAMPLERS
+from common import chat, cli
+from common.rundir import TOKENIZER, RunDir, RunDirError
+from common.sampling import SAMPLERS
+from trainers import checkpoints
 
 PROGRAM = "trainers.generate"
 
@@ -47,7 +55,7 @@ def load(run_dir: str):
     run.check_finished("generating with it")
     if not run.has_tokenizer():
         raise RunDirError(f"{run_dir} has no {TOKENIZER}/tokenizer.json; generation needs a text model's run")
-    return run.load_model(), run.load_tokenizer()
+    return checkpoints.load_model(run), run.load_tokenizer()
 
 
 def _check_prompt(prompt: str) -> None:
@@ -66,7 +74,7 @@ def chat_reply(model, tokenizer, user: str, system: str | None = None, max_new_t
     """The model's answer to `user`, streamed to `write` (e.g. sys.stdout.write) as it comes."""
     from zoo import generation
 
-    ids = chat.prompt_ids(tokenizer, user, system, {k: v for k, v in tokenizer.config.items() if k.endswith("_token")})
+    ids = chat.prompt_ids(tokenizer, user, system, tokenizer.special_tokens())
     context = int(model.backbone.max_sequence_length)
     if max_new_tokens is None:  # as long as the turn needs, within the context
         max_new_tokens = max(1, min(CHAT_MAX_NEW_TOKENS, context - len(ids)))

@@ -13,13 +13,21 @@ the stored validation and calibration examples and metrics.json. So `export.run`
 
 from __future__ import annotations
 
+import sys
+
+from trainers import quiet
+
+if __name__ == "__main__":  # before the imports below load TensorFlow
+    quiet.quiet_tensorflow(sys.argv)
+
 from absl import app, flags
 
 import zoo
-from trainers import cli, pretrained
+from common import cli
+from common.data import DataError
+from common.rundir import RunDirError
+from trainers import pretrained
 from trainers.config import ConfigError, defaults
-from trainers.data import DataError
-from trainers.rundir import RunDirError
 from trainers.tasks import TASKS
 from trainers.train import train_and_evaluate
 
@@ -49,10 +57,12 @@ def import_checkpoint(
     config.task = HEADS[head]
     if dataset:
         config.data.dataset = dataset
+    config.data.data_dir = data_dir or ""
     config.train.train_steps = 0
+    config.train.init_from = path
     context = getattr(source, "backbone", source).max_sequence_length
     config.data.sequence_length = min(config.data.sequence_length, context)
-    return train_and_evaluate(config, run_dir, data_dir=data_dir, init_from=path)
+    return train_and_evaluate(config, run_dir)
 
 
 def _head_of(model, path: str) -> str:

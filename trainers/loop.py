@@ -18,12 +18,13 @@ import keras
 import tensorflow as tf
 from absl import logging
 
-from trainers.tasks import Task
+from common.progress import format_eta
+from trainers.tasks import TrainingTask
 
 STAT_KEYS = ("loss", "weight", "correct")
 
 
-def stat_keys(task: Task) -> tuple[str, ...]:
+def stat_keys(task: TrainingTask) -> tuple[str, ...]:
     """The summed stats of `task`: `STAT_KEYS` for each of its objectives (prefix "" = the task's own)."""
     return tuple(prefix + key for prefix in task.objectives for key in STAT_KEYS)
 
@@ -61,7 +62,7 @@ def current_learning_rate(optimizer) -> float:
 
 
 def make_train_function(
-    strategy, task: Task, model, optimizer, clip_norm: float, stop: tf.Variable | None = None, coordinate: bool = False,
+    strategy, task: TrainingTask, model, optimizer, clip_norm: float, stop: tf.Variable | None = None, coordinate: bool = False,
     loss_fn=None,
 ):
     """A `tf.function(iterator, num_steps) -> (summed stats, steps done, stopped)` that runs
@@ -129,7 +130,7 @@ def make_train_function(
     return train_steps
 
 
-def make_eval_function(strategy, task: Task, model):
+def make_eval_function(strategy, task: TrainingTask, model):
     """A `tf.function(distributed_dataset) -> summed stats` over every batch of the dataset."""
 
     def step_fn(batch):
@@ -155,21 +156,25 @@ class Progress:
 
     def __init__(self, total_steps: int, start_step: int, note: str = ""):
         self.total = total_steps
+        self.start_step = start_step
         self.note = note  # appended to each log line, e.g. that a step includes a teacher's forward pass
         self.bar = keras.utils.Progbar(total_steps, stateful_metrics=["loss", "accuracy", "lr"]) if sys.stdout.isatty() else None
         if self.bar:
             self.bar.update(start_step)
         self.last_time = time.perf_counter()
+        self.training_seconds = 0.0  # in training calls only: the ETA leaves evaluations out
 
     def update(self, step: int, metrics: dict[str, float], examples: int, tokens: int) -> dict[str, float]:
         now = time.perf_counter()
         elapsed, self.last_time = now - self.last_time, now
+        self.training_seconds += elapsed
         rates = {"examples_per_sec": examples / elapsed, "tokens_per_sec": tokens / elapsed}
         if self.bar:
             self.bar.update(step, values=[(k, v) for k, v in metrics.items() if k in ("loss", "accuracy", "lr")])
         else:
             shown = " ".join(f"{k}={v:.4g}" for k, v in {**metrics, **rates}.items())
-            logging.info("step %d/%d %s%s", step, self.total, shown, f" ({self.note})" if self.note else "")
+            eta = format_eta(step - self.start_step, self.total - self.start_step, self.training_seconds)
+            logging.info("step %d/%d %s, %s%s", step, self.total, shown, eta, f" ({self.note})" if self.note else "")
         return rates
 
     def reset_clock(self) -> None:

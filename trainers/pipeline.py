@@ -10,35 +10,41 @@ from __future__ import annotations
 
 import os
 import shutil
+from typing import Mapping
 
 import numpy as np
 import tensorflow as tf
 from absl import logging
 
+from common import data as common_data
+from common.data import eval_indices
+from common.rundir import TARGET_WEIGHTS, RunDir, RunDirError
+from common.tokenizers import WORDPIECE, Tokenizer, train_byte_bpe, train_wordpiece
 from trainers import corpus, data, pretrained, shards, text_data
 from trainers.config import Config, ConfigError
-from trainers.rundir import TARGET_WEIGHTS, RunDir, RunDirError
-from trainers.tasks import Task, TaskData, task_class
-from zoo.tokenizers import WORDPIECE, Tokenizer, train_byte_bpe, train_wordpiece
+from trainers.tasks import TaskData, TrainingTask, task_class
 
 
-def prepare(config: Config, run: RunDir, data_dir: str | None, init_from: str | None = None) -> tuple[Task, TaskData]:
-    """Loads the data for `config.task`; text is tokenized with the run's tokenizer (trained if new).
+def prepare(config: Config, architecture: Mapping, run: RunDir, tokenizer_from: str | None = None) -> tuple[TrainingTask, TaskData]:
+    """Loads the data for `config.task` for a model of `architecture`; text is tokenized with the
+    run's tokenizer, else `tokenizer_from`'s (the run or checkpoint a run starts from, or its
+    teacher), else one trained on the data.
 
     Classifiers read their (small, labeled) table into memory; language models open their corpus
     as a stream and train on windows of its memory-mapped token shards.
     """
-    cls = task_class(config)
+    cls = task_class(config, architecture)
+    data_dir = config.data.data_dir or None
     if cls.tokenizer_kind is None:
-        return cls.prepare(config, data.load_images(config.data.dataset, data_dir), None)
+        return cls.prepare(config, architecture, data.load_images(config.data.dataset, data_dir), None)
     if cls.labeled:
         source = text_data.load_texts(
             config.data.dataset, data_dir, labeled=True, text_field=config.data.text_field, label_field=config.data.label_field
         )
     else:
         source = corpus.open_corpus(config.data.dataset, data_dir, text_field=config.data.text_field)
-    tokenizer = _tokenizer(cls.tokenizer_kind, source, config.model["vocab_size"], run, init_from, config.data.lowercase)
-    return cls.prepare(config, source, tokenizer)
+    tokenizer = _tokenizer(cls.tokenizer_kind, source, architecture["vocab_size"], run, tokenizer_from, config.data.lowercase)
+    return cls.prepare(config, architecture, source, tokenizer)
 
 
 def _tokenizer(
@@ -68,7 +74,7 @@ def _tokenizer(
         key, sample = source.fingerprint, lambda: source.train_texts
     else:
         key, sample = source.tokenizer_sample()
-    cache = os.path.join(data.default_cache_dir(), "tokenizers", f"{kind}{'-uncased' if lowercase else ''}-{vocab_size}-{key[:16]}")
+    cache = os.path.join(common_data.default_cache_dir(), "tokenizers", f"{kind}{'-uncased' if lowercase else ''}-{vocab_size}-{key[:16]}")
     if os.path.exists(os.path.join(cache, "tokenizer.json")):
         logging.info("using the cached tokenizer %s", cache)
         return Tokenizer.load(cache)
@@ -87,22 +93,6 @@ def _save_atomically(tokenizer: Tokenizer, directory: str) -> None:
         os.replace(tmp, directory)
     except OSError:  # another process cached it first
         shutil.rmtree(tmp, ignore_errors=True)
-
-
-def token_streams(source: corpus.Corpus, tokenizer: Tokenizer) -> dict[str, shards.TokenStream]:
-    """Each split as one token stream over its shards, documents separated by [SEP] / <|endoftext|>."""
-    separator = tokenizer.sep_id if tokenizer.kind == WORDPIECE else tokenizer.eos_id
-    return shards.tokenize(source, tokenizer, separator)
-
-
-def encode_texts(tokenizer: Tokenizer, texts: list[str], length: int) -> dict[str, np.ndarray]:
-    """[CLS] text [SEP], truncated and padded to `length`: how classifiers see text, in training
-    and on device; one encoder, the runtime's (`export.runtime.tokenizer.encode_texts`)."""
-    from export.runtime.tokenizer import encode_texts as encode  # numpy + tokenizers only
-
-    encoded = encode(tokenizer, texts, length)
-    # int8 holds the mask in a quarter of the memory; the task casts it to int32.
-    return {"token_ids": encoded["token_ids"], "padding_mask": encoded["padding_mask"].astype(np.int8)}
 
 
 def _gather(arrays: dict[str, tf.Tensor], index) -> dict[str, tf.Tensor]:
@@ -130,7 +120,7 @@ def _example_reader(arrays: dict[str, np.ndarray] | shards.TokenWindows):
     return reader
 
 
-def train_dataset_fn(task: Task, arrays: dict[str, np.ndarray] | shards.TokenWindows, global_batch: int, seed: int, start_example: int):
+def train_dataset_fn(task: TrainingTask, arrays: dict[str, np.ndarray] | shards.TokenWindows, global_batch: int, seed: int, start_example: int):
     """A `dataset_fn(input_context)` for `distribute_datasets_from_function`, starting at `start_example`."""
     n = len(arrays["weight"])
 
@@ -153,22 +143,12 @@ def train_dataset_fn(task: Task, arrays: dict[str, np.ndarray] | shards.TokenWin
     return dataset_fn
 
 
-def eval_indices(n: int, global_batch: int, max_batches: int = 0) -> np.ndarray:
-    """The validation examples an evaluation scores: all `n`, or `max_batches` global batches'
-    worth spread evenly over the split. Text examples are in document order, so the first ones
-    would be a few files (for pysource, mostly codec tables), not a sample of the split."""
-    count = min(n, max_batches * global_batch) if max_batches else n
-    if count == n:
-        return np.arange(n)
-    return np.linspace(0, n - 1, count).round().astype(np.int64)  # distinct: the spacing is >= 1
-
-
-def make_examples(task: Task, arrays: dict[str, np.ndarray], indices: np.ndarray, seed: int) -> dict[str, np.ndarray]:
+def make_examples(task: TrainingTask, arrays: dict[str, np.ndarray], indices: np.ndarray, seed: int) -> dict[str, np.ndarray]:
     """The task's examples (model inputs, targets, target_weights) of `arrays[indices]`, example
     number i made with seed (seed, i): the same arrays every time, for evaluation and storage."""
     indices = np.asarray(indices, dtype=np.int64)
     if not len(indices):
-        raise data.DataError("the split has no examples to evaluate or calibrate on; give the dataset more text or rows")
+        raise common_data.DataError("the split has no examples to evaluate or calibrate on; give the dataset more text or rows")
     rows = arrays.rows(indices) if isinstance(arrays, shards.TokenWindows) else {k: v[indices] for k, v in arrays.items()}
     dataset = tf.data.Dataset.from_tensor_slices((np.arange(len(indices), dtype=np.int64), rows)).map(
         lambda i, example: task.make_example(example, tf.stack([tf.constant(seed, tf.int64), i])),
@@ -179,12 +159,12 @@ def make_examples(task: Task, arrays: dict[str, np.ndarray], indices: np.ndarray
     return {k: np.concatenate([p[k] for p in parts]) for k in parts[0]}
 
 
-def eval_examples(task: Task, arrays: dict[str, np.ndarray], global_batch: int, seed: int, max_batches: int = 0) -> dict[str, np.ndarray]:
+def eval_examples(task: TrainingTask, arrays: dict[str, np.ndarray], global_batch: int, seed: int, max_batches: int = 0) -> dict[str, np.ndarray]:
     """The examples an evaluation scores (see `eval_indices`), made as `make_examples` makes them."""
     return make_examples(task, arrays, eval_indices(len(arrays["weight"]), global_batch, max_batches), seed + 1)
 
 
-def calibration_examples(task: Task, arrays: dict[str, np.ndarray], n: int, seed: int) -> dict[str, np.ndarray]:
+def calibration_examples(task: TrainingTask, arrays: dict[str, np.ndarray], n: int, seed: int) -> dict[str, np.ndarray]:
     """`n` training examples spread over the split (all, if fewer): full-int8 calibration data."""
     available = len(arrays["weight"])
     indices = np.arange(available) if n >= available else np.linspace(0, available - 1, n).round().astype(np.int64)

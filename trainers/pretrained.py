@@ -13,10 +13,10 @@ import keras
 from absl import logging
 
 import zoo
-from zoo.checkpoints import gguf_llama
+from common.rundir import RunDirError
+from common.tokenizers import Tokenizer
 from trainers.config import Config, ConfigError, defaults
-from trainers.rundir import RunDirError
-from zoo.tokenizers import Tokenizer
+from zoo.checkpoints import gguf_llama
 
 HF_SCHEME = "hf://"
 # Builder keywords that are not geometry: the run's own config decides them.
@@ -56,8 +56,8 @@ def geometry(model: keras.Model, name: str) -> dict:
     return {k: v for k, v in values.items() if k in valid}
 
 
-def adopt(config: Config, path: str) -> tuple[Config, keras.Model]:
-    """`config` with the checkpoint's geometry, and the checkpoint's model (its own head).
+def adopt(config: Config, path: str) -> tuple[dict, keras.Model]:
+    """The checkpoint's geometry (the builder's hyper-parameters it fixes) and its model (its own head).
 
     A `--config.model.*` value the user set that contradicts the checkpoint is refused: the
     weights only fit their own geometry.
@@ -76,7 +76,7 @@ def adopt(config: Config, path: str) -> tuple[Config, keras.Model]:
             f"--config.model values contradict the checkpoint {path}: {', '.join(clashes)}; drop them, the checkpoint's geometry wins"
         )
     logging.info("architecture from %s: %s", path, fixed)
-    return config.with_model(**fixed), model
+    return fixed, model
 
 
 def _family(model: keras.Model) -> str:

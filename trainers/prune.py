@@ -33,6 +33,13 @@ reloads the corpus.
 
 from __future__ import annotations
 
+import sys
+
+from trainers import quiet
+
+if __name__ == "__main__":  # before the imports below load TensorFlow
+    quiet.quiet_tensorflow(sys.argv)
+
 import dataclasses
 import os
 import shutil
@@ -40,9 +47,8 @@ import shutil
 import numpy as np
 from absl import app, flags, logging
 
-from trainers import cli
-from trainers.config import Config, ConfigError
-from trainers.rundir import (
+from common import cli
+from common.rundir import (
     CALIBRATION,
     EXAMPLES,
     TARGET_WEIGHTS,
@@ -51,6 +57,8 @@ from trainers.rundir import (
     RunDirError,
     write_json,
 )
+from trainers import checkpoints
+from trainers.config import Config, ConfigError
 
 PROGRAM = "trainers.prune"
 FAMILIES = ("bert", "gpt")
@@ -249,8 +257,8 @@ def prune_run(run_dir: str, output_dir: str, heads: float = 0.0, ffn: float = 0.
     if os.path.abspath(target.path) == os.path.abspath(source.path):
         raise RunDirError("--output_dir must differ from --run_dir: pruning writes a new run")
 
-    model = source.load_model()
-    task = task_class(config)()
+    model = checkpoints.load_model(source)
+    task = task_class(config, config.model)()
     scoring = {k: v[:examples] for k, v in source.read_examples(CALIBRATION).items()}
     validation = source.read_examples(VALIDATION)
     strategy = tf.distribute.get_strategy()
@@ -284,7 +292,8 @@ def prune_run(run_dir: str, output_dir: str, heads: float = 0.0, ffn: float = 0.
         parameters={"before": int(model.count_params()), "after": int(pruned.count_params())},
         metrics_before={k: v for k, v in before.items() if isinstance(v, (int, float))},
     )
-    _write_run(source, target, config.with_model(**geometry(model, plan)), pruned, metrics, record)
+    pruned_config = Config.from_json({**config.to_json(), "model": {**config.model, **geometry(model, plan)}})
+    _write_run(source, target, pruned_config, pruned, metrics, record)
     logging.info("pruned %s -> %s: %s", source.path, target.path, metrics)
     return record
 
@@ -302,7 +311,7 @@ def _write_run(source: RunDir, target: RunDir, config: Config, model, metrics: d
         if os.path.isfile(source.labels_path):
             shutil.copy2(source.labels_path, staging.labels_path)
         shutil.copytree(source.examples_dir, os.path.join(staging.path, EXAMPLES))
-        staging.save_model(model)
+        checkpoints.save_model(staging, model)
         staging.write_metrics(metrics)
         write_json(os.path.join(staging.path, PRUNED_FROM), record)
         if os.path.isdir(target.path):

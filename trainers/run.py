@@ -8,19 +8,25 @@ This module only parses and validates flags, then calls `trainers.train.train_an
 
 from __future__ import annotations
 
+import sys
+
+from trainers import quiet
+
+if __name__ == "__main__":  # before the imports below load TensorFlow
+    quiet.quiet_tensorflow(sys.argv)
+
 import os
 import re
-import sys
 
 from absl import app, flags, logging
 from ml_collections import config_flags
 
 import zoo
-from trainers import cli
+from common import cli
+from common.data import DataError
+from common.rundir import RunDirError
 from trainers.config import ConfigError, defaults, resolve
-from trainers.data import DataError
 from trainers.loop import Preempted, TrainingError
-from trainers.rundir import RunDirError
 from trainers.strategy import STRATEGIES, StrategyError, get_strategy, is_chief
 from trainers.tasks import TASKS
 from trainers.train import train_and_evaluate
@@ -64,6 +70,9 @@ FLAGS = flags.FLAGS
 SHORTCUTS = {
     "task": "task",
     "dataset": "data.dataset",
+    "data_dir": "data.data_dir",
+    "init_from": "train.init_from",
+    "distill_from": "train.distill_from",
     "train_steps": "train.train_steps",
     "eval_every": "train.eval_every",
     "batch_size": "train.batch_size",
@@ -99,13 +108,11 @@ def main(argv: list[str]) -> None:
         formats = _export_formats(FLAGS.export)  # checked now, not after an hour of training
         strategy = get_strategy(FLAGS.strategy, FLAGS.tpu)
         metrics = train_and_evaluate(
-            config, run_dir, data_dir=FLAGS.data_dir, strategy=strategy, resume=FLAGS.resume, init_from=FLAGS.init_from,
-            resume_step=FLAGS.resume_step, start_over=FLAGS.start_over, distill_from=FLAGS.distill_from,
+            config, run_dir, strategy=strategy, resume=FLAGS.resume, resume_step=FLAGS.resume_step, start_over=FLAGS.start_over
         )
         if formats and is_chief(strategy):
-            from export.exporter import export_run
-
             from export import report as report_lib
+            from export.exporter import export_run
 
             report = export_run(run_dir, formats=formats, overwrite=True)
             print(f"exported {', '.join(formats)} -> {os.path.join(run_dir, 'export')} (gates passed: {report['passed']})")

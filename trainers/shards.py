@@ -25,6 +25,7 @@ from typing import Any, Iterable, Iterator
 import numpy as np
 from absl import logging
 
+from common.progress import Progress
 from trainers.corpus import SPLITS, Corpus
 
 SHARD_BYTES = 64 * 2**20  # text bytes per shard (about 16M tokens, 32 MB as uint16)
@@ -50,11 +51,15 @@ def tokenize(corpus: Corpus, tokenizer, separator: int, shard_bytes: int = SHARD
         missing = sum(not p.is_file() for p in paths)
         if missing:
             logging.info("%s %s: tokenizing %d of %d shards into %s", corpus.spec, split, missing, len(paths), directory)
+        progress = Progress(f"tokenizing {corpus.spec} {split}", missing, "shards")
+        written = 0
         for spec, path in zip(specs, paths):
             if path.is_file():
                 spec.skip()
             else:
                 write_shard(path, spec.texts(), tokenizer, separator, dtype)
+                written += 1
+                progress.update(written)
         streams[split] = TokenStream(paths, dtype, tokenizer.vocab_size)
         entry[split] = [{"file": p.name, "tokens": n} for p, n in zip(paths, streams[split].shard_sizes)]
     corpus.manifest.setdefault("tokenized", {})[tokenizer_key] = entry

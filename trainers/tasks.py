@@ -1,5 +1,7 @@
-"""Tasks: everything task-specific, one class each — the data it builds, its tokenizer kind, its
-examples, loss and metrics, and what export needs of it (signature lengths, int8 gate, decoders).
+"""Training tasks: what each task does in training, one class each — the data it builds, its
+tokenizer kind, its examples, loss and metrics. What every stage needs to know of a task (its
+inputs, perplexity, int8 gate, decoders) is its `common.tasks.TaskSpec`; what it does on device
+is `export.runtime.tasks`'.
 
 Every example a task makes holds the model inputs plus `targets` and `target_weights` (0 = not
 scored), so one loss serves every task, and the examples stored in a run directory can be scored
@@ -11,20 +13,24 @@ from __future__ import annotations
 
 import dataclasses
 import math
-from typing import Any, ClassVar
+from typing import Any, ClassVar, Mapping
 
 import numpy as np
 import tensorflow as tf
-from absl import logging
 
 import zoo
-from trainers import data, text_data
+from common import metrics
+from common import tasks as specs
+from common.data import ImageData, require_examples
+from common.rundir import TARGET_WEIGHTS, TARGETS
+from common.tokenizers import BYTE_BPE, WORDPIECE, Tokenizer, encode_texts
+from trainers import lm_data
 from trainers.config import Config, ConfigError
 from trainers.corpus import Corpus
-from trainers.rundir import TARGET_WEIGHTS, TARGETS
+from trainers.lm_data import SentencePairs
 from trainers.shards import TokenWindows
+from trainers.text_data import TextData
 from zoo.layers import FEED_FORWARD_ACTIVATIONS, NORMS, POSITION_EMBEDDINGS
-from zoo.tokenizers import BYTE_BPE, WORDPIECE, Tokenizer
 
 
 @dataclasses.dataclass
@@ -54,42 +60,37 @@ class TaskData:
 NSP = "nsp_"  # the next-sentence objective's prefix: nsp_targets, nsp_target_weights, nsp_loss, nsp_accuracy
 
 
-class Task:
-    """Base: a subclass names its inputs and families and makes its data and examples."""
+class TrainingTask:
+    """Base: a subclass names its spec and families and makes its data and examples."""
 
-    name: ClassVar[str] = ""
-    features: ClassVar[tuple[str, ...]] = ()  # model input names
+    spec: ClassVar[specs.TaskSpec]  # name, model inputs, perplexity, int8 gate, decoders
     families: ClassVar[tuple[str, ...]] = ()  # model families that can do this task
     head: ClassVar[str | None] = None  # the `head=` the family builder takes for this task
     tokenizer_kind: ClassVar[str | None] = None  # text tasks: the tokenizer a new run trains
     labeled: ClassVar[bool] = False  # text tasks: the corpus needs labels
-    reports_perplexity: ClassVar[bool] = False  # language models: exp(loss) beside loss and accuracy
-    # Export: the int8 TFLite file against the float Keras model (metric, "drop"|"ratio", limit).
-    int8_gate: ClassVar[tuple[str, str, float] | None] = None
-    exports_decoder: ClassVar[bool] = False  # GPT: prefill/decode models for on-device generation
     # Stat prefixes of the objectives trained together ("" = the task's own); see `loop.stat_keys`.
     objectives: ClassVar[tuple[str, ...]] = ("",)
 
     @classmethod
-    def check_config(cls, config: Config) -> None:
-        """Refuses settings this task cannot train with, before any data loads."""
-        if config.data.next_sentence and cls.name != MaskedLM.name:
-            raise ConfigError(f"config.data.next_sentence=True is a {MaskedLM.name} pretraining objective; task {cls.name} cannot use it")
+    def check_config(cls, config: Config, architecture: Mapping[str, Any]) -> None:
+        """Refuses settings this task cannot train with for a model of `architecture`, before any data loads."""
+        if config.data.next_sentence and cls is not MaskedLM:
+            raise ConfigError(f"config.data.next_sentence=True is a masked_lm pretraining objective; task {cls.spec.name} cannot use it")
         if cls.tokenizer_kind is None:
             return
         for key, choices in (("position_embedding", POSITION_EMBEDDINGS), ("norm", NORMS), ("activation", FEED_FORWARD_ACTIVATIONS)):
-            value = config.model.get(key, choices[0])
+            value = architecture.get(key, choices[0])
             if value not in choices:
                 raise ConfigError(f"config.model.{key}={value!r}; choose one of {', '.join(choices)}")
-        length, limit = config.data.sequence_length, config.model.get("max_sequence_length")
+        length, limit = config.data.sequence_length, architecture.get("max_sequence_length")
         if length < 2:
             raise ConfigError(f"config.data.sequence_length={length} must be >= 2 for a text model")
         if limit is not None and length > limit:
             raise ConfigError(f"data.sequence_length={length} exceeds model.max_sequence_length={limit}; lower one or raise the other")
 
     @classmethod
-    def prepare(cls, config: Config, source: Any, tokenizer: Tokenizer | None) -> tuple[Task, TaskData]:
-        """The task and its arrays from the loaded data (`ImageData` or `TextData`)."""
+    def prepare(cls, config: Config, architecture: Mapping[str, Any], source: Any, tokenizer: Tokenizer | None) -> tuple[TrainingTask, TaskData]:
+        """The task and its arrays from the loaded data (`ImageData`, `TextData` or a `Corpus`) for a model of `architecture`."""
         raise NotImplementedError
 
     def make_example(self, example: dict[str, tf.Tensor], seed: tf.Tensor) -> dict[str, tf.Tensor]:
@@ -106,17 +107,14 @@ class Task:
 
     def summarize(self, sums: dict[str, float]) -> dict[str, float]:
         """Metrics from summed stats: mean loss and accuracy over real (weighted) targets."""
-        weight = max(float(sums["weight"]), 1e-12)
-        metrics = {"loss": float(sums["loss"]) / weight, "accuracy": float(sums["correct"]) / weight}
-        if self.reports_perplexity:
-            metrics["perplexity"] = math.exp(min(metrics["loss"], 50.0))
-        return metrics
+        return metrics.summarize(sums, perplexity=self.spec.reports_perplexity)
 
     def inputs(self, batch: dict[str, tf.Tensor]):
         """The model's inputs: a dict keyed by input name, or the tensor of a one-input model."""
-        if len(self.features) == 1:
-            return batch[self.features[0]]
-        return {name: batch[name] for name in self.features}
+        features = self.spec.features
+        if len(features) == 1:
+            return batch[features[0]]
+        return {name: batch[name] for name in features}
 
 
 def _cross_entropy_sums(logits, labels, weights, prefix: str = "") -> dict[str, tf.Tensor]:
@@ -128,21 +126,19 @@ def _cross_entropy_sums(logits, labels, weights, prefix: str = "") -> dict[str, 
     return {prefix + key: value for key, value in sums.items()}
 
 
-class ImageClassification(Task):
+class ImageClassification(TrainingTask):
     """Class logits from an image; images are stored uint8 and scaled to [0, 1] once, here."""
 
-    name = "image_classification"
-    features = ("image",)
+    spec = specs.IMAGE_CLASSIFICATION
     families = ("mlp",)
-    int8_gate = ("accuracy", "drop", 0.005)  # half a point
 
     @classmethod
-    def prepare(cls, config, source: data.ImageData, tokenizer=None):
+    def prepare(cls, config, architecture, source: ImageData, tokenizer=None):
         def arrays(images: np.ndarray, labels: np.ndarray) -> dict[str, np.ndarray]:
             return _with_weight({"image": images, "label": labels})
 
         names = [str(i) for i in range(source.num_classes)]
-        _require_examples(config, len(source.train_labels), len(source.validation_labels), "images")
+        require_examples(config.data.dataset, len(source.train_labels), len(source.validation_labels), "images")
         return cls(), TaskData(
             arrays(source.train_images, source.train_labels),
             arrays(source.validation_images, source.validation_labels),
@@ -158,32 +154,31 @@ class ImageClassification(Task):
         }
 
 
-class TextClassification(Task):
+class TextClassification(TrainingTask):
     """BERT fine-tuning: [CLS] text [SEP] -> class logits."""
 
-    name = "classify"
-    features = ("token_ids", "segment_ids", "padding_mask")
+    spec = specs.CLASSIFY
     families = ("bert",)
     head = "classifier"
     tokenizer_kind = WORDPIECE
     labeled = True
-    int8_gate = ("accuracy", "drop", 0.01)
 
     @classmethod
-    def prepare(cls, config, source: text_data.TextData, tokenizer):
-        from trainers.pipeline import encode_texts
-
+    def prepare(cls, config, architecture, source: TextData, tokenizer):
         length = config.data.sequence_length
-        _require_examples(config, len(source.train_texts), len(source.validation_texts), "rows")
+        require_examples(config.data.dataset, len(source.train_texts), len(source.validation_texts), "rows")
         num_classes = source.num_classes or int(np.max(source.train_labels)) + 1
-        asked = config.model.get("num_classes")
+        asked = architecture.get("num_classes")
         if asked == zoo.get_spec(config.name).hyperparameters().get("num_classes"):
             asked = None  # the registry's default, not the user's: the data decides
         if asked is not None and asked < num_classes:
             raise ConfigError(f"config.model.num_classes={asked} but the data has {num_classes} classes; raise it or leave it unset")
 
         def arrays(texts, labels) -> dict[str, np.ndarray]:
-            return _with_weight({**encode_texts(tokenizer, texts, length), "label": np.asarray(labels, np.int32)})
+            encoded = encode_texts(tokenizer, texts, length)  # as the device runtime encodes text
+            # int8 holds the mask in a quarter of the memory; `make_example` casts it to int32.
+            mask = encoded["padding_mask"].astype(np.int8)
+            return _with_weight({"token_ids": encoded["token_ids"], "padding_mask": mask, "label": np.asarray(labels, np.int32)})
 
         classes = max(num_classes, asked or 0)
         names = (source.label_names or [])[:classes]
@@ -211,7 +206,7 @@ class TextClassification(Task):
 
 
 @dataclasses.dataclass
-class MaskedLM(Task):
+class MaskedLM(TrainingTask):
     """Dynamic masking: each time an example is drawn, `mask_rate` of its tokens are picked anew.
 
     Of the picked tokens 80% become [MASK], 10% a random token, 10% stay; the model computes
@@ -233,27 +228,25 @@ class MaskedLM(Task):
     sep_id: int = 0
     pad_id: int = 0
 
-    name = "masked_lm"
-    features = ("token_ids", "segment_ids", "padding_mask", "mask_positions")
+    spec = specs.MASKED_LM
     families = ("bert",)
     head = "masked_lm"
     tokenizer_kind = WORDPIECE
-    reports_perplexity = True
 
     @classmethod
-    def check_config(cls, config: Config) -> None:
-        super().check_config(config)
+    def check_config(cls, config: Config, architecture: Mapping[str, Any]) -> None:
+        super().check_config(config, architecture)
         if config.data.next_sentence and config.data.sequence_length < 5:
             raise ConfigError(f"config.data.sequence_length={config.data.sequence_length} is too short for sentence pairs; use >= 5")
 
     @classmethod
-    def prepare(cls, config, source: Corpus, tokenizer):
+    def prepare(cls, config, architecture, source: Corpus, tokenizer):
         data = config.data
         task = cls(
             tokenizer.vocab_size, tokenizer.mask_id, tokenizer.special_ids, data.sequence_length, data.mask_rate,
             data.next_sentence, tokenizer.cls_id, tokenizer.sep_id, tokenizer.pad_id,
         )
-        windows = SentencePairs if data.next_sentence else _mlm_windows
+        windows = SentencePairs if data.next_sentence else lm_data.mlm_windows
         # Masked LM never predicts a special token.
         task_data = _language_model_data(config, source, tokenizer, windows, set(tokenizer.special_ids))
         task_data.model_overrides["next_sentence"] = data.next_sentence
@@ -340,21 +333,17 @@ class MaskedLM(Task):
             model.set_output_bias(data.unigram_log_prior)
 
 
-class CausalLM(Task):
+class CausalLM(TrainingTask):
     """Next-token prediction over windows of `sequence_length + 1` tokens."""
 
-    name = "causal_lm"
-    features = ("token_ids", "padding_mask")
+    spec = specs.CAUSAL_LM
     families = ("gpt", "llama")
     head = "causal_lm"
     tokenizer_kind = BYTE_BPE
-    reports_perplexity = True
-    int8_gate = ("perplexity", "ratio", 1.05)
-    exports_decoder = True
 
     @classmethod
-    def prepare(cls, config, source: Corpus, tokenizer):
-        return cls(), _language_model_data(config, source, tokenizer, _lm_windows, {tokenizer.pad_id})
+    def prepare(cls, config, architecture, source: Corpus, tokenizer):
+        return cls(), _language_model_data(config, source, tokenizer, lm_data.lm_windows, {tokenizer.pad_id})
 
     def make_example(self, example, seed):
         window = tf.cast(example["token_ids"], tf.int32)  # (seq + 1,)
@@ -367,10 +356,10 @@ class CausalLM(Task):
         }
 
 
-TASKS: dict[str, type[Task]] = {t.name: t for t in (ImageClassification, MaskedLM, TextClassification, CausalLM)}
+TASKS: dict[str, type[TrainingTask]] = {t.spec.name: t for t in (ImageClassification, MaskedLM, TextClassification, CausalLM)}
 
 
-def task_class(config: Config) -> type[Task]:
+def task_class(config: Config, architecture: Mapping[str, Any]) -> type[TrainingTask]:
     """The class of `config.task`, refusing a model family that cannot do it and settings it
     cannot train with."""
     if config.task not in TASKS:
@@ -380,101 +369,18 @@ def task_class(config: Config) -> type[Task]:
     if family not in cls.families:
         able = [name for name, t in TASKS.items() if family in t.families]
         raise ConfigError(f"{config.name} cannot do task {config.task}; a {family} model does {', '.join(able)}")
-    cls.check_config(config)
+    cls.check_config(config, architecture)
     return cls
 
 
-# ---------------------------------------------------------------------------------------------
-# Language-model windows
-
-
-def _language_model_data(config: Config, corpus, tokenizer: Tokenizer, windows, excluded: set[int]) -> TaskData:
-    """Windows over the corpus's memory-mapped token shards, and the unigram baseline: the
-    training token frequencies (from the shards' counts) scored on the final evaluation's windows."""
-    from trainers.pipeline import eval_indices, token_streams
-
-    length = config.data.sequence_length
-    streams = token_streams(corpus, tokenizer)
-    train, validation = windows(streams["train"], tokenizer, length), windows(streams["validation"], tokenizer, length)
-    logging.info("%s: %d training and %d validation examples", config.task, train.count, validation.count)
-    counts = train.target_counts().astype(np.float64)
-    counts[list(excluded)] = 0.0
-    # The baseline scores the very examples the final evaluation scores, so the two compare.
-    final = eval_indices(validation.count, config.train.batch_size, config.train.final_eval_batches)
-    final_targets = _targets(validation.rows(final), excluded) if validation.count else np.zeros(0, np.int64)
-    _require_examples(config, int(counts.sum()), len(final_targets), "tokens to predict")
-    counts += 1.0  # add-one smoothed
-    unigram = _unigram_loss(counts, final_targets, excluded)
-    log_prior = np.log(counts / counts.sum()).astype(np.float32)
-    return TaskData(train, validation, {"vocab_size": tokenizer.vocab_size}, tokenizer, None, unigram, log_prior)
-
-
-def _require_examples(config: Config, train: int, validation: int, what: str) -> None:
-    """An empty split would "train" to loss 0 and report metrics over nothing: refuse it first."""
-    for split, count in (("training", train), ("validation", validation)):
-        if count == 0:
-            raise data.DataError(
-                f"the {split} split of {config.data.dataset} has no {what}; give the dataset more text (or rows), "
-                "or a validation split of its own"
-            )
-
-
-def _targets(rows: dict, excluded: set[int]) -> np.ndarray:
-    """The token ids a language model is asked to predict in windows `rows`: real tokens after
-    the first (GPT's first token is only context, BERT's is [CLS]), specials excluded."""
-    ids = np.asarray(rows["token_ids"][:, 1:])[np.asarray(rows["padding_mask"][:, 1:]) > 0]
-    return ids[~np.isin(ids, list(excluded))]
-
-
-def _unigram_loss(counts: np.ndarray, validation_targets: np.ndarray, excluded: set[int]) -> float:
-    """Validation cross-entropy (nats) of the training token frequencies `counts`."""
-    counts = counts.copy()
-    counts[list(excluded)] = 0.0
-    log_p = np.log(counts / counts.sum(), where=counts > 0, out=np.full(len(counts), -np.inf))
-    return float(-log_p[validation_targets].mean())
-
-
-def _mlm_windows(stream, tokenizer: Tokenizer, length: int) -> TokenWindows:
-    """[CLS] + (length - 2) tokens + [SEP], non-overlapping; the last window padded."""
-    body = length - 2
-    return TokenWindows(stream, body, body, tokenizer.pad_id, (tokenizer.cls_id,), (tokenizer.sep_id,), pad_is_padding=True)
-
-
-class SentencePairs(TokenWindows):
-    """Next-sentence windows: row i is segment A, its true successor B (together the stream's
-    `sequence_length - 3` tokens from i * that), then a random B: the B half of the window half the
-    split away (another document, on any corpus of more than a few windows). Which B an example
-    gets is drawn from its seed (`MaskedLM.make_example`), so it changes between epochs; the
-    random partner of a window does not.
-    """
-
-    def __init__(self, stream, tokenizer: Tokenizer, length: int):
-        a_length, body = self.split(length)
-        super().__init__(stream, body, body, tokenizer.pad_id, pad_is_padding=True)
-        self.a_length = a_length
-        self.width = 2 * body - a_length  # A, true B, random B
-
-    @staticmethod
-    def split(length: int) -> tuple[int, int]:
-        """(A's length, A + B's length) of a `length`-token pair: [CLS] A [SEP] B [SEP]."""
-        body = length - 3
-        return body // 2, body
-
-    def partner(self, indices: np.ndarray) -> np.ndarray:
-        return (indices + max(1, self.count // 2)) % self.count
-
-    def rows(self, indices: np.ndarray) -> dict[str, np.ndarray]:
-        indices = np.asarray(indices, np.int64).reshape(-1)
-        windows = TokenWindows(self.stream, self.size, self.stride, self.pad, pad_is_padding=True)
-        own, other = windows.rows(indices)["token_ids"], windows.rows(self.partner(indices))["token_ids"]
-        token_ids = np.concatenate([own, other[:, self.a_length :]], axis=1)
-        return {"token_ids": token_ids, "padding_mask": (token_ids != self.pad).astype(np.int8), "weight": np.ones(len(indices), np.float32)}
-
-
-def _lm_windows(stream, tokenizer: Tokenizer, length: int) -> TokenWindows:
-    """Windows of length + 1 tokens with stride `length`, so every token but the first is a target
-    exactly once."""
-    return TokenWindows(stream, length + 1, length, tokenizer.pad_id)
+def _language_model_data(config: Config, source: Corpus, tokenizer: Tokenizer, windows, excluded: set[int]) -> TaskData:
+    data, train = config.data, config.train
+    found = lm_data.language_model_data(
+        source, tokenizer, windows, excluded, dataset=data.dataset, task=config.task, sequence_length=data.sequence_length,
+        batch_size=train.batch_size, final_eval_batches=train.final_eval_batches,
+    )
+    overrides = {"vocab_size": tokenizer.vocab_size}
+    return TaskData(found.train, found.validation, overrides, tokenizer, None, found.unigram_loss, found.unigram_log_prior)
 
 
 def _with_weight(arrays: dict[str, np.ndarray]) -> dict[str, np.ndarray]:

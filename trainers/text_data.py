@@ -20,8 +20,9 @@ from typing import Any
 import numpy as np
 from absl import logging
 
-from trainers.data import DataError, prepared_tfds_builder
-from trainers.rundir import atomic_write
+from common.data import DataError
+from common.rundir import atomic_write
+from trainers.data import prepared_tfds_builder
 
 TEXT_SPECS = ("pysource", "text:PATH", "csv:PATH", "jsonl:PATH", "tfds:NAME")
 VALIDATION_SPLIT_NAMES = ("validation", "dev", "test")  # first one present is the validation set

@@ -1,12 +1,14 @@
 """`train_and_evaluate(config, run_dir)`: the one function behind `python -m trainers.run`.
 
-Four steps, flax style: create the state, restore it or initialize it, run the loop, finish
-(evaluate, then write the model, metrics and stored examples into the run directory).
+Five steps, flax style: resolve the run's config (once, `resolve_run`), create the state, restore
+it or initialize it, run the loop, finish (evaluate, then write the model, metrics and stored
+examples into the run directory).
 """
 
 from __future__ import annotations
 
 import contextlib
+from typing import Mapping
 import dataclasses
 import json
 import os
@@ -20,11 +22,11 @@ import tensorflow as tf
 from absl import logging
 
 import zoo
-from trainers import distill, loop, pipeline, precision, pretrained
+from common.rundir import CALIBRATION, VALIDATION, RunDir, RunDirError
+from trainers import checkpoints, distill, loop, pipeline, precision, pretrained
 from trainers.config import Config, ConfigError, resolve
-from trainers.rundir import CALIBRATION, VALIDATION, RunDir, RunDirError
 from trainers.strategy import get_strategy, is_chief, num_workers
-from trainers.tasks import Task, TaskData, task_class
+from trainers.tasks import TaskData, TrainingTask, task_class
 
 POLICIES = precision.POLICIES
 
@@ -42,40 +44,33 @@ class TrainState:
 
 
 def train_and_evaluate(
-    config: Config | ml_collections.ConfigDict,
+    config: Config | ml_collections.ConfigDict | Mapping,
     run_dir: str,
     *,
-    data_dir: str | None = None,
     strategy: tf.distribute.Strategy | None = None,
     resume: bool = True,
-    init_from: str | None = None,
     resume_step: int | None = None,
     start_over: bool = False,
-    distill_from: str | None = None,
 ) -> dict[str, float]:
     """Trains `config.name` on `config.data`, checkpointing into `run_dir`; returns final metrics.
 
-    Resumes from the newest readable checkpoint in `run_dir` when `resume` (`resume_step`: from
-    that step's, setting newer ones aside; `start_over`: sets them all aside). With `init_from`
-    (a run directory or a pretrained checkpoint) a new run starts from its weights. SIGTERM or
-    SIGINT checkpoint the step in progress and raise `loop.Preempted`. With `distill_from` (a
-    finished run directory or a pretrained checkpoint; also `config.train.distill_from`) the model
-    learns from that teacher's soft targets as well (`trainers.distill`).
+    The config names everything the run is: model, data (`data.data_dir`), training, the weights
+    it starts from (`train.init_from`: a run directory or a pretrained checkpoint) and the teacher
+    it learns from (`train.distill_from`, `trainers.distill`). The keyword arguments say how to
+    treat `run_dir`: resume from its newest readable checkpoint when `resume` (`resume_step`: from
+    that step's, setting newer ones aside; `start_over`: sets them all aside). SIGTERM or SIGINT
+    checkpoint the step in progress and raise `loop.Preempted`.
     """
-    config = distill.with_teacher(resolve(config), distill_from)
+    requested = resolve(config)
     strategy = strategy or get_strategy("auto")
-    # config.json records the dtype that ran: resuming with `auto` on the same machine resolves
-    # the same and changes nothing; on a machine without bfloat16 units it warns of the change.
-    mixed_precision = precision.resolve(config.train.mixed_precision, strategy)
-    config = dataclasses.replace(config, train=dataclasses.replace(config.train, mixed_precision=mixed_precision))
     run = RunDir(run_dir)
-    _check_replicas(config, strategy)
-    task_class(config)  # a family that cannot do the task is refused before any data loads
-    distill.check_teacher_run(config)
-    run.check_compatible(config.to_json(), resume or start_over)
+    _check_replicas(requested, strategy)
+    task_class(requested, requested.model)  # a family that cannot do the task is refused before any data loads
+    distill.check_teacher_run(requested)
+    run.check_compatible(requested.to_json(), resume or start_over)
     chief = is_chief(strategy)
     if not chief:  # only the chief writes the run; other workers checkpoint into a scratch directory
-        return _train(config, run, RunDir(tempfile.mkdtemp(prefix="modelzoo-worker-")), False, strategy, data_dir, resume, init_from)
+        return _train(requested, run, RunDir(tempfile.mkdtemp(prefix="modelzoo-worker-")), False, strategy, resume)
     created = not os.path.exists(run.path)
     run.check_writable()
     try:
@@ -83,41 +78,74 @@ def train_and_evaluate(
             removed = run.remove_leftovers(checkpoints=True)
             if removed:
                 logging.warning("removed leftovers of interrupted writes: %s", ", ".join(removed))
-            if start_over and run.discard_checkpoints():
+            if start_over and checkpoints.discard_checkpoints(run):
                 logging.warning("--start_over: the previous checkpoints of %s were set aside", run.path)
             elif resume_step is not None:
                 _resume_at(run, resume_step)
-            return _train(config, run, run, True, strategy, data_dir, resume and not start_over, init_from)
+            return _train(requested, run, run, True, strategy, resume and not start_over)
     finally:
         if created and os.path.isdir(run.path) and not os.listdir(run.path):
             os.rmdir(run.path)  # refused before writing anything: leave no empty directory behind
 
 
-def _train(config: Config, run: RunDir, write_dir: RunDir, chief: bool, strategy, data_dir, resume: bool, init_from) -> dict[str, float]:
-    source = None  # the model whose weights start a new run: --init_from's
-    if init_from and pretrained.is_checkpoint(init_from):
-        init_from = zoo.pretrained.local_directory(init_from)
-        config, source = pretrained.adopt(config, init_from)
-    elif init_from:
-        config = _adopt_architecture(config, RunDir(init_from))
+@dataclasses.dataclass
+class RunSetup:
+    """A run's resolved config, and what resolving it loaded: the task and its data, and the
+    model whose weights start a new run (`train.init_from`'s; None for fresh weights)."""
+
+    config: Config
+    task: TrainingTask
+    task_data: TaskData
+    source: keras.Model | None
+
+
+def resolve_run(requested: Config, run: RunDir, strategy: tf.distribute.Strategy) -> RunSetup:
+    """The run's config, resolved once from everything that decides it: the requested config
+    (registry, family file, flags), the checkpoint or run it starts from (its architecture and
+    tokenizer win), the teacher (whose tokenizer a student takes), the hardware (what
+    `mixed_precision=auto` means here) and the data (vocabulary size, number of classes)."""
+    train = requested.train
+    architecture = dict(requested.model)
+    source, init_from = None, _recorded(train.init_from)
+    local = zoo.pretrained.local_directory(init_from) if init_from.startswith(pretrained.HF_SCHEME) else init_from
+    if local and pretrained.is_checkpoint(local):
+        geometry, source = pretrained.adopt(requested, local)
+        architecture.update(geometry)
+    elif local:
+        architecture.update(_run_architecture(requested, RunDir(local)))
+        source = checkpoints.load_model(RunDir(local))
+    # config.json records the dtype that ran: resuming with `auto` on the same machine resolves
+    # the same and changes nothing; on a machine without bfloat16 units it warns of the change.
+    mixed_precision = precision.resolve(train.mixed_precision, strategy)
+    # A student takes its teacher's tokenizer, as a fine-tuned run takes --init_from's.
+    task, task_data = pipeline.prepare(requested, architecture, run, local or distill.local_path(requested))
+    derived = dict(task_data.model_overrides)
+    if local:  # the source's embedding fits its tokenizer; the geometry stays the source's
+        derived.pop("vocab_size", None)
+    values = requested.to_json()
+    values["model"] = {**architecture, **derived}
+    values["train"].update(mixed_precision=mixed_precision, init_from=init_from, distill_from=_recorded(train.distill_from))
+    return RunSetup(resolve(values), task, task_data, source)
+
+
+def _recorded(path: str) -> str:
+    """A source as config.json records it: hf://... as given, a local path made absolute."""
+    return path if not path or path.startswith(pretrained.HF_SCHEME) else os.path.abspath(path)
+
+
+def _train(requested: Config, run: RunDir, write_dir: RunDir, chief: bool, strategy, resume: bool) -> dict[str, float]:
     try:
+        setup = resolve_run(requested, run, strategy)
+        config, task, task_data = setup.config, setup.task, setup.task_data
         with _precision(config.train.mixed_precision):
             keras.utils.set_random_seed(config.train.seed)
-            # A student takes its teacher's tokenizer, as a fine-tuned run takes --init_from's.
-            task, task_data = pipeline.prepare(config, run, data_dir, init_from or distill.local_path(config))
-            overrides = dict(task_data.model_overrides)
-            if init_from:  # the source's embedding fits its tokenizer; the geometry stays the source's
-                overrides.pop("vocab_size", None)
-            config = config.with_model(**overrides)
             run.check_same_architecture(config.to_json()["model"], zoo.get_spec(config.name).hyperparameters())
             distiller = distill.make_distiller(config, strategy, task, task_data)
             if chief:
                 _warn_changed_settings(run, config, resume)
                 _write_run_start(run, config, task_data)
             state = create_state(config, strategy, write_dir)
-            if init_from and source is None:
-                source = RunDir(init_from).load_model()
-            restore_or_initialize(state, run if resume else None, source, task, task_data)
+            restore_or_initialize(state, run if resume else None, setup.source, task, task_data)
             writer = tf.summary.create_file_writer(run.logs_dir) if chief else tf.summary.create_noop_writer()
             evaluate = make_evaluate(state.model, strategy, task, config.train.batch_size)
             with loop.Preemption() as preemption:
@@ -145,7 +173,7 @@ def create_state(config: Config, strategy: tf.distribute.Strategy, write_dir: Ru
     return TrainState(model, optimizer, step, examples_seen, checkpoint, manager)
 
 
-def restore_or_initialize(state: TrainState, run: RunDir | None, source: keras.Model | None, task: Task, task_data: TaskData) -> None:
+def restore_or_initialize(state: TrainState, run: RunDir | None, source: keras.Model | None, task: TrainingTask, task_data: TaskData) -> None:
     """The newest readable checkpoint of `run` (None: do not resume), else `source`'s weights
     (--init_from: all of them for the same model, else its backbone), else the task's
     data-dependent initialisation of a fresh model."""
@@ -161,7 +189,7 @@ def restore_or_initialize(state: TrainState, run: RunDir | None, source: keras.M
 def _restore_newest_readable(state: TrainState, run: RunDir) -> bool:
     """Restores the newest checkpoint that reads back whole; a truncated or half-deleted newer one
     is named in a warning and skipped."""
-    for path in reversed(run.checkpoint_paths()):
+    for path in reversed(checkpoints.checkpoint_paths(run)):
         try:
             state.checkpoint.restore(path).assert_existing_objects_matched()
         except Exception as e:  # noqa: BLE001  (truncated files fail in many ways; any of them means "not this one")
@@ -174,10 +202,10 @@ def _restore_newest_readable(state: TrainState, run: RunDir) -> bool:
 
 def _resume_at(run: RunDir, step: int) -> None:
     """--resume_step: the checkpoints after `step` are set aside so `step`'s is the newest."""
-    steps = [int(p.rsplit("-", 1)[-1]) for p in run.checkpoint_paths()]
+    steps = [int(p.rsplit("-", 1)[-1]) for p in checkpoints.checkpoint_paths(run)]
     if step not in steps:
         raise RunDirError(f"--resume_step={step}: {run.path} has checkpoints at steps {', '.join(map(str, steps)) or '(none)'}")
-    moved = run.discard_checkpoints(newer_than=step)
+    moved = checkpoints.discard_checkpoints(run, newer_than=step)
     if moved:
         logging.warning("--resume_step=%d: later checkpoints were set aside in %s", step, moved)
 
@@ -199,7 +227,7 @@ def _warn_changed_settings(run: RunDir, config: Config, resume: bool) -> None:
 
 
 def run_loop(
-    state: TrainState, config: Config, strategy, task: Task, task_data: TaskData, evaluate, writer, preemption, distiller=None
+    state: TrainState, config: Config, strategy, task: TrainingTask, task_data: TaskData, evaluate, writer, preemption, distiller=None
 ) -> None:
     """Trains until `train_steps`, checkpointing, logging and evaluating on the way; on a
     preemption signal, checkpoints the step reached and raises `loop.Preempted`. A `distiller`
@@ -262,7 +290,7 @@ def _save_checkpoint(state: TrainState, step: int, last_saved: int | None) -> No
         ) from None
 
 
-def make_evaluate(model: keras.Model, strategy, task: Task, global_batch: int):
+def make_evaluate(model: keras.Model, strategy, task: TrainingTask, global_batch: int):
     """`evaluate(examples) -> metrics`: the task's metrics of `model` over `examples`, each scored
     once, under `strategy` (one compiled function for the whole run)."""
     eval_fn = loop.make_eval_function(strategy, task, model)
@@ -274,7 +302,7 @@ def make_evaluate(model: keras.Model, strategy, task: Task, global_batch: int):
     return evaluate
 
 
-def finish(state: TrainState, config: Config, task: Task, task_data: TaskData, evaluate, writer, run: RunDir | None) -> dict[str, float]:
+def finish(state: TrainState, config: Config, task: TrainingTask, task_data: TaskData, evaluate, writer, run: RunDir | None) -> dict[str, float]:
     """The final evaluation; the chief then writes the model, its metrics and the examples they
     were computed on (plus calibration examples), so export needs nothing but the run."""
     train = config.train
@@ -288,7 +316,7 @@ def finish(state: TrainState, config: Config, task: Task, task_data: TaskData, e
     if run is not None:
         run.write_examples(VALIDATION, validation)
         run.write_examples(CALIBRATION, pipeline.calibration_examples(task, task_data.train, config.data.calibration_examples, train.seed))
-        run.save_model(state.model)
+        checkpoints.save_model(run, state.model)
         run.write_metrics(metrics)
     logging.info("weights checksum: %.10g", _checksum(state.model))
     return metrics
@@ -321,7 +349,7 @@ def _check_replicas(config: Config, strategy: tf.distribute.Strategy) -> None:
         )
 
 
-def _adopt_architecture(config: Config, source: RunDir) -> Config:
+def _run_architecture(config: Config, source: RunDir) -> dict:
     """Fine-tuning keeps the pretraining run's architecture (and so its tokenizer's vocabulary)."""
     try:
         source.check_finished("initialising another run from it")
@@ -330,7 +358,7 @@ def _adopt_architecture(config: Config, source: RunDir) -> Config:
     previous = source.read_config()
     if previous["name"] != config.name:
         raise RunDirError(f"--init_from={source.path} is a {previous['name']} run; it cannot initialise {config.name}")
-    return config.with_model(**{k: v for k, v in previous["model"].items() if k not in ("head", "num_classes")})
+    return {k: v for k, v in previous["model"].items() if k not in ("head", "num_classes")}
 
 
 def _log_scalars(writer, prefix: str, metrics: dict[str, float], step: int) -> None:

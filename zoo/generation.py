@@ -11,56 +11,19 @@ positions start at 0 at its first real token, so a row decodes exactly as its pr
 
 from __future__ import annotations
 
-import dataclasses
 from typing import Iterator, Sequence
 
 import keras
 import numpy as np
 import tensorflow as tf
 
+from common.sampling import SAMPLERS, GenerationError, Sampler, check_request, make_sampler  # noqa: F401  (zoo.generation's API)
 from zoo.base import CausalLM
 
-SAMPLERS = ("greedy", "temperature", "top_k", "top_p")
 PAD = 0  # token id fed at padding slots and after a row stopped; hidden by the mask, never returned
 _STOPPED = -1  # marks output slots after a row's stop token
 _LENGTH_BUCKET = 16  # prompts are left-padded to a multiple of this, so new lengths rarely retrace
 _CACHE_BUCKET = 256  # a streamed generation's cache length is rounded up to a multiple of this
-
-
-class GenerationError(ValueError):
-    """A generation request that cannot be done as asked; the message says what to change."""
-
-
-@dataclasses.dataclass(frozen=True)
-class Sampler:
-    """How the next token is picked from the logits.
-
-    greedy: the most likely token. temperature: a draw from softmax(logits / temperature).
-    top_k: a draw among the `top_k` most likely tokens. top_p (nucleus): a draw among the
-    fewest most likely tokens whose probabilities sum to at least `top_p`.
-    """
-
-    name: str = "greedy"
-    temperature: float = 1.0
-    top_k: int = 50
-    top_p: float = 0.9
-
-    def __post_init__(self):
-        if self.name not in SAMPLERS:
-            raise GenerationError(f"unknown sampler {self.name!r}; choose one of {', '.join(SAMPLERS)}")
-        if not self.temperature > 0:
-            raise GenerationError(f"temperature={self.temperature}; it must be > 0 (use sampler='greedy' for argmax)")
-        if self.name == "top_k" and (not isinstance(self.top_k, (int, np.integer)) or self.top_k < 1):
-            raise GenerationError(f"top_k={self.top_k}; it must be a whole number >= 1")
-        if self.name == "top_p" and not 0 < self.top_p <= 1:
-            raise GenerationError(f"top_p={self.top_p}; it must be in (0, 1], e.g. 0.9")
-
-
-def make_sampler(sampler: str | Sampler, temperature: float = 1.0, top_k: int = 50, top_p: float = 0.9) -> Sampler:
-    """`sampler` as a `Sampler`: a name takes the options given, a `Sampler` is used as is."""
-    if isinstance(sampler, Sampler):
-        return sampler
-    return Sampler(str(sampler), float(temperature), top_k, float(top_p))
 
 
 def sample(logits, sampler: Sampler, seed) -> tf.Tensor:
@@ -83,26 +46,6 @@ def sample(logits, sampler: Sampler, seed) -> tf.Tensor:
 
 def _draw(logits, seed) -> tf.Tensor:
     return tf.random.stateless_categorical(logits, 1, seed, dtype=tf.int32)[:, 0]
-
-
-def check_request(prompt_lengths: Sequence[int], max_new_tokens: int, context: int, vocab_size: int | None = None,
-                  token_ids: Sequence[Sequence[int]] = ()) -> None:
-    """Raises `GenerationError` for an empty prompt, bad token ids or a request past the context."""
-    if not isinstance(max_new_tokens, (int, np.integer)) or max_new_tokens < 1:
-        raise GenerationError(f"max_new_tokens={max_new_tokens}; it must be a whole number >= 1")
-    if not prompt_lengths or min(prompt_lengths) < 1:
-        raise GenerationError("empty prompt; give at least one token (or a non-empty text)")
-    longest = max(prompt_lengths)
-    if longest >= context:
-        raise GenerationError(f"the prompt is {longest} tokens; the model's context is {context}: shorten the prompt")
-    if longest + max_new_tokens > context:
-        raise GenerationError(
-            f"prompt of {longest} tokens + max_new_tokens={max_new_tokens} exceeds the model's context of {context} "
-            f"tokens; use at most max_new_tokens={context - longest} or a shorter prompt"
-        )
-    for ids in token_ids:
-        if vocab_size is not None and (min(ids) < 0 or max(ids) >= vocab_size):
-            raise GenerationError(f"prompt token ids must be in [0, {vocab_size}); got {min(ids)}..{max(ids)}")
 
 
 class Generator:

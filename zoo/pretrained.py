@@ -16,10 +16,10 @@ from types import ModuleType
 import keras
 from absl import logging
 
+from common.tokenizers import Tokenizer, TokenizerError
 from zoo import bert, gpt, llama
 from zoo.checkpoints import gguf_llama, hf_bert, hf_gpt2, hf_llama, keras_hub, safetensors_io
 from zoo.checkpoints.slots import CheckpointError, DictSource, canonical_name, export_slots, load_slots
-from zoo.tokenizers import Tokenizer
 
 FAMILIES: dict[str, tuple[ModuleType, object]] = {"bert": (hf_bert, bert.bert), "gpt2": (hf_gpt2, gpt.gpt), "llama": (hf_llama, llama.llama)}
 HF_SCHEME = "hf://"
@@ -66,8 +66,8 @@ def _from_gguf(path: str, head: str | None, overrides: dict) -> keras.Model:
     reader = gguf_llama.open_reader(path)
     kwargs = {**gguf_llama.builder_kwargs(reader, path), "head": head or "causal_lm", **overrides}
     try:
-        tokenizer = Tokenizer(*gguf_llama.read_tokenizer(reader, path))
-    except CheckpointError as e:  # a tokenizer we cannot rebuild: the weights still load
+        tokenizer = Tokenizer.from_pretrained(path)
+    except TokenizerError as e:  # a tokenizer we cannot rebuild: the weights still load
         logging.warning("%s", e)
     else:
         _check_vocabulary(tokenizer, path, kwargs["vocab_size"])

@@ -1,5 +1,6 @@
 """The on-device runtime: run an exported .tflite with LiteRT, with numpy, `ai_edge_litert`,
-`tokenizers` and the run-directory reader (`trainers.rundir`) only — never TensorFlow or Keras.
+`tokenizers` and the bottom package `common` (run directory, tokenizer, sampling, metrics) only —
+never TensorFlow or Keras (`.importlinter` holds it to that).
 
     from export.runtime import LiteRTRunner, classify, evaluate
     runner = LiteRTRunner("runs/mnist_mlp/export/model_int8.tflite", num_threads=2)
@@ -8,16 +9,15 @@
     evaluate(runner)                                    # RUN/examples/validation.npz -> metrics
 
 Modules: `litert` (the runner), `tasks` (one class per task, and the commands), `decoder` (GPT
-prefill/decode generation), `sampling`, `tokenizer`, `images`, `metrics` (the trainer's metrics in numpy).
-`python -m export.runner` is the command line over this package; the build side (`export.run`)
-imports `metrics` and `decoder` from here, never the other way round.
+prefill/decode generation), `images`. `python -m export.runner` is the command line over this
+package; the build side (`export.run`) imports `decoder` from here, never the other way round.
 """
 
+from common.sampling import GenerationError, Sampler, make_sampler
+from common.tokenizers import Tokenizer, TokenizerError, encode_texts
 from export.runtime.decoder import TFLiteDecoder
 from export.runtime.litert import LiteRTRunner, RunnerError
-from export.runtime.sampling import GenerationError, Sampler, make_sampler
 from export.runtime.tasks import benchmark, classify, evaluate, fill_mask, generate, task_for
-from export.runtime.tokenizer import Tokenizer, TokenizerError, encode_texts
 
 __all__ = [
     "GenerationError", "LiteRTRunner", "RunnerError", "Sampler", "TFLiteDecoder", "Tokenizer", "TokenizerError",

@@ -21,8 +21,8 @@ from typing import Iterator, Sequence
 import numpy as np
 from ai_edge_litert.interpreter import Interpreter
 
+from common.sampling import Sampler, check_request
 from export.runtime.litert import LiteRTRunner, RunnerError, _check_file
-from export.runtime.sampling import Sampler, check_request
 
 DECODE = "decode"
 PREFILL = "prefill_"  # + bucket length

@@ -16,12 +16,14 @@ import time
 
 import numpy as np
 
-from export.runtime import images, metrics
+from common import metrics
+from common.data import evenly_spaced
+from common.rundir import TARGET_WEIGHTS, TARGETS, VALIDATION, RunDir, read_json
+from common.sampling import Sampler, make_sampler
+from common.tokenizers import FILENAME, Tokenizer, encode_texts
+from export.runtime import images
 from export.runtime.decoder import TFLiteDecoder
 from export.runtime.litert import LiteRTRunner, RunnerError, file_sha256
-from export.runtime.sampling import Sampler, make_sampler
-from export.runtime.tokenizer import FILENAME, Tokenizer, encode_texts
-from trainers.rundir import TARGET_WEIGHTS, TARGETS, VALIDATION, RunDir, read_json
 
 MASK_TOKEN = "[MASK]"
 CHAT_MAX_NEW_TOKENS = 256  # a chat answer's default limit (trainers.generate's too), within the context
@@ -75,8 +77,9 @@ def load_tokenizer(model_path: str, run_dir: str | None = None) -> Tokenizer:
     return Tokenizer.load(directory)
 
 
-class Task:
-    """Base: a model's task, bound to its runner (and run directory, for tokenizer and labels)."""
+class DeviceTask:
+    """Base: what a task does on device (the trainer's side of a task is `trainers.tasks.TrainingTask`),
+    bound to its runner (and run directory, for tokenizer and labels)."""
 
     name = "unknown"
 
@@ -124,7 +127,7 @@ class Task:
         return RunnerError(f"{self.runner.path} is a {self.name} model, not {what}; {advice}")
 
 
-class Classifier(Task):
+class Classifier(DeviceTask):
     """Base of the two classifiers: inputs -> class probabilities, named by the run's labels."""
 
     def encode(self, inputs: list[str]) -> tuple[list[str], dict[str, np.ndarray] | np.ndarray]:
@@ -170,7 +173,7 @@ class TextClassifier(Classifier):
         return {**super().synthetic_inputs(batch_size), "padding_mask": np.ones((batch_size, self.runner.input_shape("padding_mask")[1]), np.int32)}
 
 
-class MaskedLM(Task):
+class MaskedLM(DeviceTask):
     """BERT pretraining: logits at `mask_positions` only."""
 
     name = "masked_lm"
@@ -205,7 +208,7 @@ class MaskedLM(Task):
         return inputs
 
 
-class CausalLM(Task):
+class CausalLM(DeviceTask):
     """GPT: model_*.tflite scores windows (evaluate); gpt_decode*.tflite generates."""
 
     name = "causal_lm"
@@ -225,11 +228,10 @@ class CausalLM(Task):
              seed: int | None = None, write=None) -> str:
         """The model's answer to `user` through its chat template, streamed to `write` as it comes,
         up to the end of its turn."""
-        from trainers import chat  # templates and text streaming, shared with trainers.generate (no TensorFlow)
+        from common import chat  # templates and text streaming, shared with trainers.generate (no TensorFlow)
 
         decoder = TFLiteDecoder(self.runner)
-        special = {f"{role}_token": token for role, token in self.tokenizer.special_tokens.items()}
-        ids = chat.prompt_ids(self.tokenizer, user, system, special)
+        ids = chat.prompt_ids(self.tokenizer, user, system, self.tokenizer.special_tokens())
         if max_new_tokens is None:  # as long as the turn needs, within the context
             max_new_tokens = max(1, min(CHAT_MAX_NEW_TOKENS, decoder.context - len(ids)))
         text = chat.TextStream(self.tokenizer)
@@ -252,7 +254,7 @@ class CausalLM(Task):
 TASKS = (ImageClassifier, MaskedLM, TextClassifier, CausalLM)  # the first that recognises the signature
 
 
-def task_for(runner: LiteRTRunner, run_dir: str | None = None, tokenizer: Tokenizer | None = None) -> Task:
+def task_for(runner: LiteRTRunner, run_dir: str | None = None, tokenizer: Tokenizer | None = None) -> DeviceTask:
     """The task of the model's signature, bound to `runner`."""
     names = set(runner.input_names)
     for task in TASKS:
@@ -339,8 +341,8 @@ def evaluate(
 
 
 def _image_dataset(dataset: str, data_dir: str | None) -> dict[str, np.ndarray]:
-    """A named image dataset's test split as examples (trainers.data reads IDX files with numpy)."""
-    from trainers import data
+    """A named image dataset's test split as examples (`common.data` reads IDX files with numpy)."""
+    from common import data
 
     split = data.load_images(dataset, data_dir, splits=(VALIDATION,))
     n = len(split.validation_labels)
@@ -348,9 +350,8 @@ def _image_dataset(dataset: str, data_dir: str | None) -> dict[str, np.ndarray]:
 
 
 def _evenly(examples: dict[str, np.ndarray], n: int) -> dict[str, np.ndarray]:
-    """`n` examples spread evenly over the set: stored text examples are in document order."""
-    total = len(examples[TARGETS])
-    index = np.linspace(0, total - 1, n).round().astype(np.int64) if n < total else np.arange(total)
+    """`n` examples spread evenly over the set, as the trainer samples an evaluation."""
+    index = evenly_spaced(len(examples[TARGETS]), n)
     return {k: v[index] for k, v in examples.items()}
 
 
@@ -378,9 +379,9 @@ def benchmark(runner: LiteRTRunner, batch_size: int = 1, warmup: int = 10, itera
     }
 
 
-def _task_or_generic(runner: LiteRTRunner) -> Task:
+def _task_or_generic(runner: LiteRTRunner) -> DeviceTask:
     """Any .tflite can be timed: a model no task recognises gets plain synthetic inputs."""
     try:
         return task_for(runner)
     except RunnerError:
-        return Task(runner)
+        return DeviceTask(runner)

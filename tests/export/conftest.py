@@ -42,7 +42,8 @@ def mnist_halves(tmp_path_factory) -> str:
 
 
 def _train(config, run_dir: str, data_dir: str | None = None) -> str:
-    train_and_evaluate(config, run_dir, data_dir=data_dir, strategy=one_device())
+    config.data.data_dir = data_dir or ""
+    train_and_evaluate(config, run_dir, strategy=one_device())
     return run_dir
 
 

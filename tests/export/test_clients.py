@@ -14,9 +14,9 @@ import pytest
 from ai_edge_litert.interpreter import Interpreter
 
 import zoo
+from common.tokenizers import Tokenizer, encode_texts
 from export import formats
 from export.exporter import export_run
-from export.runtime.tokenizer import Tokenizer, encode_texts
 from export.spec import signature_of
 from tests.export.conftest import _train, _which_module
 from tests.trainers.conftest import REPO, TINY_TRANSFORMER, stdlib_corpus, tiny_config  # noqa: F401 (fixture)

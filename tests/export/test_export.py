@@ -11,12 +11,13 @@ import pytest
 import tensorflow as tf
 from ai_edge_litert.interpreter import Interpreter
 
+from common.rundir import RunDir
+from common.tasks import TASKS
 from export import generation
 from export.evaluate import predict_in_batches
-from export.formats import FILES, FORMATS, keras_predictor, predictor
 from export.exporter import spec_from_examples
-from trainers.rundir import RunDir
-from trainers.tasks import TASKS
+from export.formats import FILES, FORMATS, keras_predictor, predictor
+from trainers import checkpoints
 
 pytestmark = pytest.mark.slow
 
@@ -127,7 +128,7 @@ def test_int8_bert_classifier_agrees_with_float_on_99_percent_of_validation_line
     # ignored the padding mask lost 0 to 8 points depending on the seed but always disagreed on 3-24%.
     run_dir, _ = bert_classifier_export
     run = RunDir(run_dir)
-    validation, model = run.read_examples("validation"), run.load_model()
+    validation, model = run.read_examples("validation"), checkpoints.load_model(run)
     spec = spec_from_examples(model, TASKS["classify"], validation)
     inputs = {name: validation[name] for name in spec.input_names}
     float_labels = predict_in_batches(keras_predictor(model, spec), inputs).argmax(-1)

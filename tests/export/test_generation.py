@@ -13,13 +13,13 @@ import pytest
 from ai_edge_litert.interpreter import Interpreter
 
 import zoo
+from common.sampling import GenerationError, Sampler
+from common.tokenizers import Tokenizer
 from export import generation
 from export.runtime import tasks
 from export.runtime.decoder import split_prompt
 from export.runtime.litert import LiteRTRunner, RunnerError
-from export.runtime.sampling import GenerationError, Sampler
 from tests.trainers.conftest import REPO, TINY_TRANSFORMER
-from zoo.tokenizers import Tokenizer
 
 PROMPT = "def main("
 

@@ -13,11 +13,11 @@ import keras
 import pytest
 
 import zoo
+from common.tokenizers import Tokenizer, train_byte_bpe
 from export import generation, litertlm
 from export.spec import ExportError
 from tests.export.test_generation import run_module
 from tests.trainers.conftest import TINY_TRANSFORMER
-from zoo.tokenizers import Tokenizer, train_byte_bpe
 
 # litert-lm ships manylinux x86_64/aarch64 and macOS arm64 wheels only (0.18.1); elsewhere say so.
 litert_lm = pytest.importorskip("litert_lm", reason="litert-lm (LiteRT-LM's runtime) has no wheel for this platform")

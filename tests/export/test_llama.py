@@ -14,12 +14,13 @@ import numpy as np
 import pytest
 
 import zoo
+from common import chat
 from export import litertlm
 from export.exporter import export_run
 from tests.export.test_generation import run_module
 from tests.trainers.conftest import stdlib_corpus  # noqa: F401 (fixture)
 from tests.zoo import llama_files
-from trainers import chat, generate
+from trainers import generate
 from trainers.import_checkpoint import import_checkpoint
 
 USER, SYSTEM = "What is the sun?", "Answer in one word."

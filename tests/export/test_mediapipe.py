@@ -13,12 +13,12 @@ import numpy as np
 import pytest
 
 from benchmarks.text_csv import long_lines
+from common.tokenizers import train_wordpiece
 from export.exporter import export_run
 from export.mediapipe import FILE
 from export.runtime import LiteRTRunner, Tokenizer, encode_texts
 from tests.trainers.conftest import REPO, stdlib_corpus  # noqa: F401 (fixture)
 from tests.zoo.hf_files import BERT_CONFIG, bert_tensors, write_checkpoint
-from zoo.tokenizers import train_wordpiece
 
 pytestmark = pytest.mark.slow
 LENGTH = 32

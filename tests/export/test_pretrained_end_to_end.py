@@ -13,9 +13,9 @@ from pathlib import Path
 import pytest
 
 from benchmarks.text_csv import long_lines
+from common.tokenizers import train_byte_bpe, train_wordpiece
 from tests.trainers.conftest import REPO
 from tests.zoo.hf_files import BERT_CONFIG, GPT2_CONFIG, bert_tensors, gpt2_tensors, write_checkpoint
-from zoo.tokenizers import train_byte_bpe, train_wordpiece
 
 pytestmark = pytest.mark.slow
 

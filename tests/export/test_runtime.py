@@ -21,17 +21,17 @@ import pytest
 import tensorflow as tf
 
 import zoo
+from common.rundir import RunDir, RunDirError
+from common.tokenizers import Tokenizer, encode_texts, train_byte_bpe, train_wordpiece
 from export import formats
 from export.generation import write_decode_model
-from export.runtime import metrics, sampling, tasks
+from common import metrics, sampling
+from export.runtime import tasks
 from export.runtime.decoder import TFLiteDecoder
 from export.runtime.litert import LiteRTRunner, RunnerError
-from export.runtime.tokenizer import Tokenizer, encode_texts
 from export.spec import signature_of
 from tests.trainers.conftest import MNIST_T10K, REPO, TINY_TRANSFORMER
-from trainers.rundir import RunDir, RunDirError
 from zoo import generation as keras_generation
-from zoo.tokenizers import train_byte_bpe, train_wordpiece
 
 LENGTH, PREDICTIONS, EXAMPLES = 16, 3, 24
 DIGIT_NAMES = ["zero", "one", "two", "three", "four", "five", "six", "seven", "eight", "nine"]

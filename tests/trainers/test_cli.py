@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 
 import pytest
 
@@ -141,3 +142,20 @@ def test_every_decoder_option_is_a_config_model_flag_even_where_its_default_is_n
 def test_an_unknown_norm_is_one_line_before_training(tmp_path):
     result = run_cli("--model=llama_tiny", "--config.model.norm=batch", f"--output_dir={tmp_path}/r")
     assert_one_clear_line(result, "config.model.norm='batch'", "layer, rms")
+
+
+CPP_LOG_LINE = re.compile(r"^[IWEF]\d{4} \d\d:\d\d:\d\d\.\d+ +\d+ [\w.]+\.cc:\d+\]|^WARNING: All log messages before absl::InitializeLog")
+
+
+def test_the_default_command_prints_no_tensorflow_cpp_lines_and_verbose_shows_them(tmp_path):
+    """TensorFlow's C++ start-up logging (CUDA probing, CPU features, tf.data notices) is hidden
+    unless --verbosity=1 (-v) asks for it; our own progress lines stay, with an ETA."""
+    quiet = run_cli("--model=mnist_mlp", "--train_steps=4", "--config.train.steps_per_loop=2", f"--output_dir={tmp_path}/q",
+                    env={"TF_CPP_MIN_LOG_LEVEL": ""})
+    assert quiet.returncode == 0, quiet.stderr[-2000:]
+    assert [line for line in quiet.stderr.splitlines() if CPP_LOG_LINE.match(line)] == []
+    assert "UserWarning" not in quiet.stderr
+    assert re.search(r"step 2/4 .*, eta \d", quiet.stderr), quiet.stderr[-2000:]
+    verbose = run_cli("--model=mnist_mlp", "--train_steps=2", f"--output_dir={tmp_path}/v", "-v", env={"TF_CPP_MIN_LOG_LEVEL": ""})
+    assert verbose.returncode == 0, verbose.stderr[-2000:]
+    assert any(CPP_LOG_LINE.match(line) for line in verbose.stderr.splitlines()), verbose.stderr[-2000:]

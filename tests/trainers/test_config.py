@@ -8,9 +8,9 @@ import os
 import pytest
 
 import zoo
+from common.rundir import RunDir
 from tests.trainers.conftest import one_device, tiny_config
-from trainers.config import Config, ConfigError, defaults, resolve
-from trainers.rundir import RunDir
+from trainers.config import Config, ConfigError, DataConfig, TrainConfig, defaults, resolve
 from trainers.train import train_and_evaluate
 
 # Architecture keys a config file may change for its training data.
@@ -35,7 +35,7 @@ def test_defaults_hold_the_registered_architecture_and_training_sections(name):
 def test_one_config_file_per_family():
     families = {zoo.get_spec(name).family for name in zoo.list_models()}
     files = {f.removesuffix(".py") for f in os.listdir(os.path.dirname(__import__("configs").__file__)) if f.endswith(".py")}
-    assert files - {"__init__"} == families
+    assert files - {"__init__", "base"} == families
 
 
 def test_resolved_config_is_frozen_and_typed():
@@ -84,4 +84,29 @@ def test_config_json_is_the_resolved_config_with_data_derived_values(tmp_path):
     config = tiny_config("mnist_mlp", train_steps=2)
     train_and_evaluate(config, str(tmp_path / "run"), strategy=one_device())
     written = Config.from_json(RunDir(tmp_path / "run").read_config())
-    assert written == resolve(config).with_model(num_classes=10)
+    requested = resolve(config).to_json()
+    requested["model"]["num_classes"] = 10  # decided by the data
+    assert written == Config.from_json(requested)
+
+
+@pytest.mark.parametrize("name", ["bert_small", "gpt_mini", "mnist_mlp"])
+def test_every_field_of_the_schema_is_in_the_defaults_so_a_flag_can_set_it(name):
+    config = defaults(name)
+    for section, schema in (("data", DataConfig), ("train", TrainConfig)):
+        assert set(config[section].keys()) == {f.name for f in dataclasses.fields(schema)}, section
+
+
+def test_a_config_json_from_before_a_field_existed_reads_back_with_its_default():
+    old = resolve(defaults("mnist_mlp")).to_json()
+    del old["data"]["calibration_examples"], old["train"]["init_from"]
+    config = Config.from_json(old)
+    assert config.data.calibration_examples == 200 and config.train.init_from == ""
+
+
+def test_init_from_is_a_config_field_recorded_as_an_absolute_path(tmp_path, monkeypatch):
+    source = str(tmp_path / "source")
+    train_and_evaluate(tiny_config("mnist_mlp", train_steps=2), source, strategy=one_device())
+    monkeypatch.chdir(tmp_path)
+    config = tiny_config("mnist_mlp", train_steps=2, init_from="source")
+    train_and_evaluate(config, str(tmp_path / "tuned"), strategy=one_device())
+    assert RunDir(tmp_path / "tuned").read_config()["train"]["init_from"] == source

@@ -8,6 +8,7 @@ import numpy as np
 import pytest
 
 from tests.trainers.conftest import MNIST_T10K  # shipped in tests/data: nothing is skipped
+from common import data as common_data
 from trainers import data, text_data
 from zoo import tokenizers
 
@@ -301,6 +302,6 @@ def test_second_tokenization_is_read_from_the_cache(byte_bpe, tmp_path, monkeypa
 
 def test_cache_dir_defaults_to_env_then_home(monkeypatch, tmp_path):
     monkeypatch.setenv("MODELZOO_CACHE", str(tmp_path))
-    assert data.default_cache_dir() == str(tmp_path)
+    assert common_data.default_cache_dir() == str(tmp_path)
     monkeypatch.delenv("MODELZOO_CACHE")
-    assert data.default_cache_dir() == str(Path.home() / ".cache" / "modelzoo")
+    assert common_data.default_cache_dir() == str(Path.home() / ".cache" / "modelzoo")

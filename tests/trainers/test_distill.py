@@ -11,12 +11,12 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from benchmarks.text_csv import long_lines
 import zoo
+from benchmarks.text_csv import long_lines
+from common.rundir import TARGET_WEIGHTS, TARGETS, RunDir, RunDirError
 from tests.trainers.conftest import TINY_FLAGS, TINY_TRANSFORMER, one_device, run_cli, tiny_config
 from trainers.config import ConfigError
 from trainers.distill import Distiller, distillation_stats
-from trainers.rundir import TARGET_WEIGHTS, TARGETS, RunDir, RunDirError
 from trainers.tasks import CausalLM
 from trainers.train import train_and_evaluate
 
@@ -88,6 +88,7 @@ def _train(name: str, run_dir: str, dataset: str, student: bool = False, **kwarg
     config.data.dataset = dataset
     if student:
         config.model.update(STUDENT)
+    config.train.distill_from = kwargs.pop("distill_from", "")
     return train_and_evaluate(config, run_dir, strategy=one_device(), **kwargs)
 
 
@@ -151,14 +152,15 @@ def test_classifier_student_distils_and_a_student_with_other_classes_is_refused(
     config = tiny_config("bert_tiny", train_steps=10, learning_rate=3e-3, eval_every=0)
     config.task, config.data.dataset = "classify", dataset
     config.model.update(STUDENT)
-    metrics = train_and_evaluate(config, student, strategy=one_device(), distill_from=teacher)
+    config.train.distill_from = teacher
+    metrics = train_and_evaluate(config, student, strategy=one_device())
     assert 0.0 <= metrics["accuracy"] <= 1.0
     _assert_distilled_from(teacher, student)
     assert RunDir(student).labels() == RunDir(teacher).labels() == ["class0", "class1"]
 
     config.data.dataset = _labelled_csv(tmp_path / "three", stdlib_corpus, 3)
     with pytest.raises(ConfigError, match=r"classes \(3\) differs from the teacher's \(2"):
-        train_and_evaluate(config, str(tmp_path / "other"), strategy=one_device(), distill_from=teacher)
+        train_and_evaluate(config, str(tmp_path / "other"), strategy=one_device())
     assert not os.path.exists(tmp_path / "other" / "config.json")
 
 
@@ -171,15 +173,15 @@ def test_a_teacher_of_another_task_is_refused_in_one_line_with_exit_2(tmp_path, 
     ]
     assert not os.path.exists(tmp_path / "student")
     with pytest.raises(RunDirError, match="--distill_from: .*nowhere is not a run directory"):
-        train_and_evaluate(tiny_config("bert_tiny"), str(tmp_path / "student"), strategy=one_device(), distill_from=str(tmp_path / "nowhere"))
+        train_and_evaluate(tiny_config("bert_tiny", distill_from=str(tmp_path / "nowhere")), str(tmp_path / "student"), strategy=one_device())
 
 
 @pytest.mark.slow
 def test_a_pretrained_checkpoint_can_teach(tmp_path, stdlib_corpus):
     """A Hugging Face GPT-2 directory (tiny, random weights) teaches a gpt_tiny: the student takes
     the checkpoint's tokenizer and vocabulary."""
+    from common.tokenizers import Tokenizer, train_byte_bpe
     from tests.zoo.hf_files import GPT2_CONFIG, gpt2_tensors, write_checkpoint
-    from zoo.tokenizers import Tokenizer, train_byte_bpe
 
     checkpoint = tmp_path / "gpt2"
     lines = [line for f in sorted(stdlib_corpus.iterdir())[:10] for line in f.read_text().splitlines() if len(line.strip()) > 30]

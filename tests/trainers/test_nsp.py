@@ -10,10 +10,11 @@ import pytest
 import tensorflow as tf
 
 import zoo
+from common.rundir import TARGET_WEIGHTS, TARGETS, RunDir
 from tests.trainers.conftest import TINY_TRANSFORMER, one_device, tiny_config
 from trainers.config import ConfigError, resolve
-from trainers.rundir import TARGET_WEIGHTS, TARGETS, RunDir
-from trainers.tasks import NSP, MaskedLM, SentencePairs
+from trainers.lm_data import SentencePairs
+from trainers.tasks import NSP, MaskedLM
 from trainers.train import train_and_evaluate
 
 CLS, SEP, PAD, MASK = 2, 3, 0, 4
@@ -138,7 +139,8 @@ def test_nsp_run_trains_exports_its_masked_lm_and_initialises_a_classifier(tmp_p
 
     classify = tiny_config("bert_small", train_steps=2, learning_rate=1e-12, warmup_steps=0, eval_every=0, checkpoint_every=0)
     classify.task, classify.data.dataset = "classify", _code_or_prose_csv(tmp_path / "code_or_prose", stdlib_corpus)
-    train_and_evaluate(classify, str(tmp_path / "classify"), strategy=one_device(), init_from=run_dir)
+    classify.train.init_from = run_dir
+    train_and_evaluate(classify, str(tmp_path / "classify"), strategy=one_device())
     tuned = keras.saving.load_model(str(tmp_path / "classify" / "model.keras"))
     assert RunDir(str(tmp_path / "classify")).read_config()["model"]["next_sentence"] is False
     np.testing.assert_allclose(tuned.backbone.pooler.kernel.numpy(), model.backbone.pooler.kernel.numpy(), atol=1e-6)

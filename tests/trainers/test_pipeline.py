@@ -6,10 +6,11 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
+from common.rundir import RunDir
 from tests.trainers.conftest import tiny_config
-from trainers import pipeline, tasks
+from common.data import eval_indices
+from trainers import lm_data, pipeline
 from trainers.config import resolve
-from trainers.rundir import RunDir
 from trainers.tasks import ImageClassification
 
 
@@ -39,13 +40,13 @@ def test_uncapped_evaluation_scores_every_example_once():
 def test_unigram_baseline_scores_the_examples_the_final_evaluation_scores(tmp_path, stdlib_corpus):
     config = tiny_config("gpt_mini", final_eval_batches=3)
     config.data.dataset = f"text:{stdlib_corpus}"
-    _, capped = pipeline.prepare(resolve(config), RunDir(tmp_path / "a"), None)
+    _, capped = pipeline.prepare(resolve(config), config.model, RunDir(tmp_path / "a"))
     config.train.final_eval_batches = 0
-    _, full = pipeline.prepare(resolve(config), RunDir(tmp_path / "b"), None)
-    chosen = pipeline.eval_indices(len(full.validation["token_ids"]), 8, 3)
+    _, full = pipeline.prepare(resolve(config), config.model, RunDir(tmp_path / "b"))
+    chosen = eval_indices(len(full.validation["token_ids"]), 8, 3)
     # A GPT window's first token is only context: the targets are the real tokens after it.
     targets = full.validation["token_ids"][chosen][:, 1:][full.validation["padding_mask"][chosen][:, 1:] > 0]
-    counts = np.bincount(tasks._targets(full.train, {full.tokenizer.pad_id}), minlength=full.tokenizer.vocab_size) + 1.0
+    counts = np.bincount(lm_data.targets(full.train, {full.tokenizer.pad_id}), minlength=full.tokenizer.vocab_size) + 1.0
     counts[full.tokenizer.pad_id] = 0  # never a target
     expected = -np.mean(np.log(counts[targets] / counts.sum()))
     assert capped.unigram_loss == pytest.approx(expected, rel=1e-9)

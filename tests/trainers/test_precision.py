@@ -6,10 +6,10 @@ import logging
 
 import pytest
 
+from common.rundir import RunDir
 from tests.trainers.conftest import one_device, tiny_config
 from trainers import precision
 from trainers.config import defaults
-from trainers.rundir import RunDir
 from trainers.train import train_and_evaluate
 
 SAPPHIRE_RAPIDS = {"avx512f", "avx512_bf16", "amx_bf16", "amx_tile"}

@@ -10,7 +10,7 @@ import pytest
 
 import zoo
 from tests.trainers.conftest import REPO, one_device, stdlib_corpus, tiny_config  # noqa: F401 (fixture)
-from trainers import prune
+from trainers import checkpoints, prune
 from trainers.tasks import CausalLM, TextClassification
 
 GPT = dict(num_layers=2, hidden_dim=32, num_heads=4, intermediate_dim=16, vocab_size=60, max_sequence_length=16)
@@ -111,8 +111,8 @@ def gpt_run(tmp_path_factory, stdlib_corpus) -> str:  # noqa: F811
 @pytest.mark.slow
 def test_pruned_run_fine_tunes_and_exports(tmp_path, gpt_run, stdlib_corpus):  # noqa: F811
     """run -> prune (a layer, half the heads and FFN) -> --init_from fine-tune -> export, all unchanged."""
+    from common.rundir import RunDir
     from export.exporter import export_run
-    from trainers.rundir import RunDir
     from trainers.train import train_and_evaluate
 
     pruned = str(tmp_path / "pruned")
@@ -122,13 +122,13 @@ def test_pruned_run_fine_tunes_and_exports(tmp_path, gpt_run, stdlib_corpus):  #
     assert model_config["num_layers"] == 1 and model_config["num_heads"] == [1] and model_config["intermediate_dim"] == [32]
     assert json.loads((tmp_path / "pruned" / prune.PRUNED_FROM).read_text())["run_dir"] == os.path.abspath(gpt_run)
     assert len(record["layer_loss_increase"]) == 2
-    assert run.load_model().count_params() == record["parameters"]["after"] < record["parameters"]["before"]
+    assert checkpoints.load_model(run).count_params() == record["parameters"]["after"] < record["parameters"]["before"]
     assert set(run.read_metrics()) >= {"loss", "perplexity", "accuracy"} and run.has_examples() and run.has_tokenizer()
 
-    config = tiny_config("gpt_mini", train_steps=5, eval_every=0, checkpoint_every=0, final_eval_batches=2)
+    config = tiny_config("gpt_mini", train_steps=5, eval_every=0, checkpoint_every=0, final_eval_batches=2, init_from=pruned)
     config.data.dataset = f"text:{stdlib_corpus}"
     tuned = str(tmp_path / "tuned")
-    train_and_evaluate(config, tuned, strategy=one_device(), init_from=pruned)
+    train_and_evaluate(config, tuned, strategy=one_device())
     assert RunDir(tuned).read_config()["model"]["num_heads"] == [1]
 
     report = export_run(pruned, formats="tflite_float32", representative_examples=8)

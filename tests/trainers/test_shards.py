@@ -15,7 +15,7 @@ import tensorflow as tf
 
 from tests.trainers.conftest import REPO
 from tests.trainers.test_data import prepare_fake_tfds
-from trainers import corpus, data, pipeline, shards, tasks, text_data
+from trainers import corpus, data, lm_data, pipeline, shards, tasks, text_data
 from zoo import tokenizers
 
 SHARD_BYTES = 20_000  # a few documents per shard: many shards from a small corpus
@@ -71,11 +71,11 @@ def test_shards_equal_the_old_flat_stream_token_for_token(docs, wordpiece):
         np.testing.assert_array_equal(streams[split].counts(), np.bincount(expected, minlength=wordpiece.vocab_size))
     # ... and so do the windows cut from them, for BERT and for GPT.
     expected = text_data.tokenize_corpus(old.train_texts, wordpiece, None, wordpiece.sep_id)
-    mlm = tasks._mlm_windows(streams["train"], wordpiece, 16)
+    mlm = lm_data.mlm_windows(streams["train"], wordpiece, 16)
     body = _old_windows(expected, 14, 14, wordpiece.pad_id)
     np.testing.assert_array_equal(mlm["token_ids"][:, 1:-1], body)
     assert (mlm["token_ids"][:, 0] == wordpiece.cls_id).all() and (mlm["token_ids"][:, -1] == wordpiece.sep_id).all()
-    lm = tasks._lm_windows(streams["train"], wordpiece, 16)
+    lm = lm_data.lm_windows(streams["train"], wordpiece, 16)
     np.testing.assert_array_equal(lm["token_ids"], _old_windows(expected, 17, 16, wordpiece.pad_id))
     np.testing.assert_array_equal(lm["padding_mask"], _old_windows(np.ones_like(expected), 17, 16, 0))
 
@@ -198,7 +198,7 @@ def test_tokenizer_trains_on_a_bounded_deterministic_sample(docs, monkeypatch):
 
 
 def test_training_windows_read_from_shards_are_the_in_memory_ones_resumed_and_sharded(docs, wordpiece):
-    windows = tasks._lm_windows(_streams(f"text:{docs}", wordpiece)["train"], wordpiece, 16)
+    windows = lm_data.lm_windows(_streams(f"text:{docs}", wordpiece)["train"], wordpiece, 16)
     arrays = {k: np.asarray(windows[k]) for k in windows}
     task = tasks.CausalLM()
 

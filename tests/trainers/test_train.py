@@ -11,9 +11,10 @@ import pytest
 import tensorflow as tf
 
 from benchmarks.text_csv import long_lines
+from common.rundir import RunDir
 from tests.trainers.conftest import one_device, tiny_config
+from trainers import checkpoints
 from trainers.config import ConfigError, defaults
-from trainers.rundir import RunDir
 from trainers.loop import TrainingError
 from trainers.train import train_and_evaluate
 
@@ -91,7 +92,7 @@ def test_llama_with_grouped_query_attention_and_an_untied_output_trains_from_scr
     run = RunDir(str(tmp_path / "llama"))
     vocab = run.read_config()["model"]["vocab_size"]
     assert metrics["perplexity"] < vocab / 2, metrics
-    model = run.load_model()
+    model = checkpoints.load_model(run)
     assert isinstance(model, zoo.llama.LlamaCausalLM)
     assert (model.backbone.num_key_value_heads, model.backbone.tie_word_embeddings, model.backbone.rope_theta) == (1, False, 500.0)
 
@@ -157,7 +158,8 @@ def test_classifier_fine_tuned_from_a_pretraining_run_starts_from_its_backbone(t
     config = tiny_config("bert_small", train_steps=2, learning_rate=1e-12, warmup_steps=0)
     config.task, config.data.dataset = "classify", dataset
     run_dir = str(tmp_path / "frozen")
-    train_and_evaluate(config, run_dir, strategy=one_device(), init_from=pretrained_dir)
+    config.train.init_from = pretrained_dir
+    train_and_evaluate(config, run_dir, strategy=one_device())
     pretrained = keras.models.load_model(os.path.join(pretrained_dir, "model.keras")).backbone.get_weights()
     tuned = keras.models.load_model(os.path.join(run_dir, "model.keras")).backbone.get_weights()
     for a, b in zip(pretrained, tuned):
@@ -170,7 +172,8 @@ def test_classifier_fine_tuning_learns_code_versus_prose(tmp_path, bert_run, std
     config = tiny_config("bert_small", train_steps=100, learning_rate=1e-3, final_eval_batches=0)
     config.task = "classify"
     config.data.dataset = _code_or_prose_csv(tmp_path / "code_or_prose", stdlib_corpus)
-    metrics = train_and_evaluate(config, str(tmp_path / "classify"), strategy=one_device(), init_from=pretrained_dir)
+    config.train.init_from = pretrained_dir
+    metrics = train_and_evaluate(config, str(tmp_path / "classify"), strategy=one_device())
     assert metrics["accuracy"] >= 0.9, metrics
 
 
@@ -189,7 +192,7 @@ def test_a_run_whose_tokenizer_is_gone_is_refused_not_given_a_new_one(tmp_path, 
     """A new tokenizer would silently renumber the vocabulary under the checkpoint's embeddings."""
     import shutil
 
-    from trainers.rundir import RunDirError
+    from common.rundir import RunDirError
 
     run_dir, _ = bert_run
     copy = tmp_path / "run"

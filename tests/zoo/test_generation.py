@@ -8,9 +8,9 @@ import pytest
 import tensorflow as tf
 
 import zoo
+from common.tokenizers import train_byte_bpe, train_wordpiece
 from zoo import generation
 from zoo.generation import GenerationError, Generator, Sampler
-from zoo.tokenizers import train_byte_bpe, train_wordpiece
 
 TINY = dict(num_layers=2, hidden_dim=32, num_heads=2, intermediate_dim=64, vocab_size=512, max_sequence_length=32)
 TEXTS = ["def main(argv):\n    return argv[0]\n", "class Point:\n    def __init__(self, x, y):\n        self.x = x\n"] * 20

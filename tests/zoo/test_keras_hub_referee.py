@@ -8,9 +8,9 @@ import numpy as np
 import pytest
 
 import zoo
+from common.tokenizers import Tokenizer, train_wordpiece
 from tests.zoo import hf_files
 from tests.zoo.hf_files import BERT_CONFIG, GPT2_CONFIG
-from zoo.tokenizers import Tokenizer, train_wordpiece
 
 keras_hub = pytest.importorskip("keras_hub")
 

@@ -13,7 +13,7 @@ import pytest
 from safetensors.numpy import load_file
 
 import zoo
-from export.runtime.tokenizer import Tokenizer as RuntimeTokenizer
+from common.tokenizers import Tokenizer as RuntimeTokenizer
 from tests.zoo import llama_files
 from tests.zoo.llama_files import CHAT_TEMPLATE, LLAMA_CONFIG
 from zoo.tokenizers import Tokenizer

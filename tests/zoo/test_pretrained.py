@@ -10,9 +10,9 @@ import tensorflow as tf
 from safetensors.numpy import save_file
 
 import zoo
+from common.tokenizers import Tokenizer, train_byte_bpe, train_wordpiece
 from tests.zoo import hf_files
 from tests.zoo.hf_files import BERT_CONFIG, GPT2_CONFIG
-from zoo.tokenizers import Tokenizer, train_byte_bpe, train_wordpiece
 
 RNG = np.random.default_rng(0)
 TOKEN_IDS = RNG.integers(1, 60, size=(2, 7)).astype("int32")

@@ -6,7 +6,7 @@ import json
 import pytest
 import tokenizers as hf
 
-from zoo.tokenizers import Tokenizer, train_byte_bpe, train_wordpiece
+from common.tokenizers import Tokenizer, train_byte_bpe, train_wordpiece
 
 transformers = pytest.importorskip("transformers")
 

@@ -3,6 +3,7 @@
 import pytest
 
 from zoo import tokenizers
+from zoo.tokenizers import TokenizerError
 
 CORPUS = [
     "def add(first, second):\n    return first + second\n",
@@ -81,7 +82,7 @@ def test_save_then_load_encodes_identically(kind, wordpiece, byte_bpe, tmp_path)
 
 
 def test_load_from_directory_without_tokenizer_says_so(tmp_path):
-    with pytest.raises(FileNotFoundError, match=r"no tokenizer\.json in .*empty"):
+    with pytest.raises(TokenizerError, match=r"no tokenizer\.json in .*empty"):
         tokenizers.Tokenizer.load(tmp_path / "empty")
 
 

@@ -1,4 +1,4 @@
-"""trainers.chat: a conversation rendered through the model's own Jinja chat template exactly as
+"""common.chat: a conversation rendered through the model's own Jinja chat template exactly as
 transformers renders it, text streamed whole characters at a time, and clear refusals."""
 
 from __future__ import annotations
@@ -6,8 +6,8 @@ from __future__ import annotations
 import pytest
 import tokenizers
 
+from common import chat
 from tests.zoo.llama_files import CHAT_TEMPLATE
-from trainers import chat
 
 
 class _Bytes:

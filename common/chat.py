@@ -2,7 +2,7 @@
 chat template (the Jinja template in its tokenizer_config.json or GGUF metadata), and text is
 printed as the tokens come.
 
-No TensorFlow or Keras here (numpy-free, even): `trainers.generate` (Keras) and the on-device
+No TensorFlow or Keras here (numpy-free, even), so it lives in the bottom package: `trainers.generate` (Keras) and the on-device
 runtime (`export.runner generate --chat`) share it. The template is rendered as transformers'
 `apply_chat_template` renders it (a sandboxed Jinja environment with `trim_blocks` and
 `lstrip_blocks`, `raise_exception`, a JSON `tojson`), so prompts equal theirs.

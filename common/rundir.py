@@ -13,8 +13,9 @@
     RUN/export/                    written by `python -m export.run`
 
 Each stage reads what the one before wrote here and nothing else: export and the runtime never
-reload the training corpus. This module imports neither TensorFlow nor Keras at import time, so
-the on-device runtime (export.runtime) can read a run with numpy alone.
+reload the training corpus. This module imports neither TensorFlow nor Keras, so the on-device
+runtime (export.runtime) reads a run with numpy alone; the files only TensorFlow and Keras can
+write or read (model.keras, the checkpoints) are `trainers.checkpoints`'.
 """
 
 from __future__ import annotations
@@ -190,33 +191,10 @@ class RunDir:
         with np.load(path) as data:
             return {name: data[name] for name in data.files}
 
-    # -- model and tokenizer (Keras and TensorFlow are imported only here) -------------------
-    def load_model(self):
-        """RUN/model.keras as saved by the trainer."""
-        import keras
-
-        import zoo  # noqa: F401  (registers the zoo's classes for load_model)
-
-        self.check_finished("loading its model")
-        try:
-            return keras.models.load_model(self.model_path)
-        except Exception as e:  # a truncated or foreign file: Keras' own errors name neither
-            raise RunDirError(f"{self.model_path} cannot be loaded ({type(e).__name__}: {str(e)[:200]}); train the run again") from None
-
-    def save_model(self, model) -> None:
-        """`model.save` to a temporary `.keras` file beside the final one, then an atomic rename."""
-        tmp = self._join(f".tmp-{os.getpid()}-{MODEL}")
-        try:
-            model.save(tmp)
-            os.chmod(tmp, 0o666 & ~umask())
-            os.replace(tmp, self.model_path)
-        finally:
-            if os.path.exists(tmp):
-                os.remove(tmp)
-
+    # -- tokenizer ---------------------------------------------------------------------------
     def load_tokenizer(self):
         """The run's own tokenizer; a text run without one is refused, never replaced."""
-        from zoo.tokenizers import Tokenizer
+        from common.tokenizers import Tokenizer
 
         if not self.has_tokenizer():
             raise RunDirError(f"{self.path} has no {TOKENIZER}/tokenizer.json; a text model needs the tokenizer it was trained with")
@@ -284,32 +262,6 @@ class RunDir:
                     removed.append(os.path.join(CHECKPOINTS, name))
         return removed
 
-    def checkpoint_paths(self) -> list[str]:
-        """Checkpoint prefixes, oldest first, as the CheckpointManager recorded them."""
-        import tensorflow as tf
-
-        state = tf.train.get_checkpoint_state(self.checkpoints_dir)
-        return list(state.all_model_checkpoint_paths) if state else []
-
-    def discard_checkpoints(self, newer_than: int | None = None) -> str | None:
-        """Moves checkpoints (all, or those after step `newer_than`) into
-        RUN/checkpoints.discarded-TIME/, never deleting them; returns that directory."""
-        paths = self.checkpoint_paths()
-        doomed = [p for p in paths if newer_than is None or _step_of(p) > newer_than]
-        if not doomed:
-            return None
-        target = self._join(f"{CHECKPOINTS}.discarded-{datetime.datetime.now().strftime('%Y%m%d-%H%M%S')}")
-        os.makedirs(target, exist_ok=True)
-        for prefix in doomed:
-            for name in os.listdir(self.checkpoints_dir):
-                if name.startswith(os.path.basename(prefix) + "."):
-                    os.replace(os.path.join(self.checkpoints_dir, name), os.path.join(target, name))
-        if newer_than is None:
-            os.replace(os.path.join(self.checkpoints_dir, "checkpoint"), os.path.join(target, "checkpoint"))
-        else:
-            _rewrite_checkpoint_state(self.checkpoints_dir, [p for p in paths if p not in doomed])
-        return target
-
     # -- checks before training --------------------------------------------------------------
     def check_compatible(self, config: dict, resume: bool) -> None:
         """Refuses, before any training, a directory holding another model's run, or a run that
@@ -359,17 +311,3 @@ def _remove(path: str) -> None:
         shutil.rmtree(path, ignore_errors=True)
     elif os.path.exists(path):
         os.remove(path)
-
-
-def _step_of(prefix: str) -> int:
-    return int(prefix.rsplit("-", 1)[-1])
-
-
-def _rewrite_checkpoint_state(directory: str, kept: list[str]) -> None:
-    """The CheckpointManager's `checkpoint` file listing only `kept` (the newest is "latest")."""
-    import tensorflow as tf
-
-    if kept:
-        tf.compat.v1.train.update_checkpoint_state(directory, kept[-1], all_model_checkpoint_paths=kept)
-    else:
-        os.remove(os.path.join(directory, "checkpoint"))

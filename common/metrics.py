@@ -1,6 +1,6 @@
 """The trainer's validation metrics in numpy, for any predictor over stored examples.
 
-Definitions (the trainer's `Task.summarize`): loss = sum(w * cross-entropy) / sum(w); accuracy =
+Definitions (one for training, export and the device: `summarize`): loss = sum(w * cross-entropy) / sum(w); accuracy =
 sum(w * [argmax == target]) / sum(w); perplexity = exp(min(loss, 50)) for language models. `w` is
 `target_weights` (0 = not scored). The runtime's `evaluate` and the exporter's report.json both
 call `evaluate_predictor`, so a number means the same thing in metrics.json, report.json and on device.
@@ -13,9 +13,9 @@ from typing import Callable, Mapping, Sequence
 
 import numpy as np
 
-from trainers.rundir import TARGET_WEIGHTS, TARGETS
+from common.rundir import TARGET_WEIGHTS, TARGETS
+from common.tasks import TASKS
 
-PERPLEXITY_TASKS = ("masked_lm", "causal_lm")
 MAX_LOG_PERPLEXITY = 50.0  # exp(50) is already meaningless; it keeps an untrained model finite
 
 Predictor = Callable[[dict[str, np.ndarray]], np.ndarray]
@@ -57,4 +57,4 @@ def evaluate_predictor(
         end = start + len(next(iter(batch.values())))
         for key, value in metric_sums(predict(batch), examples[TARGETS][start:end], examples[TARGET_WEIGHTS][start:end]).items():
             sums[key] += value
-    return summarize(sums, perplexity=task in PERPLEXITY_TASKS)
+    return summarize(sums, perplexity=TASKS[task].reports_perplexity)

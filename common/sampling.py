@@ -1,8 +1,9 @@
-"""Picking the next token from a decode model's logits, in numpy: greedy, temperature, top_k, top_p.
+"""How the next token is picked (greedy, temperature, top_k, top_p) and what a generation request
+must satisfy: one definition for `zoo.generation` (which samples in TensorFlow) and the device
+runtime (which samples here, in numpy: `Sampler.pick`).
 
-The samplers and their checks mean what `zoo.generation`'s do (that module needs TensorFlow, this
-one runs on a device without it). Greedy is an argmax, so its tokens equal Keras's exactly; the
-sampling samplers draw from numpy's generator, so a seed reproduces a run here, not TF's draws.
+Greedy is an argmax, so its tokens equal Keras's exactly; the sampling samplers draw from numpy's
+generator on device, so a seed reproduces a run there, not TF's draws.
 """
 
 from __future__ import annotations
@@ -76,10 +77,12 @@ def check_request(prompt_lengths: Sequence[int], max_new_tokens: int, context: i
     if not prompt_lengths or min(prompt_lengths) < 1:
         raise GenerationError("empty prompt; give at least one token (or a non-empty text)")
     longest = max(prompt_lengths)
+    if longest >= context:
+        raise GenerationError(f"the prompt is {longest} tokens; the model's context is {context}: shorten the prompt")
     if longest + max_new_tokens > context:
         raise GenerationError(
             f"prompt of {longest} tokens + max_new_tokens={max_new_tokens} exceeds the model's context of {context} "
-            f"tokens; use at most max_new_tokens={max(context - longest, 0)} or a shorter prompt"
+            f"tokens; use at most max_new_tokens={context - longest} or a shorter prompt"
         )
     for ids in token_ids:
         if vocab_size is not None and (min(ids) < 0 or max(ids) >= vocab_size):

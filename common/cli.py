@@ -28,3 +28,4 @@ def flags_parser(program: str) -> Callable[[list[str]], list[str]]:
             fail(program, str(e))
 
     return parse
+

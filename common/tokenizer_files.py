@@ -25,6 +25,10 @@ CHAT_TEMPLATE_FILE = "chat_template.jinja"  # transformers >= 4.43 may keep the 
 KEPT_CONFIG = ("bos_token", "eos_token", "unk_token", "pad_token", "cls_token", "sep_token", "mask_token", "add_bos_token", "chat_template")
 
 
+class TokenizerError(ValueError):
+    """A tokenizer file that cannot be read; the message says which and why."""
+
+
 def read_config(directory: str) -> dict:
     path = os.path.join(directory, TOKENIZER_CONFIG)
     if not os.path.isfile(path):
@@ -139,3 +143,27 @@ def write_configs(directory: str, roles: dict[str, str], tokenizer_class: str, e
     for name, content in ((TOKENIZER_CONFIG, config), (SPECIAL_TOKENS_MAP, roles)):
         with open(os.path.join(directory, name), "w") as f:
             json.dump(content, f, indent=2)
+
+
+ROLES = ("pad_token", "unk_token", "cls_token", "sep_token", "mask_token", "bos_token", "eos_token")
+
+
+def named_special_tokens(directory: str) -> dict[str, str]:
+    """{"pad_token": "[PAD]", ...} as special_tokens_map.json / tokenizer_config.json name them
+    (the first file wins), for the roles they name; {} where there are no such files."""
+    named: dict[str, str] = {}
+    for filename in (TOKENIZER_CONFIG, SPECIAL_TOKENS_MAP):  # later files overwrite: special_tokens_map wins
+        path = os.path.join(directory, filename)
+        if not os.path.isfile(path):
+            continue
+        try:
+            with open(path, encoding="utf-8") as f:
+                config = json.load(f)
+        except (OSError, ValueError) as e:
+            raise TokenizerError(f"{path} is not readable JSON ({e}); fix or remove it") from None
+        for role in ROLES:
+            value = config.get(role) if isinstance(config, dict) else None
+            value = value.get("content") if isinstance(value, dict) else value
+            if isinstance(value, str):
+                named[role] = value
+    return named
