@@ -7,7 +7,8 @@ Writes RUN/export/ (saved_model/, model_{float32,dynamic,float16,int8}.tflite, m
 report.json; GPT runs also gpt_decode{,_int8,_int4}.tflite and model{,_int8,_int4}.litertlm for
 on-device generation, in our runner and in LiteRT-LM).
 This module only parses flags and calls `export.exporter.export_run`. It prints where it wrote;
-exit status 1 means the files were written but a gate failed (named on stderr, and in report.json).
+exit status 1 means the files were written but a gate failed or a format could not be written
+(named on stderr, and in report.json; the other formats are written and proven).
 """
 
 from __future__ import annotations
@@ -20,7 +21,7 @@ if __name__ == "__main__":  # before the imports below load TensorFlow
     quiet.quiet_tensorflow(sys.argv)
 
 
-from absl import app, flags, logging
+from absl import app, flags
 
 from common import cli
 from export import report as report_lib
@@ -39,7 +40,7 @@ flags.DEFINE_integer(
 )
 
 FLAGS = flags.FLAGS
-GATES_FAILED = 1  # exit status when the export was written but a gate failed (2: a usage error, nothing written)
+GATES_FAILED = report_lib.FAILED_EXIT
 
 
 def main(argv: list[str]) -> None:
@@ -57,10 +58,7 @@ def main(argv: list[str]) -> None:
         cli.fail("export.run", str(e))
     print(summary(report))
     print(f"wrote {report['export_dir']}")
-    failed = report_lib.failed(report["gates"])
-    if failed:  # the files stay, marked "passed": false in report.json; a script must not ship them unnoticed
-        logging.flush()
-        print(f"export.run: gates failed: {', '.join(failed)}; the files are kept, marked in report.json", file=sys.stderr)
+    if report_lib.print_problems("export.run", report):
         sys.exit(GATES_FAILED)
 
 
@@ -80,6 +78,8 @@ def summary(report: dict) -> str:
             f"{entry['file']:24} {entry['size_bytes'] / 1e6:8.2f} MB  decode step {entry['decode_step_ms']:.2f} ms  "
             f"first token (8-token prompt) {entry['ttft_8_tokens_ms']:.1f} ms  perplexity {entry['perplexity']:.4g}  ({variant})"
         )
+    for fmt, entry in report.get("failed_formats", {}).items():
+        lines.append(f"{fmt:16} not written: {entry['error']}")
     failed = report_lib.failed(report["gates"])
     lines.append("gates: " + ("all passed" if not failed else "FAILED " + ", ".join(failed)))
     return "\n".join(lines)
