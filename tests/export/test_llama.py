@@ -101,7 +101,8 @@ def test_export_writes_decode_models_and_quantized_packages_that_pass_their_gate
     assert report["generation"]["cache_shape"] == [1, 2, CONTEXT, 8]  # key/value heads only (2 of 4)
     assert files["float32"]["greedy_mismatched_prompts_vs_keras"] == 0
     decode_gates = {name: gate for name, gate in report["gates"].items() if name.startswith("gpt_decode")}
-    assert len(decode_gates) == 3 and all(gate["passed"] for gate in decode_gates.values()), decode_gates
+    assert {"gpt_decode.greedy_mismatched_prompts", "gpt_decode_int8.perplexity_ratio", "gpt_decode_int4.perplexity_ratio"} <= set(decode_gates)
+    assert all(gate["passed"] for gate in decode_gates.values()), decode_gates  # the weights-size gates too
 
 
 @pytest.mark.slow

@@ -5,7 +5,6 @@ tokenizer and chat template rebuilt from GGUF metadata; save_pretrained's exact 
 from __future__ import annotations
 
 import json
-import os
 
 import keras
 import numpy as np
@@ -13,10 +12,9 @@ import pytest
 from safetensors.numpy import load_file
 
 import zoo
-from common.tokenizers import Tokenizer as RuntimeTokenizer
 from tests.zoo import llama_files
 from tests.zoo.llama_files import CHAT_TEMPLATE, LLAMA_CONFIG
-from zoo.tokenizers import Tokenizer
+from zoo.tokenizers import Tokenizer, TokenizerError
 
 IDS = np.array([5, 70, 100, 3, 260, 12, 40, 8, 263, 1, 2, 150], np.int32)
 QUANTIZED = {  # GGUF tensor -> type; the rest stay F32 (as the norms of real files do)
@@ -101,7 +99,7 @@ def test_gguf_tokenizer_is_rebuilt_with_its_special_tokens_digits_and_chat_templ
     tokenizer.save(tmp_path / "tok")
     config = json.loads((tmp_path / "tok" / "tokenizer_config.json").read_text())
     assert (config["eos_token"], config["bos_token"], config["chat_template"]) == ("<|im_end|>", "<|im_start|>", CHAT_TEMPLATE)
-    runtime = RuntimeTokenizer.load(tmp_path / "tok")
+    runtime = Tokenizer.load(tmp_path / "tok")
     assert runtime.encode(text) == ids and runtime.eos_id == 2
     transformers = pytest.importorskip("transformers")
     theirs = transformers.AutoTokenizer.from_pretrained(str(tmp_path / "tok"))
@@ -148,7 +146,7 @@ def test_unsupported_checkpoints_are_one_clear_error(tmp_path):
 def test_a_gguf_tokenizer_we_cannot_rebuild_still_loads_the_weights(tmp_path):
     llama_files.write_gguf(tmp_path / "spm.gguf", tokenizer_model="llama")
     assert isinstance(zoo.from_pretrained(tmp_path / "spm.gguf"), zoo.llama.LlamaCausalLM)
-    with pytest.raises(zoo.CheckpointError, match="has a 'llama' tokenizer; we rebuild GPT-2-style byte-level BPE"):
+    with pytest.raises(TokenizerError, match="has a 'llama' tokenizer; we rebuild GPT-2-style byte-level BPE"):
         Tokenizer.from_pretrained(tmp_path / "spm.gguf")
 
 
