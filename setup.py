@@ -5,7 +5,7 @@ from setuptools import find_packages, setup
 setup(
     name="modelzoo",
     version="0.1.0",
-    description="Keras model zoo (MNIST MLP, BERT, GPT) with a tf.distribute trainer and TFLite/ONNX export",
+    description="Keras model zoo (MNIST MLP, BERT, GPT, Llama) with a tf.distribute trainer and TFLite/ONNX export",
     long_description=open("README.md", encoding="utf-8").read(),
     long_description_content_type="text/markdown",
     python_requires=">=3.11",
@@ -30,6 +30,8 @@ setup(
         "h5py>=3.10",  # keras-hub presets (model.weights.h5), read and written without keras-hub
         "litert-quantizer>=0.11",  # int8/int4 weights of the GPT decode model (LiteRT's recommended quantizer)
         "litert-lm-builder>=0.18.1",  # packs RUN/export/model*.litertlm (decode model + tokenizer.json + metadata)
+        "gguf>=0.19",  # zoo.from_pretrained reads llama.cpp's GGUF files (metadata, Q4_0/Q4_1/Q8_0/F16 dequantization)
+        "jinja2>=3.1",  # chat templates (common.chat): trainers.generate --chat and export.runner generate --chat
     ],
     extras_require={
         "test": [

@@ -19,6 +19,10 @@ SPECIAL_TOKENS_MAP = "special_tokens_map.json"
 WORDPIECE_ROLES = {"pad_token": "[PAD]", "unk_token": "[UNK]", "cls_token": "[CLS]", "sep_token": "[SEP]", "mask_token": "[MASK]"}
 BYTE_BPE_ROLES = dict.fromkeys(("bos_token", "eos_token", "unk_token", "pad_token"), "<|endoftext|>")
 KERAS_HUB_ASSETS = os.path.join("assets", "tokenizer")
+CHAT_TEMPLATE_FILE = "chat_template.jinja"  # transformers >= 4.43 may keep the template beside tokenizer_config.json
+# tokenizer_config.json entries that travel with a tokenizer: its special-token roles, how prompts
+# start, and how a conversation becomes a prompt.
+KEPT_CONFIG = ("bos_token", "eos_token", "unk_token", "pad_token", "cls_token", "sep_token", "mask_token", "add_bos_token", "chat_template")
 
 
 class TokenizerError(ValueError):
@@ -31,6 +35,35 @@ def read_config(directory: str) -> dict:
         return {}
     with open(path) as f:
         return json.load(f)
+
+
+# Special tokens that end a turn or a text (llama.cpp's "end of generation" tokens, found by text).
+END_OF_GENERATION = ("<|endoftext|>", "<|im_end|>", "<|eot_id|>", "<|eom_id|>", "<|end|>", "<end_of_turn>", "</s>", "<|end_of_text|>")
+
+
+def stop_ids(tokenizer: hf.Tokenizer, eos_id: int | None) -> tuple[int, ...]:
+    """`eos_id` first, then every special token of `END_OF_GENERATION` the tokenizer has."""
+    special = {t.content for t in tokenizer.get_added_tokens_decoder().values() if t.special}
+    ids = [eos_id] + [tokenizer.token_to_id(t) for t in END_OF_GENERATION if t in special]
+    return tuple(dict.fromkeys(i for i in ids if i is not None))
+
+
+def kept_config(directory: str) -> dict:
+    """The `KEPT_CONFIG` entries of a directory's tokenizer_config.json (roles as plain strings)
+    and its chat template (from chat_template.jinja when that file holds it)."""
+    config = read_config(directory)
+    kept = {k: (v["content"] if isinstance(v, dict) and "content" in v else v) for k, v in config.items() if k in KEPT_CONFIG}
+    kept = {k: v for k, v in kept.items() if v is not None}
+    template_path = os.path.join(directory, CHAT_TEMPLATE_FILE)
+    if "chat_template" not in kept and os.path.isfile(template_path):
+        with open(template_path, encoding="utf-8") as f:
+            kept["chat_template"] = f.read()
+    if not isinstance(kept.get("chat_template", ""), str):  # a list of named templates: keep the default one
+        named = {t.get("name"): t.get("template") for t in kept["chat_template"] if isinstance(t, dict)}
+        kept["chat_template"] = named.get("default") or next(iter(named.values()), None)
+        if kept["chat_template"] is None:
+            del kept["chat_template"]
+    return kept
 
 
 def _special(config: dict, role: str, default: str) -> str:

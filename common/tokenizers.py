@@ -42,12 +42,17 @@ class Tokenizer:
     """A Hugging Face tokenizer and the special ids its model family needs.
 
     Special ids are `None` where the vocabulary has no such token (a byte BPE has no [CLS]).
+    `config` holds the tokenizer_config.json entries a pretrained tokenizer brings along
+    (`tokenizer_files.KEPT_CONFIG`): special-token roles that differ from our defaults (SmolLM2's
+    end of sequence is <|im_end|>), `add_bos_token` and the `chat_template`; `save` writes them back.
     """
 
-    def __init__(self, tokenizer: hf.Tokenizer, special_tokens: dict[str, str] | None = None):
+    def __init__(self, tokenizer: hf.Tokenizer, special_tokens: dict[str, str] | None = None, config: dict | None = None):
         self._tokenizer = tokenizer
         self.kind = _kind_of(tokenizer)
-        roles = {**DEFAULT_ROLES.get(self.kind, {}), **(special_tokens or {})}
+        self.config = dict(config or {})
+        named = {r: t for r, t in self.config.items() if r.endswith("_token") and isinstance(t, str)}
+        roles = {**DEFAULT_ROLES.get(self.kind, {}), **named, **(special_tokens or {})}
         # role ("pad_token", ...) -> token, for the roles this vocabulary has a token for.
         self.roles = {role: token for role, token in roles.items() if tokenizer.token_to_id(token) is not None}
 
@@ -90,6 +95,17 @@ class Tokenizer:
     @property
     def eos_id(self) -> int | None:
         return self._id("eos_token")
+
+    @property
+    def stop_ids(self) -> tuple[int, ...]:
+        """Tokens that end generation: the end of sequence and, as llama.cpp counts them, the
+        special tokens that end a turn or a text (<|im_end|>, <|endoftext|>, <|eot_id|>, ...)."""
+        return tokenizer_files.stop_ids(self._tokenizer, self.eos_id)
+
+    @property
+    def chat_template(self) -> str | None:
+        """The Jinja chat template that turns a conversation into a prompt, if the tokenizer has one."""
+        return self.config.get("chat_template")
 
     @property
     def special_ids(self) -> tuple[int, ...]:
@@ -143,9 +159,14 @@ class Tokenizer:
         path = os.path.join(directory, FILENAME)
         self._tokenizer.save(path)
         fast_class = "BertTokenizerFast" if self.kind == WORDPIECE else "GPT2TokenizerFast"
+        if self.kind == BYTE_BPE and self.config:
+            # A pretrained byte-level BPE (SmolLM2's splits digits first): transformers 5's GPT2Tokenizer
+            # rebuilds GPT-2's own pre-tokenizer over tokenizer.json; this class reads the file as it is.
+            fast_class = "PreTrainedTokenizerFast"
         extra = {"model_max_length": model_max_length} if model_max_length else {}
         if self.kind == WORDPIECE:
             extra["do_lower_case"] = self.lowercase
+        extra.update({k: v for k, v in self.config.items() if k in ("add_bos_token", "chat_template")})
         tokenizer_files.write_configs(str(directory), self.special_tokens(), fast_class, extra)
         return path
 
@@ -157,16 +178,22 @@ class Tokenizer:
     @classmethod
     def from_pretrained(cls, path: str | os.PathLike, missing_ok: bool = False) -> Tokenizer | None:
         """The tokenizer of a Hugging Face directory (tokenizer.json, BERT's vocab.txt +
-        tokenizer_config.json, or GPT-2's vocab.json + merges.txt) or of a keras-hub preset.
+        tokenizer_config.json, or GPT-2's vocab.json + merges.txt), of a keras-hub preset, or
+        rebuilt from a GGUF file's metadata.
 
         With `missing_ok`, a directory without tokenizer files gives None instead of an error.
         """
+        from common import gguf_tokenizer
+
+        if gguf_tokenizer.is_gguf(path):
+            tokenizer, config = gguf_tokenizer.read_tokenizer(gguf_tokenizer.open_reader(str(path)), str(path))
+            return cls(tokenizer, config=config)
         tokenizer = tokenizer_files.read(str(path))
         if tokenizer is None:
             if missing_ok:
                 return None
             raise TokenizerError(f"no tokenizer in {path}: expected tokenizer.json, vocab.txt, or vocab.json + merges.txt")
-        return cls(tokenizer, tokenizer_files.named_special_tokens(str(path)))
+        return cls(tokenizer, tokenizer_files.named_special_tokens(str(path)), tokenizer_files.kept_config(str(path)))
 
     @classmethod
     def load(cls, directory: str | os.PathLike) -> Tokenizer:
@@ -181,7 +208,7 @@ class Tokenizer:
             tokenizer.no_truncation()
         except Exception as e:  # the Rust library raises a bare Exception for a malformed file
             raise TokenizerError(f"{path} is not a readable tokenizer.json ({str(e)[:200]}); copy it again from the run") from None
-        return cls(tokenizer, tokenizer_files.named_special_tokens(str(directory)))
+        return cls(tokenizer, tokenizer_files.named_special_tokens(str(directory)), tokenizer_files.kept_config(str(directory)))
 
     def __repr__(self) -> str:
         return f"Tokenizer(kind={self.kind!r}, vocab_size={self.vocab_size})"

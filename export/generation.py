@@ -32,7 +32,7 @@ from export import flatbuffer, litertlm, tflite
 from export.runtime.decoder import DECODE, DECODE_FILE, PREFILL_BUCKETS, TFLiteDecoder, cache_names, prefill_signature
 from export.spec import ExportError
 from zoo import CausalLM
-from zoo.layers import PositionEmbedding, tokenwise
+from zoo.layers import PositionEmbedding, RotaryEmbedding, tokenwise
 
 VARIANTS = ("float32", "int8", "int4")
 # Every file a GPT export adds to RUN/export/: decode models, then LiteRT-LM packages.
@@ -44,6 +44,9 @@ FILES = {**litertlm.DECODE_FILES, **{f"{v}_litertlm": name for v, name in litert
 # weight (0.48 MB beside 1.47 MB of weights), a test-sized GPT's 0.60x -- while their weights are
 # 0.25x (int4: 0.13-0.15x, block scales included) at every size measured.
 QUANTIZED_LIMITS = {"int8": (1.05, 0.30), "int4": (1.15, 0.17)}
+# The decode models attend over their whole fixed context at every step and hold its caches: SmolLM2's
+# 8192 positions would be 377 MB of float32 caches. Longer contexts are asked for (--generation_context).
+DEFAULT_CONTEXT = 2048
 EVAL_EXAMPLES = 8  # validation windows scored one decode step per token: perplexity gates cost context x this
 PROMPTS = 4
 NO_TOKENIZER = litertlm.NO_TOKENIZER
@@ -55,32 +58,37 @@ def prefill_lengths(context: int, buckets: Sequence[int] = PREFILL_BUCKETS) -> l
 
 
 def _attend(attention, query, key, value, mask):
-    """softmax(q k^T / sqrt(d) + mask) v; q (1, heads, T, d), k/v (1, heads, context, d), mask (1, 1, T, context).
+    """softmax(q k^T / sqrt(d) + mask) v; q (1, heads, T, d), k/v (1, kv_heads, context, d), mask (1, 1, T, context).
 
     `transpose_b` keeps the cache in place: a transposed copy of it would cost what the copy-in/out did.
+    With grouped-query attention the query heads sharing a key/value head are stacked along the
+    query axis, so each cache is read once per step: 3-D BATCH_MATMULs over (kv_heads, groups * T, d).
     """
-    heads, d = attention.num_heads, attention.head_dim
+    heads, kv_heads, d = attention.num_heads, attention.kv_heads, attention.head_dim
+    groups = heads // kv_heads
     length, context = query.shape[2], key.shape[2]
-    q = tf.reshape(query, (heads, length, d)) * (d**-0.5)
-    scores = tf.linalg.matmul(q, tf.reshape(key, (heads, context, d)), transpose_b=True)  # (heads, T, context)
-    probs = tf.nn.softmax(scores + mask[0], axis=-1)
-    out = tf.linalg.matmul(probs, tf.reshape(value, (heads, context, d)))  # (heads, T, d)
+    q = tf.reshape(query, (kv_heads, groups * length, d)) * (d**-0.5)
+    scores = tf.linalg.matmul(q, tf.reshape(key, (kv_heads, context, d)), transpose_b=True)  # (kv_heads, groups * T, context)
+    if groups > 1:
+        scores = tf.reshape(tf.reshape(scores, (kv_heads, groups, length, context)) + mask[0], (kv_heads, groups * length, context))
+    else:
+        scores = scores + mask[0]
+    probs = tf.nn.softmax(scores, axis=-1)
+    out = tf.linalg.matmul(probs, tf.reshape(value, (kv_heads, context, d)))  # (kv_heads, groups * T, d)
+    if groups > 1:
+        out = tf.reshape(out, (heads, length, d))
     return tf.reshape(tf.transpose(out, (1, 0, 2)), (1, length, heads * d))
 
 
-def _block(block, x, mask, start, k_cache, v_cache):
-    """A pre-LN GPT block over per-layer caches; returns (x, k_cache, v_cache)."""
+def _block(block, x, mask, start, k_cache, v_cache, rotary):
+    """A pre-norm decoder block (GPT-2's or Llama's) over per-layer caches; returns (x, k_cache, v_cache)."""
     attention = block.attention
-    length = x.shape[1]
-    qkv = tokenwise(attention.qkv_dense, block.attention_norm(x))  # (1, T, 3 * heads * d)
-    qkv = tf.transpose(tf.reshape(qkv, (1, length, 3 * attention.num_heads, attention.head_dim)), (0, 2, 1, 3))
-    query, key, value = tf.split(qkv, 3, axis=1)  # (1, heads, T, d) each
+    query, key, value = attention.project(block.attention_norm(x), rotary)  # (1, heads or kv_heads, T, d)
     index = [0, 0, start, 0]
     k_cache = keras.ops.slice_update(k_cache, index, key)  # DYNAMIC_UPDATE_SLICE
     v_cache = keras.ops.slice_update(v_cache, index, value)
     x = x + tokenwise(attention.output_dense, _attend(attention, query, k_cache, v_cache, mask))
-    ffn = tokenwise(block.output_dense, block._activation_fn(tokenwise(block.intermediate_dense, block.ffn_norm(x))))  # noqa: SLF001
-    return x + ffn, k_cache, v_cache
+    return x + block.feed_forward(block.ffn_norm(x)), k_cache, v_cache
 
 
 def _step(model: keras.Model, tokens, input_pos, mask, caches: Sequence[tf.Tensor], logits: bool) -> dict[str, tf.Tensor]:
@@ -88,16 +96,18 @@ def _step(model: keras.Model, tokens, input_pos, mask, caches: Sequence[tf.Tenso
     b = model.backbone
     # 1-D lookups of the tables themselves: `embedding_lookups` turns them into EMBEDDING_LOOKUP ops.
     table = tf.convert_to_tensor(b.token_embedding.embeddings)
+    x = tf.gather(table, tf.reshape(tokens, (-1,)))[None]  # (1, T, hidden)
+    rotary = None
     if isinstance(b.position_embedding, PositionEmbedding):
-        positions = tf.gather(tf.convert_to_tensor(b.position_embedding.embeddings), input_pos)
+        x = x + tf.gather(tf.convert_to_tensor(b.position_embedding.embeddings), input_pos)
+    elif isinstance(b.position_embedding, RotaryEmbedding):  # cos/sin of input_pos (SIN, COS), applied in attention
+        rotary = b.position_embedding.lookup(input_pos)
     else:  # sinusoidal: computed from input_pos (SIN, COS), no table
-        positions = b.position_embedding.lookup(input_pos)
-    x = tf.gather(table, tf.reshape(tokens, (-1,))) + positions
-    x = x[None]  # (1, T, hidden)
+        x = x + b.position_embedding.lookup(input_pos)
     outputs = {}
     for i, block in enumerate(b.blocks):
         k_name, v_name = cache_names(i)
-        x, outputs[k_name], outputs[v_name] = _block(block, x, mask, input_pos[0], caches[2 * i], caches[2 * i + 1])
+        x, outputs[k_name], outputs[v_name] = _block(block, x, mask, input_pos[0], caches[2 * i], caches[2 * i + 1], rotary)
     if logits:
         outputs["logits"] = tf.cast(tokenwise(b.token_embedding, b.final_norm(x), reverse=True), tf.float32)  # (1, 1, vocab)
     return outputs
@@ -106,8 +116,8 @@ def _step(model: keras.Model, tokens, input_pos, mask, caches: Sequence[tf.Tenso
 def decode_functions(model: keras.Model, context: int, buckets: Sequence[int] = PREFILL_BUCKETS) -> dict[str, tf.types.experimental.GenericFunction]:
     """The `prefill_<T>` and `decode` tf.functions over a fixed context, batch 1."""
     b = model.backbone
-    # One shape per layer: a pruned model's layers have different head counts.
-    shapes = [(1, heads, context, b.key_dim) for heads in b.layer_num_heads for _ in range(2)]
+    # One shape per layer: a pruned model's layers have different head counts; key/value heads only.
+    shapes = [(1, heads, context, b.key_dim) for heads in b.layer_num_key_value_heads for _ in range(2)]
     names = [n for i in range(b.num_layers) for n in cache_names(i)]
 
     def function(length: int, logits: bool):
@@ -129,13 +139,14 @@ def decode_functions(model: keras.Model, context: int, buckets: Sequence[int] = 
 
 
 def check_context(model: keras.Model, context: int | None) -> int:
-    """The decode models' context: `context`, or the model's own; at most the model's positions."""
+    """The decode models' context: `context`, or the model's own up to `DEFAULT_CONTEXT`; at most
+    the model's positions."""
     if not isinstance(model, CausalLM):
         raise ExportError(f"{model.name} has no key/value cache; decode models are for GPT causal LMs")
     limit = int(model.backbone.max_sequence_length)
     if context is not None and not 2 <= context <= limit:
         raise ExportError(f"generation context {context} must be in [2, {limit}], the model's max_sequence_length")
-    return context or limit
+    return context or min(limit, DEFAULT_CONTEXT)
 
 
 def write_decode_model(
@@ -231,7 +242,8 @@ def export_decode_models(
     tokenizer_json = os.path.join(tokenizer_dir, "tokenizer.json") if tokenizer_dir else None
     if not tokenizer_json or not os.path.isfile(tokenizer_json):
         raise ExportError(NO_TOKENIZER)
-    stop = [] if (eos := Tokenizer.load(tokenizer_dir).eos_id) is None else [eos]
+    tokenizer = Tokenizer.load(tokenizer_dir)
+    stop = list(tokenizer.stop_ids)  # the end of text, and a chat model's end of turn
     paths = {"float32": write_decode_model(model, directory, context)}
     recipes = {"float32": "none (float32)"}
     for variant in variants:
@@ -245,7 +257,9 @@ def export_decode_models(
     expected = keras_greedy(model, prompts, new_tokens)
     files = {}
     for variant, decoder in decoders.items():
-        package = litertlm.write_package(paths[variant], tokenizer_json, os.path.join(directory, litertlm.PACKAGES[variant]), context, stop)
+        package = litertlm.write_package(
+            paths[variant], tokenizer_json, os.path.join(directory, litertlm.PACKAGES[variant]), context, stop, tokenizer.chat_template
+        )
         tokens = [decoder.generate_ids(p, new_tokens) for p in prompts]
         files[variant] = {
             "file": os.path.basename(paths[variant]),

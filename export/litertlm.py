@@ -7,7 +7,9 @@ and its int8/int4 weights through litert-quantizer (LiteRT's recommended quantiz
 
 Run one with `litert-lm run RUN/export/model.litertlm --prompt="def main("` or `litert_lm.Engine`.
 The default sampler is greedy: LiteRT-LM 0.18's CPU sampler implements neither GREEDY nor TOP_K,
-so it is TOP_P with k=1 (the most likely token, always).
+so it is TOP_P with k=1 (the most likely token, always). A chat model's package carries its Jinja
+chat template (`jinja_prompt_template`), which LiteRT-LM's conversations apply, and every token
+that ends its turn as a stop token.
 """
 
 from __future__ import annotations
@@ -55,11 +57,28 @@ def _quantize(quantizer, float_path: str, out_path: str, recipe_name: str) -> No
     q.quantize(serialize_to_path=out_path, enable_progress_report=False)
 
 
-def llm_metadata(context: int, stop_token_ids: Sequence[int]):
-    """LlmMetadata: a generic model (no Gemma prompt template), its stop tokens, the context, greedy."""
+# LiteRT-LM 0.18's conversations hand a generic model's template each message's content as a list of
+# parts ([{"type": "text", "text": ...}]); Hugging Face templates (SmolLM2's ChatML) concatenate it as a
+# string and fail ("tried to use + operator on unsupported types string and sequence"). This preamble
+# joins the text parts first; on string contents it changes nothing, so the template renders as in transformers.
+TEXT_CONTENT_PREAMBLE = (
+    "{%- set ns = namespace(messages=[]) -%}"
+    "{%- for m in messages -%}"
+    "{%- if m['content'] is string -%}{%- set ns.messages = ns.messages + [m] -%}"
+    "{%- else -%}{%- set ns.messages = ns.messages + [{'role': m['role'], 'content': m['content'] | map(attribute='text') | join('')}] -%}"
+    "{%- endif -%}{%- endfor -%}"
+    "{%- set messages = ns.messages -%}"
+)
+
+
+def llm_metadata(context: int, stop_token_ids: Sequence[int], chat_template: str | None = None):
+    """LlmMetadata: a generic model (no Gemma prompt template), its stop tokens, the context, greedy,
+    and a chat model's own Jinja template."""
     from litert_lm_builder.runtime.proto import llm_metadata_pb2, sampler_params_pb2
 
     metadata = llm_metadata_pb2.LlmMetadata(max_num_tokens=context)
+    if chat_template:
+        metadata.jinja_prompt_template = TEXT_CONTENT_PREAMBLE + chat_template
     metadata.llm_model_type.generic_model.SetInParent()
     for token in stop_token_ids:
         metadata.stop_tokens.add().token_ids.ids.append(int(token))
@@ -69,7 +88,10 @@ def llm_metadata(context: int, stop_token_ids: Sequence[int]):
     return metadata
 
 
-def write_package(decode_model: str, tokenizer_json: str | None, out_path: str, context: int, stop_token_ids: Sequence[int]) -> str:
+def write_package(
+    decode_model: str, tokenizer_json: str | None, out_path: str, context: int, stop_token_ids: Sequence[int],
+    chat_template: str | None = None,
+) -> str:
     """Packs `decode_model`, the tokenizer and the metadata into a .litertlm at `out_path`."""
     if not tokenizer_json or not os.path.exists(tokenizer_json):
         raise ExportError(NO_TOKENIZER)
@@ -80,7 +102,7 @@ def write_package(decode_model: str, tokenizer_json: str | None, out_path: str, 
     with tempfile.TemporaryDirectory() as tmp:
         metadata_path = os.path.join(tmp, "llm_metadata.pb")
         with open(metadata_path, "wb") as f:
-            f.write(llm_metadata(context, stop_token_ids).SerializeToString())
+            f.write(llm_metadata(context, stop_token_ids, chat_template).SerializeToString())
         builder = litertlm_builder.LitertLmFileBuilder()
         builder.add_tflite_model(decode_model, litertlm_builder.TfLiteModelType.PREFILL_DECODE)
         builder.add_hf_tokenizer(tokenizer_json)
@@ -108,3 +130,17 @@ def engine_generate(package: str, prompts: Sequence[str], max_new_tokens: int, n
                 session.run_prefill([prompt])
                 texts.append(session.run_decode().texts[0])
     return texts
+
+
+def engine_chat(package: str, user: str, system: str | None = None, max_new_tokens: int = 64, num_threads: int | None = None) -> str:
+    """LiteRT-LM's greedy answer to one user message: a conversation, which renders the package's
+    chat template and stops at its stop tokens."""
+    import litert_lm
+
+    litert_lm.set_min_log_severity(litert_lm.LogSeverity.ERROR)
+    backend = litert_lm.Backend.CPU(thread_count=num_threads) if num_threads else litert_lm.Backend.CPU()
+    sampler = litert_lm.SamplerConfig(top_k=1, top_p=1.0, temperature=1.0, seed=0)
+    with litert_lm.Engine(package, backend=backend, cache_dir=":nocache") as engine:
+        with engine.create_conversation(sampler_config=sampler, system_message=system, max_output_tokens=max_new_tokens) as chat:
+            reply = chat.send_message(user)
+    return "".join(item.get("text", "") for item in reply.content if isinstance(item, dict)) if hasattr(reply, "content") else str(reply)

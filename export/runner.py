@@ -7,6 +7,7 @@
     python -m export.runner similarity RUN "A man is eating food." "A man is eating a piece of bread."
     python -m export.runner fill_mask RUN/export/model_int8.tflite "def [MASK](self):" --top_k=5
     python -m export.runner generate  RUN/export/gpt_decode.tflite --prompt="def main(" --max_new_tokens=100
+    python -m export.runner generate  RUN/export/gpt_decode_int4.tflite --chat="Write one sentence about the sun."
     python -m export.runner evaluate  RUN/export/model_int8.tflite [--dataset=mnist --data_dir=DIR]
     python -m export.runner benchmark RUN/export/model_int8.tflite --num_threads=2 --iterations=200
     python -m export.runner benchmark RUN/export/model_float32.tflite --delegate=libtensorflowlite_gpu_delegate.so
@@ -19,6 +20,7 @@ This entry point imports the runtime only (and absl): no TensorFlow, no trainer.
 from __future__ import annotations
 
 import json
+import sys
 
 from absl import app, flags
 
@@ -47,7 +49,9 @@ flags.DEFINE_integer(
     lower_bound=1,
 )
 flags.DEFINE_string("prompt", None, "generate: the text to continue (or give it as the argument after the model).")
-flags.DEFINE_integer("max_new_tokens", 32, "generate: at most this many new tokens.", lower_bound=1)
+flags.DEFINE_string("chat", None, "generate: a user message, answered through the run's chat template and streamed.")
+flags.DEFINE_string("system", None, "generate --chat: the system prompt (default: the chat template's own, if any).")
+flags.DEFINE_integer("max_new_tokens", None, "generate: at most this many new tokens (default 32; --chat: 256).", lower_bound=1)
 flags.DEFINE_string("sampler", "greedy", "generate: greedy | temperature | top_k | top_p.")
 flags.DEFINE_float("temperature", 1.0, "generate: softmax temperature of the sampling samplers.")
 flags.DEFINE_float("top_p", 0.9, "generate: top_p sampler's nucleus probability mass, in (0, 1].")
@@ -173,13 +177,27 @@ def _fill_mask(runner: LiteRTRunner, inputs: list[str]) -> None:
 
 def _generate(runner: LiteRTRunner, inputs: list[str]) -> None:
     prompts = ([FLAGS.prompt] if FLAGS.prompt is not None else []) + inputs
+    if FLAGS.chat is not None:
+        if prompts:
+            _fail("give --chat (a message to answer) or a prompt to continue, not both")
+        tasks.chat(
+            runner, FLAGS.chat, FLAGS.system, None, FLAGS.max_new_tokens, FLAGS.sampler, FLAGS.temperature, _top_k("generate"),
+            FLAGS.top_p, FLAGS.seed, run_dir=FLAGS.run_dir, write=_write,
+        )
+        print()
+        return
     if len(prompts) != 1:
         _fail('generate takes one prompt: --prompt="def main(" (or the quoted text after the model)')
     text = tasks.generate(
-        runner, prompts[0], None, FLAGS.max_new_tokens, FLAGS.sampler, FLAGS.temperature, _top_k("generate"),
+        runner, prompts[0], None, 32 if FLAGS.max_new_tokens is None else FLAGS.max_new_tokens, FLAGS.sampler, FLAGS.temperature, _top_k("generate"),
         FLAGS.top_p, FLAGS.seed, run_dir=FLAGS.run_dir,
     )
     print(prompts[0] + text)
+
+
+def _write(piece: str) -> None:
+    sys.stdout.write(piece)
+    sys.stdout.flush()
 
 
 def _fail(message: str) -> None:

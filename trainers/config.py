@@ -13,6 +13,7 @@ from __future__ import annotations
 import dataclasses
 import difflib
 import importlib
+import inspect
 import json
 import math
 import types
@@ -97,9 +98,20 @@ def defaults(name: str) -> ml_collections.ConfigDict:
     hyper-parameter can be set by flag and is recorded) plus its family config file's settings."""
     spec = zoo.get_spec(name)
     config = importlib.import_module(f"configs.{spec.family}").get_config(name)
-    config.model = ml_collections.ConfigDict({**spec.hyperparameters(), **config.model.to_dict()})
+    config.model = ml_collections.ConfigDict({**_overridable(spec), **config.model.to_dict()})
     config.name = name
     return config
+
+
+def _overridable(spec: zoo.ModelSpec) -> dict[str, Any]:
+    """The hyper-parameters, a None default (`num_key_value_heads`, `head_dim`) as a typed
+    placeholder: ml_collections refuses to override a plain None from the command line."""
+    annotations = {n: str(p.annotation) for n, p in inspect.signature(spec.builder).parameters.items()}
+    values = {}
+    for key, value in spec.hyperparameters().items():
+        kind = next((t for t in (int, float, str) if value is None and t.__name__ in annotations.get(key, "").split(" | ")), None)
+        values[key] = ml_collections.config_dict.placeholder(kind) if kind else value
+    return values
 
 
 def resolve(config: ml_collections.ConfigDict | Mapping[str, Any] | Config, *, check_architecture: bool = True) -> Config:

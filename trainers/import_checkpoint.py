@@ -3,8 +3,9 @@
     python -m trainers.import_checkpoint --from=PATH --output_dir=RUN [--head=masked_lm|classifier|embedding|causal_lm]
         [--dataset=pysource|mr|text:DIR|csv:FILE|...] [--model=NAME] [--sequence_length=N]
 
-PATH is a Hugging Face directory (config.json + model.safetensors), a keras-hub preset, or
-hf://ORG/NAME. The run gets the checkpoint's geometry and tokenizer, its weights as model.keras,
+PATH is a Hugging Face directory (config.json + model.safetensors), a keras-hub preset, a GGUF
+file (llama.cpp's format; its tensors dequantized, its tokenizer and chat template rebuilt from
+its metadata) or hf://ORG/NAME. The run gets the checkpoint's geometry and tokenizer, its weights as model.keras,
 and — from --dataset (default: the family's, pysource), tokenized with the checkpoint's tokenizer —
 the stored validation and calibration examples and metrics.json. So `export.run`,
 `export.runner` and `trainers.generate` work on it unchanged.
@@ -34,7 +35,7 @@ PROGRAM = "trainers.import_checkpoint"
 HEADS = {cls.head: name for name, cls in TASKS.items() if cls.head}  # head -> task
 EMBEDDING_DATASET = "mr"
 
-flags.DEFINE_string("from", None, "The checkpoint: a Hugging Face directory, a keras-hub preset or hf://ORG/NAME.", required=True)
+flags.DEFINE_string("from", None, "The checkpoint: a Hugging Face directory, a keras-hub preset, a .gguf file or hf://ORG/NAME.", required=True)
 flags.DEFINE_string("output_dir", None, "The run directory to write.", required=True)
 flags.DEFINE_enum("head", None, list(HEADS), "The model head (default: the checkpoint's own).")
 flags.DEFINE_string(

@@ -1,5 +1,5 @@
-"""Starting a run from a pretrained checkpoint (a Hugging Face directory, a keras-hub preset or
-`hf://ORG/NAME`): the checkpoint's geometry and tokenizer win, and its weights start the model.
+"""Starting a run from a pretrained checkpoint (a Hugging Face directory, a keras-hub preset, a
+GGUF file or `hf://ORG/NAME`): the checkpoint's geometry and tokenizer win, and its weights start the model.
 
 `--init_from` takes either this or a run directory; `is_checkpoint` tells them apart.
 """
@@ -16,6 +16,7 @@ import zoo
 from common.rundir import RunDirError
 from common.tokenizers import Tokenizer
 from trainers.config import Config, ConfigError, defaults
+from zoo.checkpoints import gguf_llama
 
 HF_SCHEME = "hf://"
 # Builder keywords that are not geometry: the run's own config decides them.
@@ -27,8 +28,8 @@ CHECKPOINT_HEAD_SETTINGS = ("pooling", "normalize")
 
 def is_checkpoint(path: str) -> bool:
     """A Hugging Face checkpoint (config.json with `model_type`), a keras-hub preset (with
-    `registered_name`) or `hf://...`, rather than one of our run directories."""
-    if path.startswith((HF_SCHEME, zoo.pretrained.ASSET_SCHEME)):
+    `registered_name`), a GGUF file, `hf://...` or `asset:...`, rather than one of our run directories."""
+    if path.startswith((HF_SCHEME, zoo.pretrained.ASSET_SCHEME)) or gguf_llama.is_gguf(path):
         return True
     config_path = os.path.join(path, "config.json")
     if not os.path.isfile(config_path):
@@ -102,7 +103,7 @@ def adopt(config: Config, path: str) -> tuple[dict, keras.Model]:
 
 def _family(model: keras.Model) -> str:
     backbone = getattr(model, "backbone", model)
-    for family, cls in (("bert", zoo.bert.BertBackbone), ("gpt", zoo.gpt.GPTBackbone)):
+    for family, cls in (("bert", zoo.bert.BertBackbone), ("llama", zoo.llama.LlamaBackbone), ("gpt", zoo.gpt.GPTBackbone)):
         if isinstance(backbone, cls):
             return family
     return type(backbone).__name__

@@ -239,6 +239,15 @@ def prune_run(run_dir: str, output_dir: str, heads: float = 0.0, ffn: float = 0.
     if family not in FAMILIES:
         raise ConfigError(f"{config.name} is a {family} model; pruning removes attention heads, FFN neurons and layers of BERT and GPT runs")
     model_config = dict(config.model)
+    later = {}  # block choices whose weights `_slice_block` does not know how to cut
+    if model_config.get("activation") == "swiglu":
+        later["activation"] = "swiglu"
+    if model_config.get("use_bias") is False:
+        later["use_bias"] = False
+    if model_config.get("num_key_value_heads") is not None:
+        later["num_key_value_heads"] = model_config["num_key_value_heads"]
+    if later:
+        raise ConfigError(f"{config.name} was built with {later}; pruning handles biased, ungated multi-head blocks only")
     num_layers = int(model_config["num_layers"])
     if not 0 <= layers < num_layers:
         raise ConfigError(f"--layers={layers}: the model has {num_layers} layers; remove between 0 and {num_layers - 1}")

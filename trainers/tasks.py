@@ -30,7 +30,7 @@ from trainers.corpus import Corpus
 from trainers.lm_data import SentencePairs
 from trainers.shards import TokenWindows
 from trainers.text_data import TextData
-from zoo.layers import POSITION_EMBEDDINGS
+from zoo.layers import FEED_FORWARD_ACTIVATIONS, NORMS, POSITION_EMBEDDINGS
 
 
 @dataclasses.dataclass
@@ -78,9 +78,10 @@ class TrainingTask:
             raise ConfigError(f"config.data.next_sentence=True is a masked_lm pretraining objective; task {cls.spec.name} cannot use it")
         if cls.tokenizer_kind is None:
             return
-        kind = architecture.get("position_embedding", "learned")
-        if kind not in POSITION_EMBEDDINGS:
-            raise ConfigError(f"config.model.position_embedding={kind!r}; choose one of {', '.join(POSITION_EMBEDDINGS)}")
+        for key, choices in (("position_embedding", POSITION_EMBEDDINGS), ("norm", NORMS), ("activation", FEED_FORWARD_ACTIVATIONS)):
+            value = architecture.get(key, choices[0])
+            if value not in choices:
+                raise ConfigError(f"config.model.{key}={value!r}; choose one of {', '.join(choices)}")
         length, limit = config.data.sequence_length, architecture.get("max_sequence_length")
         if length < 2:
             raise ConfigError(f"config.data.sequence_length={length} must be >= 2 for a text model")
@@ -372,7 +373,7 @@ class CausalLM(TrainingTask):
     """Next-token prediction over windows of `sequence_length + 1` tokens."""
 
     spec = specs.CAUSAL_LM
-    families = ("gpt",)
+    families = ("gpt", "llama")
     head = "causal_lm"
     tokenizer_kind = BYTE_BPE
 

@@ -4,7 +4,7 @@ Every family module is imported here, so a registered name is never unknown beca
 was not imported.
 """
 
-from zoo import bert, gpt, mlp, tokenizers  # noqa: F401  (importing a family registers it)
+from zoo import bert, gpt, llama, mlp, tokenizers  # noqa: F401  (importing a family registers it)
 from zoo.base import Backbone, CausalLM, Task
 from zoo.checkpoints import CheckpointError
 from zoo.generation import GenerationError, Generator, Sampler, fill_mask, generate

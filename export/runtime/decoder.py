@@ -16,7 +16,7 @@ token and every new one then go through `decode`. Two backends run the same file
 from __future__ import annotations
 
 import time
-from typing import Sequence
+from typing import Iterator, Sequence
 
 import numpy as np
 from ai_edge_litert.interpreter import Interpreter
@@ -173,21 +173,30 @@ class TFLiteDecoder:
         stop_token_ids: Sequence[int] = (),
     ) -> list[int]:
         """New token ids after `prompt`, stopping before a stop token; `seed` makes sampling reproducible."""
+        return list(self.stream_ids(prompt, max_new_tokens, sampler, seed, stop_token_ids))
+
+    def stream_ids(
+        self,
+        prompt: Sequence[int],
+        max_new_tokens: int,
+        sampler: Sampler = Sampler(),
+        seed: int | None = None,
+        stop_token_ids: Sequence[int] = (),
+    ) -> Iterator[int]:
+        """Yields each new token id as it is picked (for printing text as it comes), stopping before a stop token."""
         prompt = [int(t) for t in prompt]
         check_request([len(prompt)], max_new_tokens, self.context, self.vocab_size, [prompt])
         if seed is not None and not 0 <= seed < 2**31:  # the range zoo.generation's stateless seeds take
             raise GenerationError(f"seed={seed}; use a whole number from 0 to {2**31 - 1}")
         rng = np.random.default_rng(seed)
         logits = self.prefill(prompt)
-        tokens: list[int] = []
         for step in range(max_new_tokens):
             token = sampler.pick(logits[0], rng)
             if token in stop_token_ids:
-                break
-            tokens.append(token)
+                return
+            yield token
             if step + 1 < max_new_tokens:
                 logits = self.decode(token, len(prompt) + step)
-        return tokens
 
     def score(self, token_ids: Sequence[int]) -> np.ndarray:
         """Logits (length, vocab) after each of `token_ids`, one decode step each: perplexity on device."""

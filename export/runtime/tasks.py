@@ -30,6 +30,7 @@ from export.runtime.litert import LiteRTRunner, RunnerError, file_sha256
 EMBEDDINGS = "embeddings"  # the output name of sentence-embedding models (export.spec.EMBEDDINGS)
 
 MASK_TOKEN = "[MASK]"
+CHAT_MAX_NEW_TOKENS = 256  # a chat answer's default limit (trainers.generate's too), within the context
 Classification = tuple[str, np.ndarray]  # (input name, class probabilities)
 
 
@@ -294,9 +295,28 @@ class CausalLM(DeviceTask):
         """The text the decode model writes after `prompt`, up to the end-of-text token."""
         check_text(prompt)
         decoder = TFLiteDecoder(self.runner)
-        stop = [self.tokenizer.eos_id] if self.tokenizer.eos_id is not None else []
-        ids = decoder.generate_ids(self.tokenizer.encode(prompt), max_new_tokens, sampler, seed, stop)
+        ids = decoder.generate_ids(self.tokenizer.encode(prompt), max_new_tokens, sampler, seed, self.tokenizer.stop_ids)
         return self.tokenizer.decode(ids)
+
+    def chat(self, user: str, system: str | None = None, max_new_tokens: int | None = None, sampler: Sampler = Sampler(),
+             seed: int | None = None, write=None) -> str:
+        """The model's answer to `user` through its chat template, streamed to `write` as it comes,
+        up to the end of its turn."""
+        from common import chat  # templates and text streaming, shared with trainers.generate (no TensorFlow)
+
+        decoder = TFLiteDecoder(self.runner)
+        ids = chat.prompt_ids(self.tokenizer, user, system, self.tokenizer.special_tokens())
+        if max_new_tokens is None:  # as long as the turn needs, within the context
+            max_new_tokens = max(1, min(CHAT_MAX_NEW_TOKENS, decoder.context - len(ids)))
+        text = chat.TextStream(self.tokenizer)
+        for token in decoder.stream_ids(ids, max_new_tokens, sampler, seed, self.tokenizer.stop_ids):
+            piece = text.push(token)
+            if write and piece:
+                write(piece)
+        rest = text.flush()
+        if write and rest:
+            write(rest)
+        return text.text
 
     def synthetic_inputs(self, batch_size):
         inputs = super().synthetic_inputs(batch_size)
@@ -378,6 +398,19 @@ def embed(runner: LiteRTRunner, texts: list[str], tokenizer: Tokenizer | None = 
 def similarity(runner: LiteRTRunner, a: str, b: str, tokenizer: Tokenizer | None = None, run_dir: str | None = None) -> float:
     """Cosine similarity of two texts' embeddings."""
     return embedder_for(runner, run_dir, tokenizer).similarity(a, b)
+
+
+def chat(
+    runner: LiteRTRunner, user: str, system: str | None = None, tokenizer: Tokenizer | None = None,
+    max_new_tokens: int | None = None, sampler: str | Sampler = "greedy", temperature: float = 1.0, top_k: int = 50,
+    top_p: float = 0.9, seed: int | None = None, run_dir: str | None = None, write=None,
+) -> str:
+    """A decode model's answer to a user message through the run's chat template, streamed to `write`."""
+    chosen = make_sampler(sampler, temperature, top_k, top_p)
+    task = task_for(runner, run_dir, tokenizer)
+    if not isinstance(task, CausalLM):
+        raise task.wrong_task("a GPT decode model", "chat with RUN/export/gpt_decode.tflite of an imported chat model")
+    return task.chat(user, system, max_new_tokens, chosen, seed, write)
 
 
 def evaluate(

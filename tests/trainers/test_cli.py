@@ -122,6 +122,28 @@ def test_another_config_task_option_is_one_line_naming_where_options_live(tmp_pa
     assert not (tmp_path / "r").exists()
 
 
+def test_every_decoder_option_is_a_config_model_flag_even_where_its_default_is_none(tmp_path, stdlib_corpus):
+    """gpt_tiny's num_key_value_heads defaults to None (one per query head), which ml_collections
+    could not override from the command line before it became a typed placeholder."""
+    options = ["--config.model.norm=rms", "--config.model.position_embedding=rotary", "--config.model.activation=swiglu",
+               "--config.model.num_key_value_heads=1", "--config.model.use_bias=False",
+               "--config.model.tie_word_embeddings=False", "--config.model.rope_theta=50000"]
+    result = run_cli("--model=gpt_tiny", f"--dataset=text:{stdlib_corpus}", "--train_steps=0", f"--output_dir={tmp_path}/r",
+                     *TINY_FLAGS, *options)
+    assert result.returncode == 0, result.stderr[-2000:]
+    model = json.loads((tmp_path / "r" / "config.json").read_text())["model"]
+    assert {k: model[k] for k in ("norm", "position_embedding", "activation", "num_key_value_heads", "use_bias",
+                                  "tie_word_embeddings", "rope_theta")} == {
+        "norm": "rms", "position_embedding": "rotary", "activation": "swiglu", "num_key_value_heads": 1, "use_bias": False,
+        "tie_word_embeddings": False, "rope_theta": 50000.0}
+    assert model["head_dim"] is None
+
+
+def test_an_unknown_norm_is_one_line_before_training(tmp_path):
+    result = run_cli("--model=llama_tiny", "--config.model.norm=batch", f"--output_dir={tmp_path}/r")
+    assert_one_clear_line(result, "config.model.norm='batch'", "layer, rms")
+
+
 CPP_LOG_LINE = re.compile(r"^[IWEF]\d{4} \d\d:\d\d:\d\d\.\d+ +\d+ [\w.]+\.cc:\d+\]|^WARNING: All log messages before absl::InitializeLog")
 
 

@@ -13,6 +13,7 @@ import tensorflow as tf
 from benchmarks.text_csv import long_lines
 from common.rundir import RunDir
 from tests.trainers.conftest import one_device, tiny_config
+from trainers import checkpoints
 from trainers.config import ConfigError, defaults
 from trainers.loop import TrainingError
 from trainers.train import train_and_evaluate
@@ -79,6 +80,21 @@ def test_gpt_causal_lm_trains_and_reports_perplexity(tmp_path, stdlib_corpus):
     vocab = RunDir(str(tmp_path / "gpt")).read_config()["model"]["vocab_size"]
     assert metrics["perplexity"] == pytest.approx(np.exp(metrics["loss"]), rel=1e-6)
     assert metrics["perplexity"] < vocab / 2, metrics
+
+
+def test_llama_with_grouped_query_attention_and_an_untied_output_trains_from_scratch(tmp_path, stdlib_corpus):
+    import zoo
+
+    config = tiny_config("llama_tiny", train_steps=80, learning_rate=3e-3, checkpoint_every=40, eval_every=40)
+    config.model.update(num_key_value_heads=1, tie_word_embeddings=False, rope_theta=500.0)
+    config.data.dataset = f"text:{stdlib_corpus}"
+    metrics = train_and_evaluate(config, str(tmp_path / "llama"), strategy=one_device())
+    run = RunDir(str(tmp_path / "llama"))
+    vocab = run.read_config()["model"]["vocab_size"]
+    assert metrics["perplexity"] < vocab / 2, metrics
+    model = checkpoints.load_model(run)
+    assert isinstance(model, zoo.llama.LlamaCausalLM)
+    assert (model.backbone.num_key_value_heads, model.backbone.tie_word_embeddings, model.backbone.rope_theta) == (1, False, 500.0)
 
 
 def test_same_seed_gives_the_same_run(tmp_path):

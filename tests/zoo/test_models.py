@@ -20,7 +20,8 @@ VOCAB, HIDDEN, MAX_LENGTH = TINY_TRANSFORMER["vocab_size"], TINY_TRANSFORMER["hi
 def tiny_overrides(name: str, **extra) -> dict:
     """Overrides that make any registered model tiny, whatever its family."""
     family = zoo.get_spec(name).family
-    overrides = {"mlp": dict(hidden_units=(32,)), "bert": TINY_TRANSFORMER, "gpt": TINY_TRANSFORMER}[family]
+    overrides = {"mlp": dict(hidden_units=(32,)), "bert": TINY_TRANSFORMER, "gpt": TINY_TRANSFORMER,
+                 "llama": {**TINY_TRANSFORMER, "num_key_value_heads": 1}}[family]
     return {**overrides, **extra}
 
 
@@ -47,7 +48,7 @@ def example_inputs(name: str, batch: int = BATCH, seed: int = 0):
 
 def logits_shape(name: str, batch: int = BATCH) -> tuple:
     family = zoo.get_spec(name).family
-    return {"mlp": (batch, 10), "bert": (batch, NUM_MASKED, VOCAB), "gpt": (batch, SEQ, VOCAB)}[family]
+    return {"mlp": (batch, 10), "bert": (batch, NUM_MASKED, VOCAB), "gpt": (batch, SEQ, VOCAB), "llama": (batch, SEQ, VOCAB)}[family]
 
 
 def example_targets(name: str, batch: int = BATCH, seed: int = 0) -> np.ndarray:

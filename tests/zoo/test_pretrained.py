@@ -138,8 +138,8 @@ def test_pytorch_bin_only_checkpoint_asks_for_safetensors(tmp_path):
 
 
 def test_unknown_model_type_names_the_ones_we_load(tmp_path):
-    (tmp_path / "config.json").write_text(json.dumps({"model_type": "llama"}))
-    assert "'llama'" in one_line_error(tmp_path) and "bert" in one_line_error(tmp_path)
+    (tmp_path / "config.json").write_text(json.dumps({"model_type": "mamba"}))
+    assert "'mamba'" in one_line_error(tmp_path) and "bert, gpt2, llama" in one_line_error(tmp_path)
 
 
 def test_missing_mismatched_and_unused_tensors_are_reported_together(tmp_path):

@@ -9,7 +9,9 @@ from zoo import registry
 ALL_NAMES = [
     "bert_base", "bert_medium", "bert_mini", "bert_small", "bert_tiny",
     "gpt_mini", "gpt_small", "gpt_tiny",
+    "llama_tiny",
     "mnist_mlp",
+    "smollm2_135m",
 ]
 
 
@@ -38,7 +40,7 @@ def test_list_models_is_sorted():
         ("bert_*", ["bert_base", "bert_medium", "bert_mini", "bert_small", "bert_tiny"]),
         ("*_mini", ["bert_mini", "gpt_mini"]),
         ("gpt_?????", ["gpt_small"]),
-        ("*_[st]*", ["bert_small", "bert_tiny", "gpt_small", "gpt_tiny"]),
+        ("*_[st]*", ["bert_small", "bert_tiny", "gpt_small", "gpt_tiny", "llama_tiny"]),
         ("mnist_mlp", ["mnist_mlp"]),
         ("resnet*", []),
     ],
@@ -55,7 +57,8 @@ def test_list_models_filters_by_family_and_task():
     assert zoo.list_models(family="gpt") == ["gpt_mini", "gpt_small", "gpt_tiny"]
     assert zoo.list_models(family="mlp") == ["mnist_mlp"]
     assert zoo.list_models(task="masked_lm") == zoo.list_models("bert_*")
-    assert zoo.list_models(task="causal_lm") == zoo.list_models("gpt_*")
+    assert zoo.list_models(task="causal_lm") == sorted(zoo.list_models("gpt_*") + zoo.list_models(family="llama"))
+    assert zoo.list_models(family="llama") == ["llama_tiny", "smollm2_135m"]
     assert zoo.list_models(task="image_classification") == ["mnist_mlp"]
     assert zoo.list_models("*_small", family="bert") == ["bert_small"]
     assert zoo.list_models(family="bert", task="causal_lm") == []

@@ -7,7 +7,7 @@ from __future__ import annotations
 import keras
 
 from zoo.checkpoints import hf_activations
-from zoo.checkpoints.slots import Slot, dense, layer_norm, same
+from zoo.checkpoints.slots import CheckpointError, Slot, dense, layer_norm, same
 from zoo.gpt import GPTBackbone, GPTCausalLM
 
 IGNORABLE = ("lm_head.",)  # tied to wte
@@ -54,6 +54,21 @@ def slots(model: keras.Model, fresh_head: bool = False) -> list[Slot]:
             *dense(block.output_dense, f"{p}.mlp.c_proj", transpose=False),
         ]
     return result + layer_norm(b.final_norm, "ln_f")
+
+
+def check_savable(model: keras.Model) -> None:
+    """GPT-2's layout has LayerNorm, biases, one head per key/value and a tied output; a GPT
+    built with later decoders' choices is a Llama (zoo.llama) to save."""
+    b = model if isinstance(model, GPTBackbone) else model.backbone
+    choices = {"norm": (b.norm, "layer"), "use_bias": (b.use_bias, True), "tie_word_embeddings": (b.tie_word_embeddings, True),
+               "position_embedding": (b.position_embedding_type, "learned")}
+    wrong = {k: v for k, (v, gpt2) in choices.items() if v != gpt2}
+    if b.layer_num_key_value_heads != b.layer_num_heads:
+        wrong["num_key_value_heads"] = b.num_key_value_heads
+    if b.activation not in hf_activations.TO_HF:
+        wrong["activation"] = b.activation
+    if wrong:
+        raise CheckpointError(f"a GPT-2 checkpoint cannot hold {wrong}; build the model as a Llama (zoo.llama) to save it")
 
 
 def prefixed(model: keras.Model, name: str) -> str:

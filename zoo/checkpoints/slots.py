@@ -56,23 +56,29 @@ def layer_norm(layer: keras.layers.LayerNormalization, name: str) -> list[Slot]:
     return [same(layer.gamma, f"{name}.weight"), same(layer.beta, f"{name}.bias")]
 
 
-def fused(variable: keras.Variable, names: tuple[str, ...], transpose: bool) -> Slot:
-    """Our fused [q|k|v] projection from separate ones, concatenated along the output axis."""
-    if transpose:  # (out, in) weights -> (in, 3 * out) kernel
+def fused(variable: keras.Variable, names: tuple[str, ...], transpose: bool, sizes: tuple[int, ...] | None = None) -> Slot:
+    """Our fused projection ([q|k|v], or [gate|up]) from separate ones, concatenated along the
+    output axis; `sizes` are their output widths when they differ (grouped-query attention)."""
+    cuts = list(np.cumsum(sizes)[:-1]) if sizes else len(names)
+    if transpose:  # (out, in) weights -> (in, sum of outs) kernel
         return Slot(
             variable, names, lambda *w: np.concatenate([x.T for x in w], axis=-1),
-            lambda x: tuple(p.T for p in np.split(x, len(names), axis=-1)),
+            lambda x: tuple(p.T for p in np.split(x, cuts, axis=-1)),
         )
-    return Slot(variable, names, lambda *b: np.concatenate(b, axis=-1), lambda x: tuple(np.split(x, len(names), axis=-1)))
+    return Slot(variable, names, lambda *b: np.concatenate(b, axis=-1), lambda x: tuple(np.split(x, cuts, axis=-1)))
+
+
+def rms_norm(layer: keras.layers.Layer, name: str) -> Slot:
+    return same(layer.scale, f"{name}.weight")
 
 
 # Buffers, not weights: GPT-2's causal-mask constants and BERT's position-id range.
 _BUFFERS = re.compile(r"(^|\.)attn\.(bias|masked_bias)$|(^|\.)position_ids$")
-_PREFIXES = ("bert.", "transformer.")
+_PREFIXES = ("bert.", "transformer.", "model.")  # BERT's, GPT-2's and Llama's task models keep the backbone there
 
 
 def canonical_name(name: str) -> str:
-    """`bert.embeddings.LayerNorm.gamma` -> `embeddings.LayerNorm.weight`."""
+    """`bert.embeddings.LayerNorm.gamma` -> `embeddings.LayerNorm.weight`; `model.norm.weight` -> `norm.weight`."""
     for prefix in _PREFIXES:
         if name.startswith(prefix):
             name = name[len(prefix):]

@@ -1,18 +1,40 @@
-"""Transformer pieces shared by the BERT and GPT families."""
+"""Transformer pieces shared by the BERT, GPT and Llama families."""
 
 from zoo.layers.attention import (
     CachedMultiHeadAttention,
+    apply_rotary,
     attention_mask,
     dense_initializer,
     POST_LN_ATTENTION_INITIALIZER,
     tokenwise,
 )
+from zoo.layers.embeddings import (
+    POSITION_EMBEDDINGS,
+    PositionEmbedding,
+    RotaryEmbedding,
+    SinusoidalPositionEncoding,
+    position_layer,
+)
 from zoo.layers.pooling import POOLINGS, L2Normalization, SequencePooling
-from zoo.layers.embeddings import POSITION_EMBEDDINGS, PositionEmbedding, SinusoidalPositionEncoding, position_layer
-from zoo.layers.transformer import ACTIVATIONS, TransformerBlock, gelu_exact, gelu_tanh, get_activation, layer_geometry
+from zoo.layers.transformer import (
+    ACTIVATIONS,
+    FEED_FORWARD_ACTIVATIONS,
+    GATED_ACTIVATIONS,
+    NORMS,
+    RMSNormalization,
+    TransformerBlock,
+    gelu_exact,
+    gelu_tanh,
+    get_activation,
+    layer_geometry,
+    norm_layer,
+)
 
 __all__ = [
     "ACTIVATIONS",
+    "FEED_FORWARD_ACTIVATIONS",
+    "GATED_ACTIVATIONS",
+    "NORMS",
     "gelu_exact",
     "get_activation",
     "CachedMultiHeadAttention",
@@ -21,7 +43,11 @@ __all__ = [
     "POSITION_EMBEDDINGS",
     "SequencePooling",
     "PositionEmbedding",
+    "RMSNormalization",
+    "RotaryEmbedding",
     "SinusoidalPositionEncoding",
+    "apply_rotary",
+    "norm_layer",
     "position_layer",
     "TransformerBlock",
     "attention_mask",

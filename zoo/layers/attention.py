@@ -1,4 +1,8 @@
-"""Multi-head self-attention with an explicit key/value cache, shared by BERT and GPT."""
+"""Multi-head self-attention with an explicit key/value cache, shared by BERT, GPT and Llama.
+
+Grouped-query attention (Llama, `num_key_value_heads` < `num_heads`) and rotary positions
+(`rotary=(cos, sin)`, applied to queries and keys) are options; the defaults are GPT-2/BERT's.
+"""
 
 from __future__ import annotations
 
@@ -36,6 +40,21 @@ def tokenwise(layer, x, **kwargs):
     return ops.reshape(y, (-1, length, y.shape[-1]))
 
 
+def rotate_half(x):
+    """(x1, x2) -> (-x2, x1) on the last axis: Hugging Face Llama's rotary layout (halves, not pairs)."""
+    first, second = ops.split(x, 2, axis=-1)
+    return ops.concatenate([-second, first], axis=-1)
+
+
+def apply_rotary(x, cos, sin):
+    """Rotary position embedding of `x` (batch, heads, seq, head_dim) at the positions whose
+    `cos`/`sin` (seq, head_dim) or (batch, seq, head_dim) are given (see `RotaryEmbedding`)."""
+    if len(cos.shape) == 3:  # per-row positions: (batch, 1, seq, head_dim) broadcasts over heads
+        cos, sin = ops.expand_dims(cos, 1), ops.expand_dims(sin, 1)
+    cos, sin = ops.cast(cos, x.dtype), ops.cast(sin, x.dtype)
+    return x * cos + rotate_half(x) * sin
+
+
 def attention_mask(padding_mask, query_length, key_length, causal: bool, cache_index=None):
     """Boolean (batch, 1, query, key) mask, or None when every key is visible to every query.
 
@@ -58,29 +77,44 @@ def attention_mask(padding_mask, query_length, key_length, causal: bool, cache_i
 class CachedMultiHeadAttention(keras.layers.Layer):
     """Self-attention over `(batch, seq, hidden)` with one fused QKV projection.
 
-    Called with `cache` of shape (batch, 2, num_heads, max_length, head_dim) and an integer
+    Called with `cache` of shape (batch, 2, kv_heads, max_length, head_dim) and an integer
     `cache_index`, the new keys/values are written into the cache at `cache_index` and attention
     runs over the whole cache; it then returns `(output, updated_cache)`. Without a cache it
     returns the output only. The caller supplies the mask (see `attention_mask`), which must
     hide cache slots that have not been written yet.
     """
 
-    def __init__(self, num_heads: int, head_dim: int, kernel_initializer=None, **kwargs):
+    def __init__(
+        self,
+        num_heads: int,
+        head_dim: int,
+        kernel_initializer=None,
+        num_key_value_heads: int | None = None,
+        use_bias: bool = True,
+        **kwargs,
+    ):
         super().__init__(**kwargs)
         self.num_heads = num_heads
         self.head_dim = head_dim
         self.kernel_initializer = kernel_initializer  # a name or config: instantiated per projection
+        # Grouped-query attention: each key/value head serves num_heads // num_key_value_heads queries.
+        self.num_key_value_heads = num_key_value_heads
+        self.kv_heads = num_heads if num_key_value_heads is None else int(num_key_value_heads)
+        if self.kv_heads < 1 or num_heads % self.kv_heads:
+            raise ValueError(f"num_heads={num_heads} must be a multiple of num_key_value_heads={num_key_value_heads}")
+        self.use_bias = use_bias
 
     def build(self, input_shape):
         hidden_dim = input_shape[-1]
         width = self.num_heads * self.head_dim
-        # One (hidden, 3 * width) matmul is faster on CPU than three separate projections.
+        # One (hidden, [q | k | v]) matmul is faster on CPU than three separate projections.
         self.qkv_dense = keras.layers.Dense(
-            3 * width, kernel_initializer=self._new_initializer(), dtype=self.dtype_policy, name="qkv"
+            width + 2 * self.kv_heads * self.head_dim, use_bias=self.use_bias, kernel_initializer=self._new_initializer(),
+            dtype=self.dtype_policy, name="qkv",
         )
         self.qkv_dense.build(input_shape)
         self.output_dense = keras.layers.Dense(
-            hidden_dim, kernel_initializer=self._new_initializer(), dtype=self.dtype_policy, name="output"
+            hidden_dim, use_bias=self.use_bias, kernel_initializer=self._new_initializer(), dtype=self.dtype_policy, name="output"
         )
         self.output_dense.build(tuple(input_shape[:-1]) + (width,))
 
@@ -90,61 +124,79 @@ class CachedMultiHeadAttention(keras.layers.Layer):
             return dense_initializer()
         return keras.initializers.get(keras.initializers.serialize(keras.initializers.get(self.kernel_initializer)))
 
-    def call(self, inputs, attention_mask=None, cache=None, cache_index=None, query_positions=None):
+    def call(self, inputs, attention_mask=None, cache=None, cache_index=None, query_positions=None, rotary=None):
         """`query_positions` (batch, queries): attend from those positions only (keys and values
-        still come from every position); the output is (batch, queries, hidden)."""
+        still come from every position); the output is (batch, queries, hidden). `rotary`:
+        the (cos, sin) of the tokens' positions, rotating queries and keys (Llama)."""
         length = ops.shape(inputs)[1]
-        heads = self.num_heads
         if query_positions is None:
-            qkv = tokenwise(self.qkv_dense, inputs)  # (batch, seq, 3 * heads * head_dim)
-            # One transpose to heads-first, then a split along that axis. Slicing the 5-D
-            # (batch, seq, 3, heads, head_dim) view instead cost TFLite ~1 ms per layer (bert_small),
-            # and `ops.split` trains 6-8% faster than slicing (its gradient is one concat).
-            qkv = ops.transpose(ops.reshape(qkv, (-1, length, 3 * heads, self.head_dim)), (0, 2, 1, 3))
-            query, key, value = ops.split(qkv, 3, axis=1)  # (batch, heads, seq, head_dim) each
+            query, key, value = self.project(inputs, rotary)
         else:
             query, key, value = self._project_at(inputs, query_positions)
             length = ops.shape(query_positions)[1]
-        if cache is not None:  # (batch, 2, heads, max_length, head_dim): heads-first, like query
+        if cache is not None:  # (batch, 2, kv_heads, max_length, head_dim): heads-first, like query
             start = [0, 0, cache_index, 0]
             key = ops.slice_update(cache[:, 0], start, ops.cast(key, cache.dtype))
             value = ops.slice_update(cache[:, 1], start, ops.cast(value, cache.dtype))
             cache = ops.stack([key, value], axis=1)
-        outputs = ops.transpose(self._attend(query, key, value, attention_mask), (0, 2, 1, 3))  # (batch, seq, heads, head_dim)
-        outputs = ops.reshape(outputs, (-1, length, heads * self.head_dim))
+        outputs = ops.transpose(self.attend(query, key, value, attention_mask), (0, 2, 1, 3))  # (batch, seq, heads, head_dim)
+        outputs = ops.reshape(outputs, (-1, length, self.num_heads * self.head_dim))
         outputs = tokenwise(self.output_dense, outputs)
         return outputs if cache is None else (outputs, cache)
+
+    def project(self, inputs, rotary=None):
+        """Queries (batch, heads, seq, head_dim), keys and values (batch, kv_heads, seq, head_dim)
+        of `inputs` (batch, seq, hidden), with `rotary` (cos, sin) applied to queries and keys."""
+        length = ops.shape(inputs)[1]
+        heads, kv_heads = self.num_heads, self.kv_heads
+        qkv = tokenwise(self.qkv_dense, inputs)  # (batch, seq, (heads + 2 * kv_heads) * head_dim)
+        # One transpose to heads-first, then a split along that axis. Slicing the 5-D
+        # (batch, seq, 3, heads, head_dim) view instead cost TFLite ~1 ms per layer (bert_small),
+        # and `ops.split` trains 6-8% faster than slicing (its gradient is one concat).
+        qkv = ops.transpose(ops.reshape(qkv, (-1, length, heads + 2 * kv_heads, self.head_dim)), (0, 2, 1, 3))
+        if kv_heads == heads:
+            query, key, value = ops.split(qkv, 3, axis=1)
+        else:
+            query, key, value = ops.split(qkv, [heads, heads + kv_heads], axis=1)
+        if rotary is not None:
+            query, key = apply_rotary(query, *rotary), apply_rotary(key, *rotary)
+        return query, key, value
 
     def _project_at(self, inputs, query_positions):
         """Queries at `query_positions` only, keys and values everywhere: the fused QKV kernel's
         [q | k | v] column blocks applied to the rows that need them."""
         width, hidden = self.num_heads * self.head_dim, inputs.shape[-1]
         kernel = ops.cast(self.qkv_dense.kernel, self.compute_dtype)
-        bias = ops.cast(self.qkv_dense.bias, self.compute_dtype)
+        bias = ops.cast(self.qkv_dense.bias, self.compute_dtype) if self.use_bias else ops.zeros((kernel.shape[-1],), self.compute_dtype)
         length, queries = ops.shape(inputs)[1], ops.shape(query_positions)[1]
         kv = ops.matmul(ops.reshape(inputs, (-1, hidden)), kernel[:, width:]) + bias[width:]
-        kv = ops.transpose(ops.reshape(kv, (-1, length, 2 * self.num_heads, self.head_dim)), (0, 2, 1, 3))
-        key, value = ops.split(kv, 2, axis=1)  # (batch, heads, seq, head_dim) each
+        kv = ops.transpose(ops.reshape(kv, (-1, length, 2 * self.kv_heads, self.head_dim)), (0, 2, 1, 3))
+        key, value = ops.split(kv, 2, axis=1)  # (batch, kv_heads, seq, head_dim) each
         rows = ops.take_along_axis(inputs, ops.expand_dims(query_positions, -1), axis=1)  # (batch, queries, hidden)
         query = ops.matmul(ops.reshape(rows, (-1, hidden)), kernel[:, :width]) + bias[:width]
         query = ops.transpose(ops.reshape(query, (-1, queries, self.num_heads, self.head_dim)), (0, 2, 1, 3))
         return query, key, value
 
-    def _attend(self, query, key, value, mask):
-        """softmax(q k^T / sqrt(d) + mask bias) v over (batch, heads, seq, head_dim) tensors.
+    def attend(self, query, key, value, mask):
+        """softmax(q k^T / sqrt(d) + mask bias) v: query (batch, heads, seq, head_dim), key and
+        value (batch, kv_heads, keys, head_dim) -> (batch, heads, seq, head_dim).
 
         Written with the heads folded into the batch: TFLite (XNNPACK) runs this as 3-D
-        BATCH_MATMULs, and attention is what bounds int8 BERT latency. The mask becomes an
-        additive bias because SELECT_V2 has no XNNPACK kernel. Softmax runs in float32.
+        BATCH_MATMULs, and attention is what bounds int8 BERT latency. With grouped-query
+        attention the query heads sharing a key/value head are stacked along the query axis
+        (batch * kv_heads, groups * seq, head_dim), so keys and values are never repeated.
+        The mask becomes an additive bias because SELECT_V2 has no XNNPACK kernel. Softmax runs
+        in float32.
         """
         length, key_length = ops.shape(query)[2], ops.shape(key)[2]
-        query = ops.reshape(query, (-1, length, self.head_dim)) * ops.cast(self.head_dim**-0.5, query.dtype)
+        groups = self.num_heads // self.kv_heads
+        query = ops.reshape(query, (-1, groups * length, self.head_dim)) * ops.cast(self.head_dim**-0.5, query.dtype)
         key = ops.reshape(key, (-1, key_length, self.head_dim))
-        scores = ops.matmul(query, ops.transpose(key, (0, 2, 1)))  # (batch * heads, query, key)
+        scores = ops.matmul(query, ops.transpose(key, (0, 2, 1)))  # (batch * kv_heads, groups * query, key)
         scores = ops.reshape(ops.cast(scores, "float32"), (-1, self.num_heads, length, key_length))
         if mask is not None:
             scores = scores + (ops.cast(mask, "float32") - 1.0) * MASK_PENALTY
-        probs = ops.reshape(ops.cast(ops.softmax(scores, axis=-1), value.dtype), (-1, length, key_length))
+        probs = ops.reshape(ops.cast(ops.softmax(scores, axis=-1), value.dtype), (-1, groups * length, key_length))
         outputs = ops.matmul(probs, ops.reshape(value, (-1, key_length, self.head_dim)))
         return ops.reshape(outputs, (-1, self.num_heads, length, self.head_dim))
 
@@ -157,5 +209,7 @@ class CachedMultiHeadAttention(keras.layers.Layer):
             "num_heads": self.num_heads,
             "head_dim": self.head_dim,
             "kernel_initializer": self.kernel_initializer,
+            "num_key_value_heads": self.num_key_value_heads,
+            "use_bias": self.use_bias,
         }
 

@@ -1,7 +1,10 @@
-"""Position embeddings: learned (BERT and GPT-2 learn theirs) or sinusoidal (Vaswani et al. 2017).
+"""Position embeddings: learned (BERT and GPT-2 learn theirs), sinusoidal (Vaswani et al. 2017)
+or rotary (Su et al. 2021; Llama).
 
-Both layers take the same calls, so a backbone, its cached decoder and export use either:
+The layers take the same calls, so a backbone, its cached decoder and export use any of them:
 `layer(inputs, start_index)` -> (seq, hidden) and `layer.lookup(position_ids)` -> (..., hidden).
+Rotary positions are not added to the tokens: `RotaryEmbedding` gives the (cos, sin) of the
+positions instead, which attention applies to queries and keys (`attention.apply_rotary`).
 """
 
 from __future__ import annotations
@@ -13,7 +16,7 @@ from keras import ops
 from zoo.layers.attention import INITIALIZER_STDDEV, dense_initializer
 
 # The backbones' `position_embedding` hyper-parameter: its values, the first the default.
-POSITION_EMBEDDINGS = ("learned", "sinusoidal")
+POSITION_EMBEDDINGS = ("learned", "sinusoidal", "rotary")
 
 
 @keras.saving.register_keras_serializable(package="zoo")
@@ -96,8 +99,50 @@ class SinusoidalPositionEncoding(keras.layers.Layer):
         return {**super().get_config(), "max_wavelength": self.max_wavelength, "scale": self.scale}
 
 
-def position_layer(kind: str, sequence_length: int, **kwargs) -> keras.layers.Layer:
-    """The backbones' position layer for `position_embedding=kind` (see `POSITION_EMBEDDINGS`)."""
+@keras.saving.register_keras_serializable(package="zoo")
+class RotaryEmbedding(keras.layers.Layer):
+    """The (cos, sin) of rotary positions, each (seq, head_dim), no weights.
+
+    Frequency i of `head_dim // 2` is `max_wavelength ** (-2i / head_dim)` (Llama's `rope_theta`);
+    cos and sin repeat the frequencies twice, for the rotate-half layout of Hugging Face's Llama.
+    Computed in float32 from SIN and COS (TFLite builtins) whatever the policy: bfloat16 cannot
+    tell position 256 from 257.
+    """
+
+    def __init__(self, head_dim: int, max_wavelength: float = 10000.0, **kwargs):
+        super().__init__(**kwargs)
+        if head_dim % 2:
+            raise ValueError(f"rotary positions need an even head size; head_dim={head_dim}")
+        self.head_dim = head_dim
+        self.max_wavelength = max_wavelength
+        frequencies = 1.0 / (max_wavelength ** (np.arange(0, head_dim, 2, dtype=np.float64) / head_dim))
+        self._frequencies = np.concatenate([frequencies, frequencies]).astype("float32")  # (head_dim,)
+
+    def call(self, inputs, start_index=0):
+        length = ops.shape(inputs)[1]
+        return self.lookup(ops.arange(length) + start_index)  # (seq, head_dim) each
+
+    def lookup(self, position_ids):
+        """(cos, sin) of `position_ids` (any shape) -> (..., head_dim) each."""
+        angles = ops.expand_dims(ops.cast(position_ids, "float32"), -1) * ops.convert_to_tensor(self._frequencies)
+        return ops.cos(angles), ops.sin(angles)
+
+    def get_config(self) -> dict:
+        return {**super().get_config(), "head_dim": self.head_dim, "max_wavelength": self.max_wavelength}
+
+
+def position_layer(
+    kind: str, sequence_length: int, head_dim: int | None = None, rope_theta: float = 10000.0, **kwargs
+) -> keras.layers.Layer:
+    """The backbones' position layer for `position_embedding=kind` (see `POSITION_EMBEDDINGS`).
+
+    `rotary` needs `head_dim` (and takes `rope_theta`): only decoders whose attention rotates
+    queries and keys pass it.
+    """
+    if kind == "rotary":
+        if head_dim is None:
+            raise ValueError("position_embedding='rotary' is applied inside a decoder's attention; this model takes 'learned' or 'sinusoidal'")
+        return RotaryEmbedding(head_dim, rope_theta, **kwargs)
     if kind == "learned":
         return PositionEmbedding(sequence_length, **kwargs)
     if kind == "sinusoidal":
