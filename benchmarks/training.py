@@ -27,7 +27,7 @@ from common.rundir import TARGET_WEIGHTS, TARGETS, RunDir
 from trainers import loop, pipeline
 from trainers.config import Config, defaults, resolve
 from trainers.strategy import get_strategy
-from trainers.tasks import CausalLM, MaskedLM, Task, TaskData
+from trainers.tasks import CausalLM, MaskedLM, TaskData, TrainingTask
 from trainers.train import POLICIES
 
 # One measurement: (seconds, mean loss over the steps it ran).
@@ -77,12 +77,12 @@ def workload_config(workload: Workload, total_steps: int, mixed_precision: str) 
     return resolve(config)
 
 
-def task_and_data(config: Config, workload: Workload) -> tuple[Task, TaskData, Config]:
+def task_and_data(config: Config, workload: Workload) -> tuple[TrainingTask, TaskData, Config]:
     """Real pysource text through the trainer's own preparation, or random tokens for --quick."""
     if workload.real_data:
         with tempfile.TemporaryDirectory() as run_dir:
-            task, data = pipeline.prepare(config, RunDir(run_dir), None)
-        return task, data, config.with_model(**data.model_overrides)
+            task, data = pipeline.prepare(config, config.model, RunDir(run_dir))
+        return task, data, resolve({**config.to_json(), "model": {**config.model, **data.model_overrides}})
     vocab, length = config.model["vocab_size"], workload.sequence_length
     rng = np.random.default_rng(0)
     n = 64 * workload.batch_size
@@ -96,7 +96,7 @@ def task_and_data(config: Config, workload: Workload) -> tuple[Task, TaskData, C
     return task, TaskData(arrays, arrays), config
 
 
-def our_trainer(config, task: Task, data: TaskData) -> tuple[keras.Model, Measure]:
+def our_trainer(config, task: TrainingTask, data: TaskData) -> tuple[keras.Model, Measure]:
     """Builds model, optimizer, input pipeline and step exactly as `trainers.train._train` does
     for a fresh run (including the task's data-dependent initialisation)."""
     train = config.train
@@ -126,30 +126,10 @@ def our_trainer(config, task: Task, data: TaskData) -> tuple[keras.Model, Measur
     return model, measure
 
 
-def their_trainer(config, task: Task, arrays: dict[str, np.ndarray]) -> tuple[keras.Model, Measure]:
+def their_trainer(config, task: TrainingTask, arrays: dict[str, np.ndarray]) -> tuple[keras.Model, Measure]:
     """keras-hub's task model of the same geometry, compiled with the same AdamW, fed our batches."""
-    import keras_hub
-
     train = config.train
-    m = config.model
-    dtype = POLICIES[train.mixed_precision]
-    common = dict(
-        vocabulary_size=m["vocab_size"],
-        num_layers=m["num_layers"],
-        num_heads=m["num_heads"],
-        hidden_dim=m["hidden_dim"],
-        intermediate_dim=m["intermediate_dim"],
-        dropout=m["dropout"],
-        max_sequence_length=m["max_sequence_length"],
-        dtype=dtype,
-    )
-    keras.utils.set_random_seed(train.seed)
-    if config.task == "masked_lm":
-        model = keras_hub.models.BertMaskedLM(keras_hub.models.BertBackbone(**common), preprocessor=None)
-        features = ("token_ids", "segment_ids", "padding_mask", "mask_positions")
-    else:
-        model = keras_hub.models.GPT2CausalLM(keras_hub.models.GPT2Backbone(**common), preprocessor=None)
-        features = ("token_ids", "padding_mask")
+    model, features = keras_hub_model(config)
     optimizer = loop.make_optimizer(dataclasses.replace(train, mixed_precision="none"))  # no loss scaling
     optimizer.global_clipnorm = train.clip_norm  # our loop clips the global norm too
     model.compile(optimizer=optimizer)  # keras-hub's defaults: sparse CE from logits, weighted accuracy
@@ -168,7 +148,31 @@ def their_trainer(config, task: Task, arrays: dict[str, np.ndarray]) -> tuple[ke
     return model, measure
 
 
-def training_flops_per_step(config, task: Task) -> float:
+def keras_hub_model(config: Config) -> tuple[keras.Model, tuple[str, ...]]:
+    """keras-hub's `BertMaskedLM` / `GPT2CausalLM` on a backbone of `config`'s geometry, in its
+    compute dtype (seeded by `config.train.seed`), and the input names it takes."""
+    import keras_hub
+
+    m = config.model
+    common = dict(
+        vocabulary_size=m["vocab_size"],
+        num_layers=m["num_layers"],
+        num_heads=m["num_heads"],
+        hidden_dim=m["hidden_dim"],
+        intermediate_dim=m["intermediate_dim"],
+        dropout=m["dropout"],
+        max_sequence_length=m["max_sequence_length"],
+        dtype=POLICIES[config.train.mixed_precision],
+    )
+    keras.utils.set_random_seed(config.train.seed)
+    if config.task == "masked_lm":
+        model = keras_hub.models.BertMaskedLM(keras_hub.models.BertBackbone(**common), preprocessor=None)
+        return model, ("token_ids", "segment_ids", "padding_mask", "mask_positions")
+    model = keras_hub.models.GPT2CausalLM(keras_hub.models.GPT2Backbone(**common), preprocessor=None)
+    return model, ("token_ids", "padding_mask")
+
+
+def training_flops_per_step(config, task: TrainingTask) -> float:
     """Analytic training FLOPs of one step (matmuls only; elementwise work is not counted).
 
     Per token and layer the forward pass does 4·H² (QKV + output projections) + 2·H·F (FFN)

@@ -20,9 +20,12 @@ from typing import Any, Mapping
 import ml_collections
 
 import zoo
+from common.progress import parse_duration
 from configs import base
 
 MIXED_PRECISION = ("auto", "none", "bfloat16", "float16")  # auto: see trainers/precision.py
+SCHEDULES = ("cosine", "trapezoid")  # see trainers/schedule.py
+OPTIMIZERS = ("adamw", "muon")
 
 
 class ConfigError(ValueError):
@@ -47,8 +50,13 @@ class DataConfig:
 class TrainConfig:
     batch_size: int
     train_steps: int
+    time_budget: str
     learning_rate: float
+    schedule: str
     warmup_steps: int
+    warmup_fraction: float
+    decay_fraction: float
+    optimizer: str
     weight_decay: float
     clip_norm: float
     steps_per_loop: int
@@ -58,6 +66,7 @@ class TrainConfig:
     eval_batches: int
     final_eval_batches: int
     mixed_precision: str
+    bfloat16_speedup: float
     seed: int
     init_from: str
     distill_from: str
@@ -161,6 +170,22 @@ def _validate(config: Config) -> None:
     for key in ("train_steps", "warmup_steps", "checkpoint_every", "eval_every", "eval_batches", "final_eval_batches"):
         if getattr(train, key) < 0:
             raise ConfigError(f"config.train.{key}={getattr(train, key)} must be >= 0")
+    try:
+        parse_duration(train.time_budget)
+    except ValueError as e:
+        raise ConfigError(f"config.train.time_budget: {e}") from None
+    if train.schedule not in SCHEDULES:
+        raise ConfigError(f"config.train.schedule={train.schedule!r}; choose one of {', '.join(SCHEDULES)}")
+    if train.optimizer not in OPTIMIZERS:
+        raise ConfigError(f"config.train.optimizer={train.optimizer!r}; choose one of {', '.join(OPTIMIZERS)}")
+    for key in ("warmup_fraction", "decay_fraction"):
+        if not 0.0 <= getattr(train, key) <= 1.0:
+            raise ConfigError(f"config.train.{key}={getattr(train, key)} must be in [0, 1]")
+    if train.schedule == "trapezoid" and train.warmup_fraction + train.decay_fraction > 1.0:
+        raise ConfigError(
+            f"config.train.warmup_fraction={train.warmup_fraction} + decay_fraction={train.decay_fraction} exceed 1: "
+            "the trapezoid's warmup and decay would overlap"
+        )
     if train.learning_rate <= 0:
         raise ConfigError(f"config.train.learning_rate={train.learning_rate} must be > 0")
     if not 0.0 <= train.distill_alpha <= 1.0:

@@ -39,6 +39,11 @@ flags.DEFINE_string(
 flags.DEFINE_string("data_dir", None, "Where mnist IDX files / tensorflow-datasets data live.")
 flags.DEFINE_string("output_dir", None, "The run directory (default: runs/<model>).")
 flags.DEFINE_integer("train_steps", None, "Total optimizer steps (0: only evaluate and write the run).", lower_bound=0)
+flags.DEFINE_string(
+    "time_budget", None,
+    "Training wall time, e.g. 90s, 5m, 2h ('' or 0: none): the learning-rate schedule follows the time spent and training "
+    "stops when it is spent (with --train_steps too: whichever ends first).",
+)
 flags.DEFINE_integer("eval_every", None, "Evaluate every N steps (0: only at the end).", lower_bound=0)
 flags.DEFINE_integer("batch_size", None, "Global batch size (split across replicas).", lower_bound=1)
 flags.DEFINE_float("learning_rate", None, "Peak learning rate.", lower_bound=0.0)
@@ -74,6 +79,7 @@ SHORTCUTS = {
     "init_from": "train.init_from",
     "distill_from": "train.distill_from",
     "train_steps": "train.train_steps",
+    "time_budget": "train.time_budget",
     "eval_every": "train.eval_every",
     "batch_size": "train.batch_size",
     "learning_rate": "train.learning_rate",
