@@ -1,7 +1,7 @@
 """A run's config: registered architecture → `configs/base.py` → `configs/<family>.py` → flags,
 checked and frozen into a typed `Config` by `resolve`.
 
-`defaults(name)` is the `ml_collections.ConfigDict` that `--config.*` flags override: every field
+`defaults(name, task)` is the `ml_collections.ConfigDict` that `--config.*` flags override: every field
 of the schema below, so every field can be set. `resolve(config)` checks names and types once.
 The config a run trains with — completed with what its checkpoint, teacher, hardware and data
 decide (`trainers.train.resolve_run`) — is resolved once more, from all of those together, and
@@ -99,11 +99,12 @@ class Config:
         return resolve(values, check_architecture=False)
 
 
-def defaults(name: str) -> ml_collections.ConfigDict:
-    """The overridable defaults for registered model `name`: its whole architecture (so every
-    hyper-parameter can be set by flag and is recorded) plus its family config file's settings."""
+def defaults(name: str, task: str | None = None) -> ml_collections.ConfigDict:
+    """The overridable defaults for registered model `name` doing `task` (default: its family's
+    own, e.g. masked_lm pretraining): its whole architecture (so every hyper-parameter can be set
+    by flag and is recorded) plus its family config file's settings for that task."""
     spec = zoo.get_spec(name)
-    config = importlib.import_module(f"configs.{spec.family}").get_config(name)
+    config = importlib.import_module(f"configs.{spec.family}").get_config(name, task)
     config.model = ml_collections.ConfigDict({**spec.hyperparameters(), **config.model.to_dict()})
     config.name = name
     return config

@@ -52,7 +52,7 @@ def import_checkpoint(
     source = pretrained.load(path)
     head = head or _head_of(source, path)
     name = model or _registered_name(source)
-    config = defaults(name)
+    config = defaults(name, HEADS[head])
     config.task = HEADS[head]
     if dataset:
         config.data.dataset = dataset

@@ -38,7 +38,10 @@ flags.DEFINE_string(
 )
 flags.DEFINE_string("data_dir", None, "Where mnist IDX files / tensorflow-datasets data live.")
 flags.DEFINE_string("output_dir", None, "The run directory (default: runs/<model>).")
-flags.DEFINE_integer("train_steps", None, "Total optimizer steps (0: only evaluate and write the run).", lower_bound=0)
+flags.DEFINE_integer(
+    "train_steps", None, "Total optimizer steps (0: only evaluate and write the run); with --time_budget, whichever ends first.",
+    lower_bound=0,
+)
 flags.DEFINE_string(
     "time_budget", None,
     "Training wall time, e.g. 90s, 5m, 2h ('' or 0: none): the learning-rate schedule follows the time spent and training "
@@ -156,11 +159,12 @@ def _apply_aliases(args: list[str]) -> list[str]:
     return out
 
 
-def _model_from_argv(argv: list[str]) -> str | None:
+def _flag_from_argv(argv: list[str], flag: str) -> str | None:
+    """`--FLAG=VALUE` or `--FLAG VALUE` before absl parses: which defaults `--config.*` overrides."""
     for i, arg in enumerate(argv):
-        if arg.startswith("--model="):
+        if arg.startswith(f"--{flag}="):
             return arg.split("=", 1)[1]
-        if arg == "--model" and i + 1 < len(argv):
+        if arg == f"--{flag}" and i + 1 < len(argv):
             return argv[i + 1]
     return None
 
@@ -171,13 +175,13 @@ def run() -> None:
     stray = next((a.partition("=")[0] for a in sys.argv[1:] if a.startswith("--config.task.")), None)
     if stray:
         _fail(f"{stray}: config.task is the task's name (--task=classify); its options are under --config.data and --config.train")
-    name = _model_from_argv(sys.argv)
+    name = _flag_from_argv(sys.argv, "model")
     if any(a in ("--help", "--helpfull", "--helpshort", "-h") for a in sys.argv) and name is None:
         name = "bert_small"  # so --helpfull lists a real config's fields
     if name is None:
         _fail(f"--model is required; one of: {', '.join(zoo.list_models())}")
     try:
-        config = defaults(name)
+        config = defaults(name, _flag_from_argv(sys.argv, "task"))  # a family's defaults may differ by task
     except KeyError as e:
         _fail(e.args[0])
     try:  # ml_collections reads the `--config.*` overrides here already

@@ -409,7 +409,8 @@ def _run_architecture(config: Config, source: RunDir) -> dict:
     previous = source.read_config()
     if previous["name"] != config.name:
         raise RunDirError(f"--init_from={source.path} is a {previous['name']} run; it cannot initialise {config.name}")
-    return {k: v for k, v in previous["model"].items() if k not in ("head", "num_classes")}
+    # Dropout is a training choice, not architecture: the new run's own (e.g. fine-tuning's 0.1) applies.
+    return {k: v for k, v in previous["model"].items() if k not in pretrained.NOT_GEOMETRY}
 
 
 def _log_scalars(writer, prefix: str, metrics: dict[str, float], step: int) -> None:

@@ -157,8 +157,7 @@ def test_classifier_fine_tuned_from_a_pretraining_run_starts_from_its_backbone(t
 
 def test_classifier_fine_tuning_learns_code_versus_prose(tmp_path, bert_run, stdlib_corpus):
     pretrained_dir, _ = bert_run
-    config = tiny_config("bert_small", train_steps=100, learning_rate=1e-3, final_eval_batches=0)
-    config.task = "classify"
+    config = tiny_config("bert_small", "classify", train_steps=100, learning_rate=1e-3, final_eval_batches=0)
     config.data.dataset = _code_or_prose_csv(tmp_path / "code_or_prose", stdlib_corpus)
     config.train.init_from = pretrained_dir
     metrics = train_and_evaluate(config, str(tmp_path / "classify"), strategy=one_device())
