@@ -45,6 +45,9 @@ setup(
             # 1.2.x keeps numpy 2 / protobuf 7 (0.10.x pins numpy<2, protobuf<5). export/mediapipe.py uses its metadata writer.
             "mediapipe>=1.2.3",
             "openvino>=2026.4",  # a second ONNX runtime judges model.onnx's free batch and sequence dimensions
+            # tests/test_docs.py builds the docs site with `mkdocs build --strict` (links and anchors checked).
+            "mkdocs>=1.6.1",
+            "mkdocs-material>=9.8",
         ],
         "mediapipe": [
             "mediapipe>=1.2.3",  # export writes model_mediapipe.tflite (BERT classifiers, uncased vocabularies) when installed

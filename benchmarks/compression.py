@@ -25,7 +25,6 @@ the int8 file, on the run's stored validation examples.
 from __future__ import annotations
 
 import dataclasses
-import json
 import os
 import tempfile
 import time
@@ -35,16 +34,17 @@ from typing import Callable
 import numpy as np
 from absl import app, flags
 
+from benchmarks import results
 from benchmarks.text_csv import long_lines, stdlib_files, write_two_class_csv
 from common.metrics import evaluate_predictor
 from common.rundir import CALIBRATION, VALIDATION, RunDir
+from common.tasks import TASKS
 from export import formats as formats_lib
 from export.exporter import _representative_dataset, float32_model, spec_from_examples
 from export.runtime.litert import LiteRTRunner
 from trainers import checkpoints, prune
 from trainers.config import Config, defaults
 from trainers.strategy import get_strategy
-from trainers.tasks import TASKS
 from trainers.train import train_and_evaluate
 
 FORMATS = ("tflite_float32", "tflite_int8")
@@ -115,7 +115,8 @@ def train(
     config.train.update(dict(batch_size=workload.batch_size, train_steps=steps, learning_rate=workload.learning_rate,
                              warmup_steps=max(1, steps // 10), steps_per_loop=10, checkpoint_every=0, eval_every=0,
                              eval_batches=0, final_eval_batches=16))
-    train_and_evaluate(config, run_dir, strategy=get_strategy("auto"), init_from=init_from, distill_from=distill_from)
+    config.train.update(init_from=init_from or "", distill_from=distill_from or "")
+    train_and_evaluate(config, run_dir, strategy=get_strategy("auto"))
     return run_dir
 
 
@@ -253,7 +254,10 @@ def table(rows: list[dict]) -> str:
 
 
 flags.DEFINE_list("workloads", ["bert", "gpt"], "Which workloads: bert, gpt.")
-flags.DEFINE_string("output", None, "Also write the rows as JSON here.")
+flags.DEFINE_string(
+    "output", os.path.join(os.path.dirname(os.path.abspath(__file__)), "compression_results.json"),
+    "Where the rows go, with the date and host (benchmarks.tables renders docs/compression.md's table from it; --quick: nowhere).",
+)
 flags.DEFINE_bool("quick", False, "A smoke run: tiny models, a few steps (numbers mean nothing).")
 flags.DEFINE_string("scratch_dir", None, "Where runs and files go (default: a new temporary directory).")
 
@@ -270,9 +274,8 @@ def main(argv):
         rows += run_workload(workload, scratch / key)
         print(f"{key}: {time.time() - started:.0f} s", flush=True)
     print(table(rows))
-    if flags.FLAGS.output:
-        with open(flags.FLAGS.output, "w") as f:
-            json.dump(rows, f, indent=1)
+    if not flags.FLAGS.quick:
+        results.write(flags.FLAGS.output, rows, results.command_line(), merge_key=("workload", "row"))
 
 
 if __name__ == "__main__":

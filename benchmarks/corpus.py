@@ -28,6 +28,8 @@ import sysconfig
 import time
 from pathlib import Path
 
+from benchmarks import results
+
 MB = 10**6
 TRAIN_STEPS = 20
 
@@ -95,14 +97,15 @@ def train_phase(corpus: str, run_dir: str, started: float) -> dict:
     from trainers import loop, pipeline
     from trainers.config import defaults, resolve
     from trainers.strategy import get_strategy
+    from trainers.train import resolve_run
 
     config = defaults("bert_small")
     config.data.dataset = f"text:{corpus}"
     config = resolve(config)
     begin = time.time()
-    task, data = pipeline.prepare(config, RunDir(run_dir), None)
+    setup = resolve_run(config, RunDir(run_dir), get_strategy("auto"))
     prepared = time.time()
-    config = config.with_model(**data.model_overrides)
+    config, task, data = setup.config, setup.task, setup.task_data
     train = config.train
     strategy = get_strategy("auto")
     with strategy.scope():
@@ -170,7 +173,8 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--sizes_mb", default="50,500,2000")
     parser.add_argument("--workdir", default="/tmp/modelzoo-corpus")
-    parser.add_argument("--output", default="", help="also write the rows as JSON here")
+    parser.add_argument("--output", default=str(Path(__file__).with_name("corpus_results.json")),
+                        help="where the rows go, with the date and host (benchmarks.tables renders docs/data.md's table from it)")
     parser.add_argument("--phase", default="", help=argparse.SUPPRESS)
     parser.add_argument("--corpus", default="", help=argparse.SUPPRESS)
     parser.add_argument("--run_dir", default="", help=argparse.SUPPRESS)
@@ -185,8 +189,7 @@ def main() -> None:
         rows.append(measure(size, Path(args.workdir)))
         print(json.dumps(rows[-1]), flush=True)
     print(table(rows))
-    if args.output:
-        Path(args.output).write_text(json.dumps(rows, indent=1) + "\n")
+    results.write(args.output, rows, results.command_line(), merge_key=("corpus_mb",))
 
 
 if __name__ == "__main__":

@@ -15,7 +15,9 @@ and validation examples:
 
 Wall time is the whole `train_and_evaluate` (data from the cache, compile, final evaluation): the
 distilled student's includes its teacher's forward pass in every step. Runs finished in --work_dir
-are reused (delete it to measure again). Results go to benchmarks/distillation_results.json.
+are reused (delete it to measure again). Results go to benchmarks/distillation_results.json: each
+invocation's rows replace the rows with the same workload, role, model, steps and setting, stamped
+with their own date, host and command; --step_cost records its ratios there too.
 """
 
 from __future__ import annotations
@@ -29,6 +31,7 @@ from pathlib import Path
 
 from absl import app, flags, logging
 
+from benchmarks import results
 from benchmarks.text_csv import long_lines, stdlib_files, write_two_class_csv
 from common.rundir import RunDir
 from trainers import checkpoints
@@ -51,7 +54,11 @@ flags.DEFINE_bool(
 flags.DEFINE_list("settings", ["0.5:1"], "The distilled students' distill_alpha:distill_temperature pairs.")
 flags.DEFINE_list("workloads", ["masked_lm", "causal_lm", "classify"], "Which workloads to run.")
 flags.DEFINE_string("work_dir", "/tmp/modelzoo-distillation", "Where the runs go; finished runs are reused.")
-flags.DEFINE_string("results", os.path.join(os.path.dirname(__file__), "distillation_results.json"), "Where to write the table.")
+flags.DEFINE_string(
+    "results", os.path.join(os.path.dirname(os.path.abspath(__file__)), "distillation_results.json"),
+    "Where the rows go (benchmarks.tables renders docs/compression.md's distillation table from it).",
+)
+ROW_KEY = ("workload", "role", "model", "steps", "alpha", "temperature")
 FLAGS = flags.FLAGS
 
 
@@ -108,8 +115,9 @@ def train(workload: Workload, model: str, run_dir: str, steps: int, init_from=No
     )  # fmt: skip
     if workload.learning_rate:
         config.train.learning_rate = workload.learning_rate
+    config.train.update(init_from=init_from or "", distill_from=distill_from or "")
     start = time.perf_counter()
-    metrics = train_and_evaluate(config, run_dir, strategy=get_strategy("auto"), init_from=init_from, distill_from=distill_from)
+    metrics = train_and_evaluate(config, run_dir, strategy=get_strategy("auto"))
     result = {**metrics, "seconds": time.perf_counter() - start, "parameters": checkpoints.load_model(RunDir(run_dir)).count_params()}
     with open(stored, "w") as f:
         json.dump(result, f)
@@ -156,9 +164,9 @@ def step_cost(workload: Workload, work_dir: str, rounds: int = 5, steps: int = 1
     import tensorflow as tf
 
     from common.rundir import TARGET_WEIGHTS, TARGETS, VALIDATION
+    from common.tasks import TASKS
     from trainers.distill import distillation_stats
     from trainers.loop import make_optimizer
-    from trainers.tasks import TASKS
 
     student_run = RunDir(os.path.join(work_dir, f"{workload.name}-alone-{FLAGS.steps}"))
     student, teacher = checkpoints.load_model(student_run), checkpoints.load_model(RunDir(os.path.join(work_dir, f"{workload.name}-teacher")))
@@ -196,10 +204,16 @@ def step_cost(workload: Workload, work_dir: str, rounds: int = 5, steps: int = 1
 def main(argv: list[str]) -> None:
     del argv
     if FLAGS.step_cost:
+        ratios = {}
         for workload in workloads(FLAGS.work_dir):
             if workload.name in FLAGS.workloads:
                 r = step_cost(workload, FLAGS.work_dir)
                 print(f"{r['workload']:<10} step alone {r['alone_step_ms']:.1f} ms, distilled {r['distilled_step_ms']:.1f} ms: {r['ratio']:.2f}x")
+                ratios[r["workload"]] = {**r, "host": results.host(), "command": results.command_line()}
+        old = results.read(FLAGS.results) if os.path.exists(FLAGS.results) else {"host": None, "rows": []}
+        step_costs = {**old.get("step_cost", {}), **ratios}
+        results.write(FLAGS.results, results.stamped_rows(old), results.command_line(),
+                      **{k: v for k, v in old.items() if k not in ("host", "command", "rows", "step_cost")}, step_cost=step_costs)
         return
     os.makedirs(FLAGS.work_dir, exist_ok=True)
     rows = []
@@ -207,9 +221,8 @@ def main(argv: list[str]) -> None:
         if workload.name in FLAGS.workloads:
             rows += run_workload(workload, FLAGS.work_dir)
     print_table(rows)
-    settings = {k: FLAGS[k].value for k in ("steps", "teacher_steps", "batch_size", "sequence_length")}
-    with open(FLAGS.results, "w") as f:
-        json.dump({"settings": settings, "rows": rows}, f, indent=1)
+    settings = {k: FLAGS[k].value for k in ("batch_size", "sequence_length")}
+    results.write(FLAGS.results, rows, results.command_line(), merge_key=ROW_KEY, settings=settings)
 
 
 if __name__ == "__main__":

@@ -30,12 +30,12 @@ from typing import Callable
 import keras
 import numpy as np
 import tensorflow as tf
+from ai_edge_litert.interpreter import Interpreter
 
 import zoo
 from benchmarks import timing
 from export import generation as export_generation
 from export import litertlm as export_litertlm
-from ai_edge_litert.interpreter import Interpreter
 from export.runtime.decoder import TFLiteDecoder
 from zoo.generation import Generator
 

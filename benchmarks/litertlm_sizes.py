@@ -6,14 +6,9 @@ decode tokens/s in LiteRT-LM's own benchmark, and peak memory (a benchmark, not 
 
 Weights are random (speed and size do not depend on their values); the tokenizer is a byte-level
 BPE trained on the standard library's text, padded with unused tokens to the model's vocabulary.
-Each format runs in its own process, so its peak resident memory (VmHWM) is its own.
-
-Measured here (gpt_small, context 1024, 128-token prompt then 64 tokens, 2 threads, load ~5 on 2 cores):
-
-    format         MB  prefill tok/s  decode tok/s   TTFT s  peak RSS MB
-    float32     475.0          150.4           8.2    0.973        843.3
-    int8        126.7          245.1           9.4    0.629        385.6   (0.27x the float32 decode model)
-    int4         67.4          456.6          21.4    0.327        315.4   (0.14x)
+Each format runs in its own process, so its peak resident memory (VmHWM) is its own. Rows go to
+benchmarks/litertlm_results.json with the date and host, replacing those of the same model,
+context and format (docs/generation.md renders them).
 """
 
 from __future__ import annotations
@@ -28,7 +23,10 @@ import sysconfig
 import tempfile
 from pathlib import Path
 
+from benchmarks import results
+
 THREADS = 2
+DEFAULT_OUTPUT = os.path.join(os.path.dirname(os.path.abspath(__file__)), "litertlm_results.json")
 
 
 def stdlib_tokenizer(directory: str, vocab_size: int) -> str:
@@ -55,7 +53,8 @@ def export(model_name: str, context: int, directory: str) -> dict[str, str]:
     eos = Tokenizer.load(os.path.join(directory, "tokenizer")).eos_id
     paths = {"float32": generation.write_decode_model(model, directory, context)}
     for variant in ("int8", "int4"):
-        paths[variant] = litertlm.quantize(paths["float32"], os.path.join(directory, litertlm.DECODE_FILES[variant]), variant)
+        paths[variant] = os.path.join(directory, litertlm.DECODE_FILES[variant])
+        litertlm.quantize(paths["float32"], paths[variant], variant)  # returns the recipe it used
     return {
         v: litertlm.write_package(p, tokenizer_json, os.path.join(directory, litertlm.PACKAGES[v]), context, [eos]) for v, p in paths.items()
     }
@@ -97,6 +96,7 @@ def main() -> None:
     parser.add_argument("--prefill_tokens", type=int, default=128)
     parser.add_argument("--decode_tokens", type=int, default=64)
     parser.add_argument("--directory", default=None, help="keep the files here (default: a temporary directory)")
+    parser.add_argument("--output", default=DEFAULT_OUTPUT, help="where the rows go")
     parser.add_argument("--measure", default=None, help=argparse.SUPPRESS)  # the per-package child process
     args = parser.parse_args()
     if args.measure:
@@ -111,6 +111,7 @@ def main() -> None:
         packages = export(args.model, context, directory)
         print(f"{args.model}, context {context}, {THREADS} threads, LiteRT-LM CPU")
         print(f"{'format':8} {'MB':>8} {'prefill tok/s':>14} {'decode tok/s':>13} {'TTFT s':>8} {'peak RSS MB':>12}")
+        rows = []
         for variant, package in packages.items():
             child = subprocess.run(
                 [sys.executable, "-m", "benchmarks.litertlm_sizes", f"--measure={package}",
@@ -118,8 +119,10 @@ def main() -> None:
                 capture_output=True, text=True, check=True,
             )
             r = json.loads(child.stdout.strip().splitlines()[-1])
+            rows.append({"model": args.model, "context": context, "variant": variant, "threads": THREADS, **r})
             print(f"{variant:8} {r['size_mb']:8.1f} {r['prefill_tokens_per_s']:14.1f} {r['decode_tokens_per_s']:13.1f} "
                   f"{r['ttft_s']:8.3f} {r['peak_rss_mb']:12.1f}")
+    results.write(args.output, rows, results.command_line(), merge_key=("model", "context", "variant"))
 
 
 if __name__ == "__main__":

@@ -2,14 +2,15 @@
 
     python -m benchmarks.pretrained                      # writes random checkpoints to a temp dir
     python -m benchmarks.pretrained --workdir /tmp/ckpt  # reuses them across runs
-    python -m benchmarks.pretrained --quick              # bert_tiny-sized geometry, seconds
+    python -m benchmarks.pretrained --quick              # bert_tiny-sized geometry, seconds (writes no results)
 
 Checkpoints: `bert_base` (110M, BertForMaskedLM names) and `gpt_small` (GPT-2 124M,
 GPT2LMHeadModel names), random float32 weights written with numpy + safetensors, plus the
 keras-hub presets our `save_pretrained(format="keras_hub")` writes from them. Each load runs in
 a fresh process and reports its own peak RSS (VmHWM: unlike ru_maxrss it is not inherited
 from the parent across fork + exec); "import" is the peak after importing TensorFlow, Keras and
-the loader, before loading, so "peak - import" is what the load itself costs.
+the loader, before loading, so "peak - import" is what the load itself costs. Rows go to
+benchmarks/pretrained_results.json with the date and host (docs/pretrained.md renders them).
 """
 
 from __future__ import annotations
@@ -21,6 +22,10 @@ import subprocess
 import sys
 import tempfile
 import time
+
+from benchmarks import results
+
+DEFAULT_OUTPUT = os.path.join(os.path.dirname(os.path.abspath(__file__)), "pretrained_results.json")
 
 FULL = {
     "bert_base": dict(model_type="bert", architectures=["BertForMaskedLM"], vocab_size=30522, hidden_size=768,
@@ -118,6 +123,7 @@ def main(argv=None) -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--workdir", help="where checkpoints are written (default: a temporary directory)")
     parser.add_argument("--quick", action="store_true", help="tiny geometry: checks the harness in seconds")
+    parser.add_argument("--output", default=DEFAULT_OUTPUT, help="where the rows go (--quick: nowhere)")
     parser.add_argument("--child", nargs=3, metavar=("LOADER", "MODEL", "DIR"), help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
     if args.child:
@@ -125,11 +131,15 @@ def main(argv=None) -> None:
     workdir = args.workdir or tempfile.mkdtemp(prefix="pretrained_bench_")
     directories = prepare(workdir, QUICK if args.quick else FULL)
     print(f"{'model':<10} {'format':<10} {'loader':<22} {'params':>12} {'load s':>8} {'peak RSS MB':>12} {'import MB':>10} {'load MB':>8}")
+    rows = []
     for name in FULL:
         for label, loader, fmt in LOADERS:
-            row = measure(loader, name, directories[(name, fmt)])
+            row = {"model": name, "format": fmt, "loader": loader, **measure(loader, name, directories[(name, fmt)])}
+            rows.append(row)
             print(f"{name:<10} {fmt:<10} {label:<22} {row['parameters']:>12,} {row['seconds']:>8.2f} "
                   f"{row['peak_rss_mb']:>12.0f} {row['import_rss_mb']:>10.0f} {row['peak_rss_mb'] - row['import_rss_mb']:>8.0f}")
+    if not args.quick:
+        results.write(args.output, rows, results.command_line())
 
 
 if __name__ == "__main__":

@@ -1,21 +1,22 @@
 """Every benchmark in one invocation: prints a markdown table and writes `benchmarks/results.json`.
 
     pip install -e ".[bench]"            # adds keras-hub, the "theirs" side of the comparisons
-    python -m benchmarks.run             # full run (~30 min on 2 cores)
+    python -m benchmarks.run             # full run (~12 min on 2 quiet cores)
     python -m benchmarks.run --quick     # tiny shapes, 1 repeat: checks the harness end to end
 
 Rows: masked-LM and causal-LM training throughput, ours vs keras-hub (float32, same batches);
 greedy generation (benchmarks/generation.py, when present); TFLite latency per format; model
 FLOP utilisation of our training against 2048³ fp32 matmuls timed between its repeats. Each
-row is {"name", "unit", "ours", "theirs", "ratio"} plus details; `ratio` is always "higher is
-better" (ours / theirs for throughput, theirs / ours for latency). Without keras-hub the
-comparison rows still appear, with "theirs" and "ratio" null.
+row is {"name", "unit", "ours", "theirs", "ratio", "section"} plus details; `ratio` is always
+"higher is better" (ours / theirs for throughput, theirs / ours for latency). Without keras-hub
+the comparison rows still appear, with "theirs" and "ratio" null. The file records the date and
+host (benchmarks/results.py); `python -m benchmarks.tables` renders the docs' tables from it.
+`--sections` replaces only those sections' rows in the file; the others stay, with their hosts.
 """
 
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import platform
 import time
@@ -24,6 +25,7 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
 import tensorflow as tf  # noqa: E402
 
+from benchmarks import results  # noqa: E402
 from benchmarks.timing import matmul_peak_flops  # noqa: E402
 
 DEFAULT_OUTPUT = os.path.join(os.path.dirname(os.path.abspath(__file__)), "results.json")
@@ -56,27 +58,34 @@ def run(quick: bool, output: str = DEFAULT_OUTPUT, sections: tuple[str, ...] | N
     from benchmarks.training import training_rows
 
     start = time.perf_counter()
-    iterations, repeats = (2, 2) if quick else (10, 5)
-    peak = matmul_peak_flops(iterations=iterations, repeats=repeats)
-    bf16_peak = matmul_peak_flops(iterations=iterations, repeats=repeats, dtype=tf.bfloat16)
-    rows: list[dict] = [
-        {"name": f"{name} matmul peak (2048³, tf.matmul loop)", "unit": "GFLOP/s", "ours": value / 1e9, "theirs": None, "ratio": None}
-        for name, value in (("float32", peak), ("bfloat16", bf16_peak))
-    ]
-    if "training" in sections:
-        rows += training_rows(quick, repeats=1 if quick else 5)
+    rows: list[dict] = []
+    if "training" in sections:  # the matmul peaks are the roof of the training rows' MFU
+        iterations, repeats = (2, 2) if quick else (10, 5)
+        peak = matmul_peak_flops(iterations=iterations, repeats=repeats)
+        bf16_peak = matmul_peak_flops(iterations=iterations, repeats=repeats, dtype=tf.bfloat16)
+        rows += [
+            {"name": f"{name} matmul peak (2048³, tf.matmul loop)", "unit": "GFLOP/s", "ours": value / 1e9, "theirs": None, "ratio": None,
+             "section": "peak"}
+            for name, value in (("float32", peak), ("bfloat16", bf16_peak))
+        ]
+        rows += [{**row, "section": "training"} for row in training_rows(quick, repeats=1 if quick else 5)]
     if "generation" in sections:
-        rows += generation_rows(quick)
+        rows += [{**row, "section": "generation"} for row in generation_rows(quick)]
     if "tflite" in sections:
-        rows += latency_rows(quick)
-    os.makedirs(os.path.dirname(os.path.abspath(output)), exist_ok=True)
-    tmp = f"{output}.tmp"
-    with open(tmp, "w", encoding="utf-8") as f:
-        json.dump(rows, f, indent=1)
-    os.replace(tmp, output)
+        rows += [{**row, "section": "tflite"} for row in latency_rows(quick)]
+    results.write(output, rows + kept_rows(output, sections), results.command_line(), quick=quick)
     print(markdown_table(rows))
     print(f"\n{len(rows)} rows -> {output} ({time.perf_counter() - start:.0f} s; {machine()})")
     return rows
+
+
+def kept_rows(output: str, sections: tuple[str, ...]) -> list[dict]:
+    """The rows of sections this run did not measure, from `output`, each with the host it had."""
+    if not os.path.exists(output):
+        return []
+    measured = set(sections) | ({"peak"} if "training" in sections else set())
+    others = {"peak", *SECTIONS} - measured
+    return [row for row in results.stamped_rows(results.read(output)) if row.get("section") in others]
 
 
 def machine() -> str:
@@ -90,7 +99,7 @@ def _number(value: float | None) -> str:
 
 
 def markdown_table(rows: list[dict]) -> str:
-    """The table the README's Performance section shows: one line per row, ratio higher = better."""
+    """The rows as one markdown table on stdout (docs/performance.md's tables come from benchmarks.tables)."""
     lines = ["| benchmark | unit | ours | theirs | ratio |", "|---|---|---:|---:|---:|"]
     for row in rows:
         ratio = f"{row['ratio']:.2f}×" if row.get("ratio") is not None else "–"

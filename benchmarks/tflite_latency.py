@@ -21,8 +21,8 @@ from absl import app, flags
 
 import zoo
 from export import formats
-from export.runtime.tasks import benchmark
 from export.runtime.litert import LiteRTRunner
+from export.runtime.tasks import benchmark
 from export.spec import signature_of
 
 FORMATS = ("tflite_float32", "tflite_dynamic", "tflite_int8")

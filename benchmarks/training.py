@@ -28,7 +28,7 @@ from trainers import loop, pipeline
 from trainers.config import Config, defaults, resolve
 from trainers.strategy import get_strategy
 from trainers.tasks import CausalLM, MaskedLM, TaskData, TrainingTask
-from trainers.train import POLICIES
+from trainers.train import POLICIES, resolve_run
 
 # One measurement: (seconds, mean loss over the steps it ran).
 Measure = Callable[[], tuple[float, float]]
@@ -81,8 +81,8 @@ def task_and_data(config: Config, workload: Workload) -> tuple[TrainingTask, Tas
     """Real pysource text through the trainer's own preparation, or random tokens for --quick."""
     if workload.real_data:
         with tempfile.TemporaryDirectory() as run_dir:
-            task, data = pipeline.prepare(config, config.model, RunDir(run_dir))
-        return task, data, resolve({**config.to_json(), "model": {**config.model, **data.model_overrides}})
+            setup = resolve_run(config, RunDir(run_dir), tf.distribute.get_strategy())
+        return setup.task, setup.task_data, setup.config
     vocab, length = config.model["vocab_size"], workload.sequence_length
     rng = np.random.default_rng(0)
     n = 64 * workload.batch_size

@@ -99,8 +99,12 @@ def write_json(path: str, obj: Any) -> None:
 
 
 def read_json(path: str) -> Any:
-    with open(path, encoding="utf-8") as f:
-        return json.load(f)
+    """A JSON file the project wrote; a truncated, edited or foreign one is a RunDirError naming it."""
+    try:
+        with open(path, encoding="utf-8") as f:
+            return json.load(f)
+    except ValueError as e:  # JSONDecodeError, UnicodeDecodeError
+        raise RunDirError(f"{path} is not readable JSON ({str(e)[:120]}); it is truncated or was edited: write it again") from None
 
 
 class RunDir:
@@ -149,7 +153,10 @@ class RunDir:
         """config.json as written by the trainer (plain JSON values)."""
         if not self.has_config():
             raise RunDirError(f"{self.path} is not a run directory (no {CONFIG}); pass the --output_dir of a training run")
-        return read_json(self.config_path)
+        config = read_json(self.config_path)
+        if not isinstance(config, dict) or not isinstance(config.get("name"), str):
+            raise RunDirError(f"{self.config_path} is not a run's config (no model name in it); it was edited or belongs to something else")
+        return config
 
     def write_config(self, config: dict) -> None:
         write_json(self.config_path, config)
@@ -164,8 +171,11 @@ class RunDir:
         """Class names in class-id order, for classifiers that stored them; else None."""
         if not os.path.isfile(self.labels_path):
             return None
-        with open(self.labels_path, encoding="utf-8") as f:
-            return [line.rstrip("\n") for line in f]
+        try:
+            with open(self.labels_path, encoding="utf-8") as f:
+                return [line.rstrip("\n") for line in f]
+        except UnicodeDecodeError:
+            raise RunDirError(f"{self.labels_path} is not UTF-8 text; re-save it as UTF-8 (one class name per line)") from None
 
     def write_labels(self, labels: list[str]) -> None:
         atomic_write(self.labels_path, lambda f: f.write("".join(f"{label}\n" for label in labels)))
@@ -188,8 +198,14 @@ class RunDir:
                 f"{self.path} has no {EXAMPLES}/{split}.npz (a run from before stored examples, or an unfinished one); "
                 "run its training command again: it resumes at the last step and writes them"
             )
-        with np.load(path) as data:
-            return {name: data[name] for name in data.files}
+        try:
+            with np.load(path) as data:
+                return {name: data[name] for name in data.files}
+        except Exception as e:  # noqa: BLE001  (zipfile, zlib, pickle and format errors: all mean a damaged file)
+            raise RunDirError(
+                f"{path} is not a readable .npz ({type(e).__name__}: {str(e)[:120]}); it is truncated: rerun the training "
+                "command, which writes it again"
+            ) from None
 
     # -- tokenizer ---------------------------------------------------------------------------
     def load_tokenizer(self):
@@ -198,7 +214,12 @@ class RunDir:
 
         if not self.has_tokenizer():
             raise RunDirError(f"{self.path} has no {TOKENIZER}/tokenizer.json; a text model needs the tokenizer it was trained with")
-        return Tokenizer.load(self.tokenizer_dir)
+        try:
+            return Tokenizer.load(self.tokenizer_dir)
+        except Exception as e:  # noqa: BLE001  (the tokenizers library raises a bare Exception for a damaged file)
+            raise RunDirError(
+                f"{self.tokenizer_dir}/tokenizer.json is not a readable tokenizer ({str(e)[:120]}); copy the run's tokenizer/ again"
+            ) from None
 
     # -- ownership, leftovers, writability ---------------------------------------------------
     @contextlib.contextmanager
@@ -311,3 +332,15 @@ def _remove(path: str) -> None:
         shutil.rmtree(path, ignore_errors=True)
     elif os.path.exists(path):
         os.remove(path)
+
+
+def check_tokenizer_fits(tokenizer, kind: str | None, vocab_size: int | None, where: str) -> None:
+    """Refuses a run's tokenizer that cannot be the one its model was trained with: another kind
+    (WordPiece for a GPT) or more ids than the embedding has rows -- a swapped tokenizer/ would
+    otherwise encode text into ids that mean other words, silently."""
+    if kind is not None and tokenizer.kind != kind:
+        raise RunDirError(f"{where} holds a {tokenizer.kind} tokenizer; this model was trained with a {kind} one: copy the run's tokenizer/ again")
+    if vocab_size is not None and tokenizer.vocab_size > vocab_size:
+        raise RunDirError(
+            f"{where} has {tokenizer.vocab_size} tokens but the model's embedding {vocab_size}; it is not this run's tokenizer: copy it again"
+        )

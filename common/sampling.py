@@ -37,8 +37,8 @@ class Sampler:
     def __post_init__(self):
         if self.name not in SAMPLERS:
             raise GenerationError(f"unknown sampler {self.name!r}; choose one of {', '.join(SAMPLERS)}")
-        if not self.temperature > 0:
-            raise GenerationError(f"temperature={self.temperature}; it must be > 0 (use sampler='greedy' for argmax)")
+        if not 0 < self.temperature < float("inf"):  # inf would make every token equally likely
+            raise GenerationError(f"temperature={self.temperature}; it must be a finite number > 0 (use sampler='greedy' for argmax)")
         if self.name == "top_k" and (not isinstance(self.top_k, (int, np.integer)) or self.top_k < 1):
             raise GenerationError(f"top_k={self.top_k}; it must be a whole number >= 1")
         if self.name == "top_p" and not 0 < self.top_p <= 1:

@@ -1,7 +1,7 @@
 """Output parity for any predictor: Keras, SavedModel, TFLite or ONNX.
 
 A predictor is a function from a dict of named numpy inputs to numpy logits. Metrics come from
-`export.runtime.metrics`, the same numbers the on-device runner prints.
+`common.metrics`, the same numbers the on-device runner prints.
 """
 
 from __future__ import annotations

@@ -6,6 +6,7 @@ end, so a failed export leaves no partial files and an existing export is never 
 
 from __future__ import annotations
 
+import functools
 import os
 import shutil
 import tempfile
@@ -13,6 +14,7 @@ from typing import Iterator
 
 import keras
 import numpy as np
+import tensorflow as tf
 from absl import logging
 
 from common.progress import Progress
@@ -24,6 +26,7 @@ from common.rundir import (
     VALIDATION,
     RunDir,
     RunDirError,
+    check_tokenizer_fits,
     read_json,
     umask,
     write_json,
@@ -35,11 +38,32 @@ from export import report as report_lib
 from export.spec import ExportError, Signature, signature_of
 from trainers import checkpoints
 from trainers.config import Config
+from trainers.precision import float32_model  # runs trained before model.keras was always float32
+from trainers.tasks import TASKS as TRAINING_TASKS
 
 REPORT = "report.json"
 PARITY_EXAMPLES = 8
+GPT_DECODE = "gpt_decode"  # the name report.json gives the decode models and .litertlm packages when they fail
 
 
+def _float32_matmuls(function):
+    """Runs `function` with TensorFloat-32 off: on Ampere and later GPUs TensorFlow's float32 matmuls
+    otherwise round their inputs to 10-bit mantissas, ~1e-3 away from every exported file (float32
+    on CPU), so the Keras reference of the parity gates would depend on the machine exporting."""
+
+    @functools.wraps(function)
+    def wrapper(*args, **kwargs):
+        previous = tf.config.experimental.tensor_float_32_execution_enabled()
+        tf.config.experimental.enable_tensor_float_32_execution(False)
+        try:
+            return function(*args, **kwargs)
+        finally:
+            tf.config.experimental.enable_tensor_float_32_execution(previous)
+
+    return wrapper
+
+
+@_float32_matmuls
 def export_run(
     run_dir: str,
     formats: str | list[str] | tuple[str, ...] | None = None,
@@ -95,21 +119,37 @@ def export_run(
     tmp = tempfile.mkdtemp(prefix=f".export-tmp-{os.getpid()}-", dir=run.path)
     try:
         tokenizer = run.load_tokenizer() if run.has_tokenizer() else None
+        labels = run.labels()
+        if labels is not None and len(labels) != int(model.output.shape[-1]):  # classifiers: one name per class
+            raise ExportError(
+                f"{run.labels_path} names {len(labels)} classes but the model has {int(model.output.shape[-1])}; "
+                "it is not this run's labels.txt: copy it again"
+            )
+        if tokenizer is not None:
+            check_tokenizer_fits(tokenizer, TRAINING_TASKS[config.task].tokenizer_kind, getattr(getattr(model, "backbone", model), "vocab_size", None), run.tokenizer_dir)
         _copy_for_clients(run, tmp, spec)
+        # A format whose converter or runtime fails is recorded here and its file removed; the
+        # others are still written and proven (report.json and the exit status say which failed).
+        failures: dict[str, dict] = {}
         written = formats_lib.export_formats(
-            model, spec, tmp, formats, _representative_dataset(spec, calibration, representative_examples), tokenizer
+            model, spec, tmp, formats, _representative_dataset(spec, calibration, representative_examples), tokenizer, failures
         )
-        report_lib.size_ratios(written, tmp, model.count_params())
-        apps = _app_files(run, tmp, spec)
-        predictors = {fmt: formats_lib.predictor(fmt, os.path.join(tmp, e["file"]), num_threads, spec) for fmt, e in written.items()}
+        predictors = _predictors(written, tmp, num_threads, spec, failures)
         keras_entry, checks = report_lib.check(
-            task, spec, formats_lib.keras_predictor(model, spec), predictors, validation, parity_examples
+            task, spec, formats_lib.keras_predictor(model, spec), predictors, validation, parity_examples, failures=failures
         )
         del predictors  # release interpreters and sessions before the files move
+        for fmt in [f for f in written if f in failures]:
+            formats_lib.remove(tmp, fmt)
+            del written[fmt]
+        if not written:
+            raise ExportError("no format could be written: " + "; ".join(f"{f}: {e['error']}" for f, e in failures.items()))
         for fmt, entry in checks.items():
             written[fmt].update(entry)
+        report_lib.size_ratios(written, tmp, model.count_params())
+        apps = _app_files(run, tmp, spec)
         gates = report_lib.gates(task, keras_entry["metrics"], written)
-        decode = _decode_models(task, model, tmp, formats, validation, generation_context, num_threads, run.tokenizer_dir)
+        decode = _decode_models(task, model, tmp, formats, validation, generation_context, num_threads, run.tokenizer_dir, failures)
         if decode:
             gates.update(decode.pop("gates"))  # greedy vs Keras; int8/int4 perplexity and size (export.generation)
         report = {
@@ -122,11 +162,13 @@ def export_run(
             **({"generation": decode} if decode else {}),
             **({"mediapipe": apps} if apps else {}),
             "gates": gates,
-            "passed": all(g["passed"] for g in gates.values()),
+            "passed": all(g["passed"] for g in gates.values()) and not failures,
             "failed_gates": sorted(name for name, g in gates.items() if not g["passed"]),
+            "failed_formats": failures,  # format -> {error, traceback}: not written, or removed because it could not be run
             "export_dir": os.path.abspath(destination),
             # The runner checks a model file against these before using this run's data with it.
             "sha256": _model_hashes(tmp),
+            **({"tokenizer_sha256": _tokenizer_hash(run)} if run.has_tokenizer() else {}),
             "examples": {
                 "parity": min(parity_examples, _count(validation)),
                 "evaluation": _count(validation),
@@ -140,28 +182,10 @@ def export_run(
         raise
     for line in report_lib.failed(gates):
         logging.warning("gate failed: %s", line)
+    for line in report_lib.failed_formats(report):
+        logging.warning("format failed: %s", line)
     logging.info("exported %s to %s", config.name, destination)
     return report
-
-
-def float32_model(model: keras.Model, config: Config) -> keras.Model:
-    """The model computing in float32: a mixed-precision run's layers are rebuilt with its weights.
-
-    Deployment formats are float32 (or quantized from float32); bfloat16/float16 compute would
-    make parity meaningless and does not convert to TFLite builtins.
-    """
-    if all(layer.dtype_policy.compute_dtype == "float32" for layer in model._flatten_layers()):  # noqa: SLF001
-        return model
-    import zoo
-
-    previous = keras.mixed_precision.global_policy()
-    try:
-        keras.mixed_precision.set_global_policy("float32")
-        rebuilt = zoo.get_model(config.name, **config.model)
-    finally:
-        keras.mixed_precision.set_global_policy(previous)
-    rebuilt.set_weights(model.get_weights())
-    return rebuilt
 
 
 def spec_from_examples(model: keras.Model, task: TaskSpec, examples: dict[str, np.ndarray]) -> Signature:
@@ -172,13 +196,35 @@ def spec_from_examples(model: keras.Model, task: TaskSpec, examples: dict[str, n
     return signature_of(model, task.name, length, predictions)
 
 
+def _predictors(written: dict[str, dict], directory: str, num_threads, spec: Signature, failures: dict[str, dict]) -> dict:
+    """A predictor per written format; a file its runtime refuses to open is a failure of that format."""
+    predictors = {}
+    for fmt, entry in written.items():
+        try:
+            predictors[fmt] = formats_lib.predictor(fmt, os.path.join(directory, entry["file"]), num_threads, spec)
+        except Exception as e:  # noqa: BLE001  (onnxruntime, LiteRT or Keras refusing a file: that format fails, not the export)
+            failures[fmt] = report_lib.failure(e)
+            logging.warning("%s could not be opened: %s", fmt, failures[fmt]["error"])
+    return predictors
+
+
 def _decode_models(
-    task: TaskSpec, model, directory: str, formats: tuple[str, ...], validation, context, num_threads, tokenizer_dir: str
+    task: TaskSpec, model, directory: str, formats: tuple[str, ...], validation, context, num_threads, tokenizer_dir: str,
+    failures: dict[str, dict],
 ) -> dict | None:
-    """GPT runs exported to TFLite also get the decode models and .litertlm packages for on-device generation."""
+    """GPT runs exported to TFLite also get the decode models and .litertlm packages for on-device
+    generation; their failure is recorded as the failure of `gpt_decode` and removes their files."""
     if not task.exports_decoder or not any(f.startswith("tflite_") for f in formats):
         return None
-    return generation.export_decode_models(model, directory, validation, tokenizer_dir, context, num_threads)
+    try:
+        return generation.export_decode_models(model, directory, validation, tokenizer_dir, context, num_threads)
+    except Exception as e:  # noqa: BLE001
+        failures[GPT_DECODE] = report_lib.failure(e)
+        logging.warning("%s could not be written: %s", GPT_DECODE, failures[GPT_DECODE]["error"])
+        for name in generation.FILES.values():
+            if os.path.exists(os.path.join(directory, name)):
+                os.remove(os.path.join(directory, name))
+        return None
 
 
 def _copy_for_clients(run: RunDir, directory: str, spec: Signature) -> None:
@@ -227,6 +273,13 @@ def _model_hashes(directory: str) -> dict[str, str]:
     from export.runtime.litert import file_sha256
 
     return {name: file_sha256(os.path.join(directory, name)) for name in sorted(os.listdir(directory)) if name.endswith(".tflite")}
+
+
+def _tokenizer_hash(run: RunDir) -> str:
+    """sha256 of RUN/tokenizer/tokenizer.json: the runner refuses a tokenizer that is not it."""
+    from export.runtime.litert import file_sha256
+
+    return file_sha256(os.path.join(run.tokenizer_dir, "tokenizer.json"))
 
 
 def _count(examples: dict[str, np.ndarray]) -> int:

@@ -233,3 +233,46 @@ def _declare_rank_limits(model) -> bool:
 
 def _version(text: str | None) -> tuple[int, ...]:
     return tuple(int(part) for part in (text or "0").split(".") if part.isdigit())
+
+
+# The operands that hold a model's weights, by op: what quantization is for. Small constants
+# (biases, LayerNorm scales, a position table added in float) stay as they are in every format.
+WEIGHT_OPERANDS = {
+    "FULLY_CONNECTED": (1,), "CONV_2D": (1,), "DEPTHWISE_CONV_2D": (1,), "TRANSPOSE_CONV": (1,),
+    "BATCH_MATMUL": (0, 1), "GATHER": (0,), "EMBEDDING_LOOKUP": (1,),
+}
+_BUILTIN_NAMES = {code: name for name, code in vars(schema.BuiltinOperator).items() if not name.startswith("_")}
+
+
+def weights_bytes(content: bytes) -> int:
+    """Bytes of a .tflite file's weights: the constant weight operands of its matmuls,
+    convolutions and lookups (through a DEQUANTIZE, as float16 files store them), each buffer
+    counted once however many ops and signatures share it.
+
+    Size gates judge this, not the file size: the rest of a file -- the graph, tensor names, the
+    per-channel scales and zero points a quantized file repeats per signature, biases and other
+    small constants -- is a few hundred KB whatever the model, and dominates a small model's size.
+    """
+    model = schema.Model.GetRootAs(content, 0)
+    codes = [model.OperatorCodes(i) for i in range(model.OperatorCodesLength())]
+    names = [_BUILTIN_NAMES.get(max(c.BuiltinCode(), c.DeprecatedBuiltinCode()), "") for c in codes]
+    counted: set[int] = set()
+    total = 0
+    for s in range(model.SubgraphsLength()):
+        subgraph = model.Subgraphs(s)
+        ops = [subgraph.Operators(i) for i in range(subgraph.OperatorsLength())]
+        dequantized = {op.Outputs(0): op.Inputs(0) for op in ops if names[op.OpcodeIndex()] == "DEQUANTIZE"}
+        for op in ops:
+            for position in WEIGHT_OPERANDS.get(names[op.OpcodeIndex()], ()):
+                if position >= op.InputsLength() or op.Inputs(position) < 0:
+                    continue
+                tensor = subgraph.Tensors(dequantized.get(op.Inputs(position), op.Inputs(position)))
+                index = tensor.Buffer()
+                if index == 0 or index in counted:
+                    continue
+                buffer = model.Buffers(index)
+                size = buffer.DataLength() or int(buffer.Size())  # past 2 GB, data lives outside the flatbuffer (offset, size)
+                if size:  # an activation's buffer is empty
+                    counted.add(index)
+                    total += size
+    return total

@@ -16,7 +16,7 @@ from absl import logging
 
 import zoo
 from common.progress import format_eta
-from export import flatbuffer, int8, onnx, saved_model, tflite
+from export import flatbuffer, int8, onnx, report, saved_model, tflite
 from export.evaluate import Predictor
 from export.runtime.litert import LiteRTRunner
 from export.spec import ExportError, Signature
@@ -56,15 +56,25 @@ def export_formats(
     formats: tuple[str, ...],
     representative_dataset: int8.RepresentativeDataset | None = None,
     tokenizer=None,
+    failures: dict[str, dict] | None = None,
 ) -> dict[str, dict]:
     """Writes each format into `directory`; returns per format its file, size, seconds and details.
 
     SavedModel and ONNX take any sequence length up to the model's maximum (`spec.free_length()`);
     TFLite files are converted from a fixed-length SavedModel (`spec`), removed afterwards.
+    With `failures` (a dict), a format whose converter raises is recorded there (`report.failure`),
+    its partial file removed, and the other formats are still written; without, the first
+    failure raises.
     """
     source = os.path.join(directory, TFLITE_SOURCE)
+    source_error: Exception | None = None
     if any(f.startswith("tflite_") for f in formats):
-        saved_model.export_saved_model(model, spec, source)
+        try:
+            saved_model.export_saved_model(model, spec, source)
+        except Exception as e:  # noqa: BLE001  (every TFLite format fails with it; the others go on)
+            if failures is None:
+                raise
+            source_error = e
     written: dict[str, dict] = {}
     started = time.perf_counter()
     try:
@@ -73,12 +83,33 @@ def export_formats(
                 logging.info("export: %d/%d formats, %s", i, len(formats), format_eta(i, len(formats), time.perf_counter() - started))
             start = time.perf_counter()
             path = os.path.join(directory, FILES[fmt])
-            details = _write(fmt, model, spec, path, source, representative_dataset, tokenizer)
+            try:
+                if source_error is not None and fmt.startswith("tflite_"):
+                    raise source_error
+                details = _write(fmt, model, spec, path, source, representative_dataset, tokenizer)
+            except Exception as e:  # noqa: BLE001  (a converter may raise anything: one format fails, not the export)
+                if failures is None:
+                    raise
+                failures[fmt] = report.failure(e)
+                remove(directory, fmt)
+                logging.warning("%s could not be written: %s", fmt, failures[fmt]["error"])
+                continue
             written[fmt] = {"file": FILES[fmt], "size_bytes": _size(path), "seconds": round(time.perf_counter() - start, 2), **details}
             logging.info("exported %s: %s (%.1f MB)", fmt, FILES[fmt], written[fmt]["size_bytes"] / 1e6)
     finally:
         shutil.rmtree(source, ignore_errors=True)
     return written
+
+
+def remove(directory: str, fmt: str) -> None:
+    """Deletes what `fmt` wrote into `directory` (a failed or unprovable file must not ship)."""
+    path = os.path.join(directory, FILES[fmt])
+    if os.path.islink(path) or os.path.isfile(path):
+        os.remove(path)
+    elif os.path.isdir(path):
+        shutil.rmtree(path)
+    if fmt == "saved_model":
+        shutil.rmtree(os.path.join(directory, os.path.dirname(SERVING_DIR)), ignore_errors=True)
 
 
 def _write(fmt: str, model, spec: Signature, path: str, saved_model_dir: str, representative_dataset, tokenizer) -> dict:
@@ -91,7 +122,7 @@ def _write(fmt: str, model, spec: Signature, path: str, saved_model_dir: str, re
         try:
             zoo.save_pretrained(model, tokenizer, path, format="hf")
         except zoo.CheckpointError as e:
-            raise ExportError(f"hf: {e}") from None
+            raise ExportError(f"a Hugging Face directory cannot hold this model: {e}") from None
         return {}
     if fmt == "onnx":
         onnx.export_onnx(model, spec.free_length(), path)

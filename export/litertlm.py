@@ -100,7 +100,9 @@ def engine_generate(package: str, prompts: Sequence[str], max_new_tokens: int, n
     sampler = litert_lm.SamplerConfig(top_k=1, top_p=1.0, temperature=1.0, seed=0)
     texts = []
     # ":nocache": no XNNPACK weight cache written next to the package (RUN/export/ holds exports only).
-    with litert_lm.Engine(package, backend=backend, cache_dir=":nocache") as engine:
+    # float32 activations pinned: left to itself the engine picks per host, and a reduced-precision
+    # choice would make this proof of greedy parity with Keras depend on the machine running it.
+    with litert_lm.Engine(package, backend=backend, cache_dir=":nocache", activation_data_type=litert_lm.ActivationDataType.FLOAT32) as engine:
         for prompt in prompts:
             with engine.create_session(apply_prompt_template=False, sampler_config=sampler, max_output_tokens=max_new_tokens) as session:
                 session.run_prefill([prompt])

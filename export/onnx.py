@@ -106,3 +106,31 @@ def load_predictor(path: str, num_threads: int | None = None) -> Predictor:
         return session.run([OUTPUT], inputs)[0]
 
     return predict
+
+
+def weights_bytes(path: str) -> int:
+    """Bytes of every constant tensor in an ONNX file (initializers and Constant nodes, subgraphs
+    included): the weights, which size gates compare with the model's 4 bytes per parameter."""
+    model = onnx.load(path, load_external_data=False)
+
+    def tensor_bytes(tensor: onnx.TensorProto) -> int:
+        count = int(np.prod(tensor.dims)) if tensor.dims else 1
+        if tensor.data_location == onnx.TensorProto.EXTERNAL:
+            length = next((int(e.value) for e in tensor.external_data if e.key == "length"), None)
+            if length is not None:
+                return length
+        return len(tensor.raw_data) or count * onnx.helper.tensor_dtype_to_np_dtype(tensor.data_type).itemsize
+
+    def graph_bytes(graph: onnx.GraphProto) -> int:
+        total = sum(tensor_bytes(t) for t in graph.initializer)
+        for node in graph.node:
+            for attribute in node.attribute:
+                if attribute.type == onnx.AttributeProto.TENSOR:
+                    total += tensor_bytes(attribute.t)
+                elif attribute.type == onnx.AttributeProto.GRAPH:
+                    total += graph_bytes(attribute.g)
+                elif attribute.type == onnx.AttributeProto.GRAPHS:
+                    total += sum(graph_bytes(g) for g in attribute.graphs)
+        return total
+
+    return graph_bytes(model.graph)

@@ -7,7 +7,8 @@ Writes RUN/export/ (saved_model/, model_{float32,dynamic,float16,int8}.tflite, m
 report.json; GPT runs also gpt_decode{,_int8,_int4}.tflite and model{,_int8,_int4}.litertlm for
 on-device generation, in our runner and in LiteRT-LM).
 This module only parses flags and calls `export.exporter.export_run`. It prints where it wrote;
-exit status 1 means the files were written but a gate failed (named on stderr, and in report.json).
+exit status 1 means the files were written but a gate failed or a format could not be written
+(named on stderr, and in report.json; the other formats are written and proven).
 """
 
 from __future__ import annotations
@@ -20,7 +21,7 @@ if __name__ == "__main__":  # before the imports below load TensorFlow
     quiet.quiet_tensorflow(sys.argv)
 
 
-from absl import app, flags, logging
+from absl import app, flags
 
 from common import cli
 from export import report as report_lib
@@ -34,13 +35,12 @@ flags.DEFINE_string(
 flags.DEFINE_bool("overwrite", False, "Replace an existing RUN/export.")
 flags.DEFINE_integer("representative_examples", 200, "At most this many of the run's stored calibration examples calibrate full int8.", lower_bound=1)
 flags.DEFINE_integer("eval_examples", 0, "Evaluate on the first N stored validation examples (0: all, as metrics.json).", lower_bound=0)
-flags.DEFINE_string("data_dir", None, "Ignored: export reads only the run directory (kept so older scripts still run).")
 flags.DEFINE_integer(
     "generation_context", None, "GPT runs: fixed context of gpt_decode*.tflite (default: the model's max_sequence_length).", lower_bound=2
 )
 
 FLAGS = flags.FLAGS
-GATES_FAILED = 1  # exit status when the export was written but a gate failed (2: a usage error, nothing written)
+GATES_FAILED = report_lib.FAILED_EXIT
 
 
 def main(argv: list[str]) -> None:
@@ -58,10 +58,7 @@ def main(argv: list[str]) -> None:
         cli.fail("export.run", str(e))
     print(summary(report))
     print(f"wrote {report['export_dir']}")
-    failed = report_lib.failed(report["gates"])
-    if failed:  # the files stay, marked "passed": false in report.json; a script must not ship them unnoticed
-        logging.flush()
-        print(f"export.run: gates failed: {', '.join(failed)}; the files are kept, marked in report.json", file=sys.stderr)
+    if report_lib.print_problems("export.run", report):
         sys.exit(GATES_FAILED)
 
 
@@ -81,6 +78,8 @@ def summary(report: dict) -> str:
             f"{entry['file']:24} {entry['size_bytes'] / 1e6:8.2f} MB  decode step {entry['decode_step_ms']:.2f} ms  "
             f"first token (8-token prompt) {entry['ttft_8_tokens_ms']:.1f} ms  perplexity {entry['perplexity']:.4g}  ({variant})"
         )
+    for fmt, entry in report.get("failed_formats", {}).items():
+        lines.append(f"{fmt:16} not written: {entry['error']}")
     failed = report_lib.failed(report["gates"])
     lines.append("gates: " + ("all passed" if not failed else "FAILED " + ", ".join(failed)))
     return "\n".join(lines)

@@ -44,7 +44,7 @@ flags.DEFINE_integer("max_new_tokens", 32, "generate: at most this many new toke
 flags.DEFINE_string("sampler", "greedy", "generate: greedy | temperature | top_k | top_p.")
 flags.DEFINE_float("temperature", 1.0, "generate: softmax temperature of the sampling samplers.")
 flags.DEFINE_float("top_p", 0.9, "generate: top_p sampler's nucleus probability mass, in (0, 1].")
-flags.DEFINE_integer("seed", None, "generate: seed of the sampling samplers (default: random).")
+flags.DEFINE_integer("seed", None, "generate: seed of the sampling samplers (default: random).", lower_bound=0, upper_bound=2**31 - 1)
 flags.DEFINE_string("dataset", None, "evaluate, image models: a dataset's test split (mnist, digits) instead of the run's examples.")
 flags.DEFINE_string("data_dir", None, "evaluate --dataset: where the dataset lives (as for the trainer).")
 flags.DEFINE_integer("max_examples", 0, "evaluate: use only this many examples, spread evenly over the set (0: all).", lower_bound=0)
@@ -89,6 +89,8 @@ def main(argv: list[str]) -> None:
                 print(f"ops {where}: {sum(counts.values())}" + (f" ({listed})" if listed else ""))
     except (RunnerError, ValueError) as e:  # RunDirError, TokenizerError, GenerationError, DataError: a user sentence
         _fail(str(e))
+    except MemoryError as e:  # numpy's ArrayMemoryError names the size it could not allocate
+        _fail(f"out of memory ({str(e)[:160]}); use a smaller --batch_size (or --max_examples)")
 
 
 def _command(args: list[str]) -> tuple[str, str, list[str]]:

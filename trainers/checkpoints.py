@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import datetime
 import os
+import zipfile
 
 import keras
 import tensorflow as tf
@@ -17,6 +18,8 @@ from common.rundir import CHECKPOINTS, MODEL, RunDir, RunDirError, umask
 def load_model(run: RunDir) -> keras.Model:
     """RUN/model.keras as saved by the trainer."""
     run.check_finished("loading its model")
+    if not zipfile.is_zipfile(run.model_path):  # Keras would say "File not found" of a truncated file
+        raise RunDirError(f"{run.model_path} is truncated or not a .keras file; train the run again (it resumes from its checkpoints)")
     try:
         return keras.models.load_model(run.model_path)
     except Exception as e:  # a truncated or foreign file: Keras' own errors name neither

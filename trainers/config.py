@@ -14,6 +14,7 @@ import dataclasses
 import difflib
 import importlib
 import json
+import math
 import types
 from typing import Any, Mapping
 
@@ -187,11 +188,15 @@ def _validate(config: Config) -> None:
             f"config.train.warmup_fraction={train.warmup_fraction} + decay_fraction={train.decay_fraction} exceed 1: "
             "the trapezoid's warmup and decay would overlap"
         )
-    if train.learning_rate <= 0:
-        raise ConfigError(f"config.train.learning_rate={train.learning_rate} must be > 0")
+    if not 0 < train.learning_rate < math.inf:  # NaN and inf too: they train to NaN
+        raise ConfigError(f"config.train.learning_rate={train.learning_rate} must be a finite number > 0")
+    if not 0 <= train.seed < 2**32:  # what keras.utils.set_random_seed takes
+        raise ConfigError(f"config.train.seed={train.seed} must be a whole number from 0 to {2**32 - 1}")
+    if not 0 < config.data.mask_rate <= 1:  # 0 masks nothing (training never ends), > 1 more tokens than a window has
+        raise ConfigError(f"config.data.mask_rate={config.data.mask_rate} must be in (0, 1], e.g. 0.15")
     if not 0.0 <= train.distill_alpha <= 1.0:
         raise ConfigError(f"config.train.distill_alpha={train.distill_alpha} must be in [0, 1] (1: only the hard loss)")
-    if train.distill_temperature <= 0:
+    if not 0 < train.distill_temperature < math.inf:
         raise ConfigError(f"config.train.distill_temperature={train.distill_temperature} must be > 0")
     if config.data.calibration_examples < 1:
         raise ConfigError(f"config.data.calibration_examples={config.data.calibration_examples} must be >= 1")

@@ -35,7 +35,8 @@ SPLITS = ("train", "validation")
 # Tokenizer training reads at most this many bytes of training text: pysource (30 MB) whole,
 # a larger corpus a deterministic sample of its documents.
 TOKENIZER_SAMPLE_BYTES = 32 * 2**20
-RACY_NS = 2 * 10**9  # a file modified this close to its hashing is hashed again (git's "racy clean")
+RACY_NS = 2 * 10**9
+UNIT_HINTS = {"paragraph": " (paragraphs are separated by a blank line)", "file": " (each file is one document)"}  # a file modified this close to its hashing is hashed again (git's "racy clean")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -81,6 +82,26 @@ class Corpus:
         """A digest of at most `TOKENIZER_SAMPLE_BYTES` of training documents (the cache key of a
         tokenizer trained on them) and a function that reads them: a cached tokenizer reads nothing."""
         raise NotImplementedError
+
+    unit = "document"  # what one document of this corpus is, in a user's words
+
+    def document_counts(self) -> dict[str, int]:
+        """Documents per split (a stream corpus counts them in one pass, kept in its manifest)."""
+        raise NotImplementedError
+
+    def check_splits(self) -> None:
+        """Refuses, in one line and before a tokenizer is trained or a shard written, a corpus
+        with no text or too little of it to hold a document out for validation."""
+        counts = self.document_counts()
+        total = sum(counts.values())
+        if total == 0:
+            raise DataError(f"{self.spec} holds no text (empty, blank or not UTF-8 text); give it text to train on")
+        empty = [split for split in SPLITS if counts[split] == 0]
+        if empty:
+            raise DataError(
+                f"the {empty[0]} split of {self.spec} is empty: it has {total} {self.unit}{'s' if total != 1 else ''}, too few to "
+                f"hold one out for validation; give it at least 2{UNIT_HINTS.get(self.unit, '')}"
+            )
 
     def save_manifest(self) -> None:
         # Compact JSON: the C encoder writes 100k file entries in a blink (indent= would not).
@@ -136,6 +157,11 @@ class FileCorpus(Corpus):
         self.splits = {"train": [], "validation": []}
         for document in documents:
             self.splits["validation" if text_data._unit_hash(document.key) < threshold else "train"].append(document)
+
+    unit = "file"
+
+    def document_counts(self):
+        return {split: len(documents) for split, documents in self.splits.items()}
 
     def shard_specs(self, split, shard_bytes):
         specs = []
@@ -270,6 +296,9 @@ class StreamCorpus(Corpus):
         self.save_manifest()
         return layout
 
+    def document_counts(self):
+        return {split: self.layout[split]["documents"] for split in SPLITS}
+
     def shard_specs(self, split, shard_bytes):
         counts = self.layout[split]
         per_shard = max(1, int(counts["documents"] * shard_bytes / max(counts["bytes"], 1)))
@@ -304,6 +333,8 @@ class ParagraphCorpus(StreamCorpus):
     """One text file, a document per paragraph in file order, held out by a hash of the
     paragraph's text (so repeated paragraphs stay on one side). Read in 1 MB pieces."""
 
+    unit = "paragraph"
+
     def __init__(self, spec: str, path: Path, fraction: float):
         super().__init__(spec, f"text:{path}")
         self.path, self.fraction = path, fraction
@@ -330,6 +361,8 @@ class TfdsCorpus(StreamCorpus):
     """A prepared tfds dataset's text feature, streamed in batches: train, and validation (or
     test) if the dataset has one, else a hash-keyed share of train."""
 
+    unit = "example"
+
     def __init__(self, spec: str, name: str, data_dir: str | None, field: str, fraction: float):
         builder = prepared_tfds_builder(name, data_dir)
         if builder is None:
@@ -344,7 +377,8 @@ class TfdsCorpus(StreamCorpus):
         self.validation = next((s for s in ("validation", "test") if s in builder.info.splits.keys()), None)
         self.keyed_split = self.validation is None
         files = sorted(Path(builder.data_dir).iterdir())
-        self.fingerprint = _sha256(json.dumps([(p.name, p.stat().st_size, p.stat().st_mtime_ns) for p in files]).encode())
+        files_json = json.dumps([(p.name, p.stat().st_size, p.stat().st_mtime_ns) for p in files])
+        self.fingerprint = _sha256(f"{files_json}\nnonblank".encode())  # a layout counted with blank examples is redone
 
     def _source(self, split):
         import tensorflow_datasets as tfds
@@ -352,20 +386,23 @@ class TfdsCorpus(StreamCorpus):
         name = "train" if split in (None, "train") else self.validation
         for batch in tfds.as_numpy(self.builder.as_dataset(split=name, shuffle_files=False).batch(1024)):
             for value in batch[self.field].tolist():
-                yield value.decode("utf-8", "replace") if isinstance(value, bytes) else value
+                text = value.decode("utf-8", "replace") if isinstance(value, bytes) else value
+                if text.strip():  # blank examples dropped, as blank files and paragraphs are
+                    yield text
 
 
 class TableCorpus(StreamCorpus):
     """csv/jsonl text for a language model: read by `load_texts`, which splits it (tables are small)."""
 
     keyed_split = False
+    unit = "row"
 
     def __init__(self, spec: str, texts: text_data.TextData):
         super().__init__(spec, f"table:{Path(spec.partition(':')[2]).resolve()}")
-        self.texts, self.fingerprint = texts, texts.fingerprint
+        self.texts, self.fingerprint = texts, f"{texts.fingerprint}:nonblank"  # a layout counted with blank rows is redone
 
-    def _source(self, split):
-        return iter(self.texts.train_texts if split == "train" else self.texts.validation_texts)
+    def _source(self, split):  # blank rows dropped, as blank files and paragraphs are
+        return (t for t in (self.texts.train_texts if split == "train" else self.texts.validation_texts) if t.strip())
 
 
 def _read_manifest(path: Path, identity: str) -> dict:

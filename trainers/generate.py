@@ -20,9 +20,11 @@ if __name__ == "__main__":  # before the imports below load TensorFlow
 from absl import app, flags
 
 from common import cli
-from common.rundir import TOKENIZER, RunDir, RunDirError
+from common.rundir import TOKENIZER, RunDir, RunDirError, check_tokenizer_fits
 from common.sampling import SAMPLERS
-from trainers import checkpoints
+from trainers import checkpoints, precision
+from trainers.config import Config
+from trainers.tasks import TASKS as TRAINING_TASKS
 
 PROGRAM = "trainers.generate"
 
@@ -36,7 +38,7 @@ flags.DEFINE_enum("sampler", "greedy", SAMPLERS, "generate: how the next token i
 flags.DEFINE_float("temperature", 1.0, "generate: softmax temperature of the sampling samplers.")
 flags.DEFINE_integer("top_k", None, "generate: top_k sampler's k (default 50); fill_mask: tokens shown (default 5).")
 flags.DEFINE_float("top_p", 0.9, "generate: top_p sampler's nucleus probability mass, in (0, 1].")
-flags.DEFINE_integer("seed", None, "generate: seed of the sampling samplers (default: random).")
+flags.DEFINE_integer("seed", None, "generate: seed of the sampling samplers (default: random).", lower_bound=0, upper_bound=2**31 - 1)
 flags.DEFINE_bool("jit_compile", True, "generate: compile the decode loop with XLA (faster on CPU here).")
 
 FLAGS = flags.FLAGS
@@ -48,7 +50,13 @@ def load(run_dir: str):
     run.check_finished("generating with it")
     if not run.has_tokenizer():
         raise RunDirError(f"{run_dir} has no {TOKENIZER}/tokenizer.json; generation needs a text model's run")
-    return checkpoints.load_model(run), run.load_tokenizer()
+    # float32 whatever trained it (a run saved before model.keras was always float32 may hold bf16 policies)
+    config = Config.from_json(run.read_config())
+    model = precision.float32_model(checkpoints.load_model(run), config)
+    tokenizer = run.load_tokenizer()
+    rows = getattr(getattr(model, "backbone", model), "vocab_size", None)
+    check_tokenizer_fits(tokenizer, getattr(TRAINING_TASKS.get(config.task), "tokenizer_kind", None), rows, run.tokenizer_dir)
+    return model, tokenizer
 
 
 def _check_prompt(prompt: str) -> None:

@@ -41,8 +41,10 @@ def prepare(config: Config, architecture: Mapping, run: RunDir, tokenizer_from: 
         source = text_data.load_texts(
             config.data.dataset, data_dir, labeled=True, text_field=config.data.text_field, label_field=config.data.label_field
         )
+        source.check_splits(config.data.dataset)
     else:
         source = corpus.open_corpus(config.data.dataset, data_dir, text_field=config.data.text_field)
+        source.check_splits()  # no text, or no validation split: one line before a tokenizer or shard is made
     tokenizer = _tokenizer(cls.tokenizer_kind, source, architecture["vocab_size"], run, tokenizer_from, config.data.lowercase)
     return cls.prepare(config, architecture, source, tokenizer)
 
@@ -77,12 +79,18 @@ def _tokenizer(
     cache = os.path.join(common_data.default_cache_dir(), "tokenizers", f"{kind}{'-uncased' if lowercase else ''}-{vocab_size}-{key[:16]}")
     if os.path.exists(os.path.join(cache, "tokenizer.json")):
         logging.info("using the cached tokenizer %s", cache)
-        return Tokenizer.load(cache)
-    texts = sample()
-    megabytes = sum(len(t.encode("utf-8", "surrogatepass")) for t in texts) / 1e6
-    logging.info("training a %d-token %s tokenizer on %d documents (%.1f MB)", vocab_size, kind, len(texts), megabytes)
-    tokenizer = train_wordpiece(texts, vocab_size, lowercase) if kind == WORDPIECE else train_byte_bpe(texts, vocab_size)
-    _save_atomically(tokenizer, cache)
+        tokenizer = Tokenizer.load(cache)
+    else:
+        texts = sample()
+        megabytes = sum(len(t.encode("utf-8", "surrogatepass")) for t in texts) / 1e6
+        logging.info("training a %d-token %s tokenizer on %d documents (%.1f MB)", vocab_size, kind, len(texts), megabytes)
+        tokenizer = train_wordpiece(texts, vocab_size, lowercase) if kind == WORDPIECE else train_byte_bpe(texts, vocab_size)
+        _save_atomically(tokenizer, cache)
+    if tokenizer.vocab_size > vocab_size:  # its alphabet and special tokens alone: the model would silently get more
+        raise ConfigError(
+            f"config.model.vocab_size={vocab_size} is smaller than a {kind} tokenizer of this text can be "
+            f"({tokenizer.vocab_size}: its alphabet and special tokens); use at least {tokenizer.vocab_size}"
+        )
     return tokenizer
 
 

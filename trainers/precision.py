@@ -18,11 +18,16 @@ import os
 import statistics
 import sys
 import time
+from typing import TYPE_CHECKING
 
+import keras
 import tensorflow as tf
 from absl import logging
 
 from common.data import default_cache_dir
+
+if TYPE_CHECKING:
+    from trainers.config import Config
 
 POLICIES = {"none": "float32", "bfloat16": "mixed_bfloat16", "float16": "mixed_float16"}
 BF16_CPU_FLAGS = ("amx_bf16", "avx512_bf16")  # /proc/cpuinfo names of the units oneDNN uses for bfloat16
@@ -168,3 +173,32 @@ def resolve(requested: str, strategy: tf.distribute.Strategy) -> tuple[str, floa
         )
     logging.info("mixed precision: %s -> %s (%s, policy %s)", requested, chosen, why, POLICIES[chosen])
     return chosen, speedup
+
+
+def computes_in_float32(model: keras.Model) -> bool:
+    return all(layer.dtype_policy.compute_dtype == "float32" for layer in model._flatten_layers())  # noqa: SLF001
+
+
+def float32_model(model: keras.Model, config: Config) -> keras.Model:
+    """`model` computing in float32: a mixed-precision model is rebuilt float32 with its weights
+    (its variables are float32 already); a float32 one is returned as it is.
+
+    Everything a run or an export writes is float32 whatever trained it (`mixed_precision` stays
+    in config.json): a saved `mixed_bfloat16` policy would make every later `load_model` compute
+    in bfloat16, 0.03 away from the float32 TFLite/ONNX/SavedModel files on a bf16 host and
+    emulated (slow) on others, and bfloat16 compute does not convert to TFLite builtins.
+    """
+    if computes_in_float32(model):
+        return model
+    import zoo
+
+    previous = keras.mixed_precision.global_policy()
+    try:  # built, weighted and checked under float32: a layer may make sublayers when first called
+        keras.mixed_precision.set_global_policy("float32")
+        rebuilt = zoo.get_model(config.name, **config.model)
+        rebuilt.set_weights(model.get_weights())
+    finally:
+        keras.mixed_precision.set_global_policy(previous)
+    if not computes_in_float32(rebuilt):
+        raise AssertionError(f"{config.name} rebuilt under float32 still has layers computing in another dtype")
+    return rebuilt

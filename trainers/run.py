@@ -124,11 +124,9 @@ def main(argv: list[str]) -> None:
             from export.exporter import export_run
 
             report = export_run(run_dir, formats=formats, overwrite=True)
-            print(f"exported {', '.join(formats)} -> {os.path.join(run_dir, 'export')} (gates passed: {report['passed']})")
-            failed = report_lib.failed(report["gates"])
-            if failed:  # as export.run: the run and the files stay; a script must not ship them unnoticed
-                print(f"trainers.run: export gates failed: {', '.join(failed)}; the files are kept, marked in report.json", file=sys.stderr)
-                sys.exit(1)
+            print(f"exported {', '.join(report['formats'])} -> {os.path.join(run_dir, 'export')} (gates passed: {report['passed']})")
+            if report_lib.print_problems("trainers.run", report):  # as export.run: the run and the files stay
+                sys.exit(report_lib.FAILED_EXIT)
     except USER_ERRORS + (ExportError,) as e:
         _fail(e.args[0] if e.args else str(e))
     except Preempted as e:  # SIGTERM/SIGINT: the step reached is checkpointed

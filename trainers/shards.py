@@ -119,6 +119,8 @@ def _save_counts(path: Path, counts: np.ndarray) -> None:
 
 def _remove_unlisted(directory: Path, entry: dict) -> None:
     """Shards of an earlier version of the corpus, and temporaries of killed runs, are deleted."""
+    if not directory.is_dir():  # nothing was written: a corpus without text (refused before, in `Corpus.check_splits`)
+        return
     listed = {item["file"] for split in SPLITS for item in entry[split]}
     listed |= {_counts_path(Path(name)).name for name in listed}
     stale = [p for p in directory.iterdir() if p.name not in listed and not _being_written(p)]

@@ -52,6 +52,22 @@ class TextData:
     def num_classes(self) -> int | None:
         return None if self.label_names is None else len(self.label_names)
 
+    def check_splits(self, spec: str) -> None:
+        """Refuses, in one line and before a tokenizer is trained, data with an empty split or
+        without any text (every row blank)."""
+        texts = self.train_texts + self.validation_texts
+        if not any(t.strip() for t in texts):
+            raise DataError(f"every text in {spec} is blank; give it rows with text")
+        for split, rows in (("training", self.train_texts), ("validation", self.validation_texts)):
+            if not rows:
+                raise DataError(
+                    f"the {split} split of {spec} is empty: it has {len(texts)} row{'s' if len(texts) != 1 else ''}, too few to "
+                    "hold one out for validation; give it at least 2 (or a validation file of its own)"
+                )
+        if self.train_labels is not None and len(set(np.asarray(self.train_labels).tolist())) < 2:
+            only = self.label_names[int(self.train_labels[0])] if self.label_names else str(self.train_labels[0])
+            raise DataError(f"every training row of {spec} has the label {only!r}; a classifier needs rows of at least 2 classes")
+
 
 def load_texts(
     spec: str,
@@ -257,10 +273,13 @@ def _read_rows(kind: str, path: Path, fields: tuple[str, ...]) -> list[tuple]:
 def _read_csv(path: Path, fields: tuple[str, ...]) -> list[tuple]:
     """Rows of a CSV file; a malformed row (bad quoting, a wrong number of columns, an empty
     label) is refused with its line number, never merged into its neighbours."""
+    csv.field_size_limit(2**31 - 1)  # the default 128 KB would refuse a long document as a quoting error
     with _open_utf8(path) as f:
         reader = csv.DictReader(f, strict=True)
         try:
             found = reader.fieldnames or []
+            if not found:
+                raise DataError(f"{path} is empty; give it a header line ({','.join(fields)}) and rows")
             if missing := [name for name in fields if name not in found]:
                 raise DataError(
                     f"{path} has no column {', '.join(missing)}; its columns are {found} (set text_field/label_field)"
@@ -361,6 +380,12 @@ def _encode_labels(values: list[Any]) -> tuple[np.ndarray, list[str]]:
     if all(i is not None for i in ints):
         if min(ints) < 0:
             raise DataError(f"labels must be class ids >= 0, found {min(ints)}; renumber them or use names")
+        distinct = len(set(ints))
+        if max(ints) + 1 > max(2 * distinct, distinct + 100):  # an output per id up to the largest: 10**9 would not fit in memory
+            raise DataError(
+                f"labels are class ids up to {max(ints)} but only {distinct} distinct ids occur; renumber them "
+                f"0..{distinct - 1}, or write them as names (e.g. 'c{max(ints)}')"
+            )
         return np.asarray(ints, np.int32), [str(i) for i in range(max(ints) + 1)]
     if any(i is not None for i in ints):
         number = next(v for v, i in zip(values, ints) if i is not None)

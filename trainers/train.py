@@ -8,7 +8,6 @@ examples into the run directory).
 from __future__ import annotations
 
 import contextlib
-from typing import Mapping
 import dataclasses
 import json
 import os
@@ -16,6 +15,7 @@ import shutil
 import signal
 import tempfile
 import time
+from typing import Mapping
 
 import keras
 import ml_collections
@@ -23,6 +23,7 @@ import tensorflow as tf
 from absl import logging
 
 import zoo
+from common.data import DataError
 from common.progress import format_seconds
 from common.rundir import CALIBRATION, VALIDATION, RunDir, RunDirError
 from trainers import checkpoints, distill, loop, pipeline, precision, pretrained, schedule
@@ -89,6 +90,10 @@ def train_and_evaluate(
             elif resume_step is not None:
                 _resume_at(run, resume_step)
             return _train(requested, run, run, True, strategy, resume and not start_over)
+    except (ConfigError, DataError, RunDirError):
+        if created and os.path.isdir(run.path) and not run.has_checkpoints() and not os.path.isfile(run.model_path):
+            shutil.rmtree(run.path, ignore_errors=True)  # refused before its first step: no config.json or tokenizer/ left half a run
+        raise
     finally:
         if created and os.path.isdir(run.path) and not os.listdir(run.path):
             os.rmdir(run.path)  # refused before writing anything: leave no empty directory behind
@@ -172,7 +177,10 @@ def create_state(config: Config, strategy: tf.distribute.Strategy, write_dir: Ru
     examples_seen = tf.Variable(0, dtype=tf.int64, trainable=False, name="examples_seen")
     clock = schedule.Clock.from_config(config.train)
     with strategy.scope():
-        model = zoo.get_model(config.name, **config.model)
+        try:
+            model = zoo.get_model(config.name, **config.model)
+        except (TypeError, ValueError) as e:  # the zoo's sentence about hyper-parameters that cannot build (heads, widths)
+            raise ConfigError(f"config.model: {e}") from None
         optimizer = loop.make_optimizer(config.train, clock)
         optimizer.build(model.trainable_variables)
     rng_states = [v.value for v in model.non_trainable_variables if "seed_generator" in v.path]
@@ -347,6 +355,11 @@ def finish(
     nothing but the run. `started` is the `time.perf_counter()` at which this command began."""
     train = config.train
     validation = pipeline.eval_examples(task, task_data.validation, train.batch_size, train.seed, train.final_eval_batches)
+    # model.keras (and so metrics.json, which describes it) is float32 whatever precision trained it:
+    # a mixed-precision model is evaluated as its float32 copy, on this host (no strategy needed).
+    model = precision.float32_model(state.model, config)
+    if model is not state.model:
+        evaluate = make_evaluate(model, tf.distribute.get_strategy(), task, train.batch_size)
     metrics = {**evaluate(validation), **_amount_trained(state, task_data, started)}
     loop.check_healthy(state.model, metrics, int(state.step), int(state.step) if state.manager.latest_checkpoint else None, config.train)
     if task_data.unigram_loss is not None:
@@ -356,7 +369,7 @@ def finish(
     if run is not None:
         run.write_examples(VALIDATION, validation)
         run.write_examples(CALIBRATION, pipeline.calibration_examples(task, task_data.train, config.data.calibration_examples, train.seed))
-        checkpoints.save_model(run, state.model)
+        checkpoints.save_model(run, model)
         run.write_metrics(metrics)
     logging.info("weights checksum: %.10g", _checksum(state.model))
     return metrics

@@ -33,7 +33,7 @@ def sample(logits, sampler: Sampler, seed) -> tf.Tensor:
     logits = logits / sampler.temperature
     if sampler.name == "temperature":
         return _draw(logits, seed)
-    k = sampler.top_k if sampler.name == "top_k" else logits.shape[-1]
+    k = min(sampler.top_k, logits.shape[-1]) if sampler.name == "top_k" else logits.shape[-1]  # top_k past the vocabulary: all of it
     values, indices = tf.math.top_k(logits, k=k)  # (batch, k), most likely first
     if sampler.name == "top_p":
         probabilities = tf.nn.softmax(values)
@@ -82,6 +82,8 @@ class Generator:
         check_request([len(p) for p in prompts], max_new_tokens, self.context, self.vocab_size, prompts)
         token_ids, padding_mask = _left_pad(prompts, max_new_tokens, self.context)
         seed = np.random.randint(0, 2**31 - 1) if seed is None else seed
+        if not 0 <= seed < 2**31:  # a stateless int32 seed; the on-device sampler takes the same range
+            raise GenerationError(f"seed={seed}; use a whole number from 0 to {2**31 - 1}")
         tokens, logits = self._decode(
             tf.constant(token_ids),
             tf.constant(padding_mask),

@@ -21,8 +21,8 @@ from typing import Sequence
 import numpy as np
 from ai_edge_litert.interpreter import Interpreter
 
-from common.sampling import Sampler, check_request
-from export.runtime.litert import LiteRTRunner, RunnerError, _check_file
+from common.sampling import GenerationError, Sampler, check_request
+from export.runtime.litert import LiteRTRunner, RunnerError, _check_file, check_num_threads
 
 DECODE = "decode"
 PREFILL = "prefill_"  # + bucket length
@@ -118,6 +118,7 @@ class TFLiteDecoder:
         _check_file(path)
         if backend not in BACKENDS:
             raise RunnerError(f"unknown decoder backend {backend!r}; choose one of {', '.join(BACKENDS)}")
+        check_num_threads(num_threads)
         interpreter = Interpreter(model_path=path, num_threads=num_threads)
         signatures = interpreter.get_signature_list()
         buckets = sorted(int(s[len(PREFILL):]) for s in signatures if s.startswith(PREFILL) and s[len(PREFILL):].isdigit())
@@ -174,6 +175,8 @@ class TFLiteDecoder:
         """New token ids after `prompt`, stopping before a stop token; `seed` makes sampling reproducible."""
         prompt = [int(t) for t in prompt]
         check_request([len(prompt)], max_new_tokens, self.context, self.vocab_size, [prompt])
+        if seed is not None and not 0 <= seed < 2**31:  # the range zoo.generation's stateless seeds take
+            raise GenerationError(f"seed={seed}; use a whole number from 0 to {2**31 - 1}")
         rng = np.random.default_rng(seed)
         logits = self.prefill(prompt)
         tokens: list[int] = []

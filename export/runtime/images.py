@@ -36,8 +36,27 @@ def load_images(paths: list[str], shape: tuple[int, ...]) -> tuple[np.ndarray, l
             names.append(path)
         else:
             raise RunnerError(f"{path}: expected a .npy array or an image file ({', '.join(IMAGE_SUFFIXES)})")
-        images.append(to_unit_range(array))
+        images.append(to_unit_range(_check_pixels(path, array)))
     return np.concatenate(images), names
+
+
+def _check_pixels(path: str, array: np.ndarray) -> np.ndarray:
+    """Pixels the model can mean something by: uint8 (or other whole numbers) in 0..255, or floats
+    in [0, 1]. Floats in 0..255, NaN or 1e30 would otherwise classify silently as noise."""
+    if np.issubdtype(array.dtype, np.integer):
+        if array.size and (array.min() < 0 or array.max() > 255):
+            raise RunnerError(f"{path} holds whole-number pixels from {array.min()} to {array.max()}; expected 0..255")
+        return array.astype(np.uint8)
+    if not (np.issubdtype(array.dtype, np.floating) or array.dtype == np.bool_):
+        raise RunnerError(f"{path} holds {array.dtype} values; expected uint8 pixels (0..255) or floats in [0, 1]")
+    if not np.all(np.isfinite(array)):
+        raise RunnerError(f"{path} holds NaN or infinite pixels; expected uint8 pixels (0..255) or floats in [0, 1]")
+    if array.size and (array.min() < 0 or array.max() > 1):
+        raise RunnerError(
+            f"{path} holds float pixels from {array.min():.4g} to {array.max():.4g}; the model takes floats in [0, 1]: "
+            "divide by 255 (or save uint8 pixels)"
+        )
+    return array
 
 
 def _read_npy(path: str, image_shape: tuple[int, ...]) -> np.ndarray:

@@ -27,6 +27,17 @@ class RunnerError(ValueError):
     """A model or input the runner cannot use; the message says what was expected."""
 
 
+def check_num_threads(num_threads: int | None) -> None:
+    """1 to `max_threads()`: LiteRT's thread pool takes any number, and crashes the process
+    (SIGSEGV at exit) from about 40,000; far past the CPU count threads only contend anyway."""
+    if num_threads is not None and not 1 <= num_threads <= max_threads():
+        raise RunnerError(f"num_threads={num_threads}; use 1 to {max_threads()} (this machine has {os.cpu_count()} CPUs)")
+
+
+def max_threads() -> int:
+    return max(64, 4 * (os.cpu_count() or 1))
+
+
 class LiteRTRunner:
     """Loads a .tflite once; `predict` runs its signature on numpy inputs of any batch size.
 
@@ -45,8 +56,7 @@ class LiteRTRunner:
     ):
         self.path = str(path)
         _check_file(self.path)
-        if num_threads is not None and num_threads < 1:
-            raise RunnerError(f"num_threads={num_threads}; use 1 or more")
+        check_num_threads(num_threads)
         loaded = _load_delegate(delegate, delegate_options)
         self.delegate = delegate if loaded else None
         self.num_threads = num_threads

@@ -56,7 +56,7 @@ def _check_belongs(model_path: str, run_dir: str) -> None:
     report = os.path.join(RunDir(run_dir).export_dir, "report.json")
     if not os.path.isfile(report):
         return
-    recorded = read_json(report).get("sha256")
+    recorded = _read_report(report).get("sha256")
     stat = os.stat(model_path)
     if recorded and _sha256(os.path.abspath(model_path), stat.st_mtime_ns, stat.st_size) not in recorded.values():
         raise RunnerError(
@@ -65,15 +65,38 @@ def _check_belongs(model_path: str, run_dir: str) -> None:
         )
 
 
+def _read_report(path: str) -> dict:
+    report = read_json(path)
+    if not isinstance(report, dict):
+        raise RunnerError(f"{path} is not an export report (JSON of another shape); export the run again")
+    return report
+
+
 def load_tokenizer(model_path: str, run_dir: str | None = None) -> Tokenizer:
-    """The tokenizer of the run `model_path` belongs to; a text model cannot run without it."""
-    directory = RunDir(run_dir_of(model_path, run_dir) or "RUN").tokenizer_dir
-    if not os.path.isfile(os.path.join(directory, FILENAME)):
+    """The tokenizer of the run `model_path` belongs to; a text model cannot run without it, nor
+    with another run's (its sha256 is in report.json: the same ids would mean other words)."""
+    found = run_dir_of(model_path, run_dir)
+    directory = RunDir(found or "RUN").tokenizer_dir
+    path = os.path.join(directory, FILENAME)
+    if not os.path.isfile(path):
         raise RunnerError(
-            f"{model_path} is a text model and needs its tokenizer: expected {os.path.join(directory, FILENAME)}; "
+            f"{model_path} is a text model and needs its tokenizer: expected {path}; "
             "pass --run_dir=RUN, the training run it was exported from"
         )
+    report = os.path.join(RunDir(found).export_dir, "report.json") if found else None
+    recorded = _read_report(report).get("tokenizer_sha256") if report and os.path.isfile(report) else None
+    if recorded and file_sha256(path) != recorded:
+        raise RunnerError(f"{path} is not the tokenizer {model_path} was exported with (its sha256 differs from {report}); copy the run's tokenizer/ again")
     return Tokenizer.load(directory)
+
+
+def check_text(text: str) -> None:
+    """Command-line text that is not UTF-8 reaches Python as lone surrogates, which a tokenizer
+    turns into unknown tokens or stray bytes: refused, not silently misread."""
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        raise RunnerError(f"{text!r} is not valid UTF-8 text; pass text in UTF-8") from None
 
 
 class DeviceTask:
@@ -139,7 +162,12 @@ class Classifier(DeviceTask):
     def class_names(self, num_classes: int) -> list[str]:
         """RUN/labels.txt when the run has it, else the class ids."""
         labels = RunDir(self.run_dir).labels() if self.run_dir else None
-        return labels if labels and len(labels) == num_classes else [str(i) for i in range(num_classes)]
+        if labels is not None and len(labels) != num_classes:  # an edited or foreign labels.txt would misname every class
+            raise RunnerError(
+                f"{RunDir(self.run_dir).labels_path} names {len(labels)} classes but {self.runner.path} has {num_classes}; "
+                "it is not this run's labels.txt: copy it again from the run"
+            )
+        return labels or [str(i) for i in range(num_classes)]
 
 
 class ImageClassifier(Classifier):
@@ -166,6 +194,8 @@ class TextClassifier(Classifier):
         return "segment_ids" in input_names and "mask_positions" not in input_names
 
     def encode(self, inputs):
+        for text in inputs:
+            check_text(text)
         return list(inputs), encode_texts(self.tokenizer, inputs, self.runner.input_shape("token_ids")[1])
 
     def synthetic_inputs(self, batch_size):
@@ -184,6 +214,7 @@ class MaskedLM(DeviceTask):
     def fill_mask(self, text: str, top_k: int = 5) -> list[list[tuple[str, float]]]:
         """For each [MASK] in `text`: the `top_k` most likely tokens and their probabilities."""
         length, slots = self.runner.input_shape("token_ids")[1], self.runner.input_shape("mask_positions")[1]
+        check_text(text)
         ids = self.tokenizer.encode(text)
         if self.tokenizer.mask_id not in ids:
             raise RunnerError(f"no {MASK_TOKEN} in {text!r}; write {MASK_TOKEN} where a token should be predicted")
@@ -219,6 +250,7 @@ class CausalLM(DeviceTask):
 
     def generate(self, prompt: str, max_new_tokens: int = 32, sampler: Sampler = Sampler(), seed: int | None = None) -> str:
         """The text the decode model writes after `prompt`, up to the end-of-text token."""
+        check_text(prompt)
         decoder = TFLiteDecoder(self.runner)
         stop = [self.tokenizer.eos_id] if self.tokenizer.eos_id is not None else []
         ids = decoder.generate_ids(self.tokenizer.encode(prompt), max_new_tokens, sampler, seed, stop)

@@ -34,8 +34,12 @@ def test_quick_run_writes_results_json(tmp_path):
         cwd=ROOT, env=env, capture_output=True, text=True, timeout=600,
     )
     assert result.returncode == 0, result.stderr[-3000:]
-    rows = json.loads(output.read_text())
+    data = json.loads(output.read_text())
+    assert data["command"].startswith("python -m benchmarks.run --quick") and data["quick"] is True
+    assert {"date", "cpu", "cpu_flags", "cores", "load_average"} <= set(data["host"])  # the docs' tables quote them
+    rows = data["rows"]
     check_rows(rows)
+    assert {row["section"] for row in rows} == {"peak", "training", "tflite"}
     names = [row["name"] for row in rows]
     assert any("masked LM train" in n for n in names) and any("causal LM train" in n for n in names)
     assert any("MFU" in n for n in names) and any("latency" in n for n in names)

@@ -42,6 +42,13 @@ def test_cli_exports_prints_a_table_and_refuses_a_second_export(tmp_path, mnist_
     )
 
 
+def test_cli_refuses_data_dir_because_export_reads_only_the_run(tmp_path):
+    """--data_dir was accepted and ignored: a user pointing export at data got no word that it was not read."""
+    result = run_export(f"--run_dir={tmp_path}", f"--data_dir={tmp_path}")
+    assert result.returncode == 2
+    assert result.stderr.strip().splitlines()[-1] == "export.run: error: Unknown command line flag 'data_dir'"
+
+
 def test_cli_rejects_an_unknown_format_before_any_work(tmp_path):
     result = run_export(f"--run_dir={tmp_path}", "--formats=tflite_int4")
     assert result.returncode == 2

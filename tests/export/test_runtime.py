@@ -358,7 +358,8 @@ def test_sampling_keeps_to_top_k_and_top_p_and_a_seed_repeats_it(gpt_run):
 
 @pytest.mark.parametrize(
     "options",
-    [dict(sampler="nucleus"), dict(sampler="top_p", top_p=1.5), dict(sampler="top_k", top_k=0), dict(sampler="temperature", temperature=0.0)],
+    [dict(sampler="nucleus"), dict(sampler="top_p", top_p=1.5), dict(sampler="top_k", top_k=0), dict(sampler="temperature", temperature=0.0),
+     dict(sampler="temperature", temperature=float("inf"))],  # inf: every token equally likely, silently
 )
 def test_bad_sampler_options_get_the_trainers_sentence(options):
     with pytest.raises(keras_generation.GenerationError) as theirs:

@@ -7,8 +7,11 @@ from __future__ import annotations
 
 import logging
 
+import keras
+import numpy as np
 import pytest
 
+from common.metrics import evaluate_predictor
 from common.rundir import RunDir
 from tests.trainers.conftest import one_device, tiny_config
 from trainers import precision
@@ -19,6 +22,13 @@ REAL_SPEEDUP = precision.bfloat16_speedup  # before tests/conftest.py's fake rep
 
 SAPPHIRE_RAPIDS = {"avx512f", "avx512_bf16", "amx_bf16", "amx_tile"}
 SKYLAKE = {"avx2", "avx512f", "avx512bw"}
+# The three CPU kinds this project's machines have had (DESIGN.md), as /proc/cpuinfo names them.
+HOSTS = {
+    "amx": {"avx2", "fma", "avx512f", "avx512_bf16", "amx_bf16", "amx_int8", "amx_tile"},  # Intel Sapphire Rapids
+    "avx512_bf16": {"avx2", "fma", "avx512f", "avx512_bf16", "avx512_vnni"},  # AMD EPYC Zen 4: no AMX
+    "avx2": {"avx2", "fma", "f16c"},  # AMD EPYC without bf16 units: bfloat16 is emulated
+}
+AUTO = {"amx": "bfloat16", "avx512_bf16": "bfloat16", "avx2": "none"}
 
 
 @pytest.mark.parametrize(
@@ -28,6 +38,7 @@ SKYLAKE = {"avx2", "avx512f", "avx512bw"}
         ("CPU", {"avx512f", "avx512_bf16"}, [], 2.0, "bfloat16"),  # Cooper Lake / Zen 4: AVX512-BF16 without AMX
         ("CPU", {"avx512f", "avx512_bf16"}, [], 1.1, "none"),  # units present, but not faster on this build
         ("CPU", SKYLAKE, [], 0.25, "none"),  # emulated
+        ("CPU", HOSTS["avx2"], [], 0.25, "none"),
         ("CPU", set(), [], 0.25, "none"),  # not Linux, or no /proc/cpuinfo
         ("GPU", set(), [(8, 0), (9, 0)], 0.0, "bfloat16"),
         ("GPU", SAPPHIRE_RAPIDS, [(7, 5)], 0.0, "none"),  # a T4 on a bf16 CPU: the GPU computes
@@ -101,3 +112,57 @@ def test_config_json_records_what_auto_chose_and_a_resume_warns_only_when_that_c
     metrics = train_and_evaluate(tiny_config("mnist_mlp", train_steps=15, mixed_precision="auto"), run_dir, strategy=one_device())
     assert metrics["step"] == 15
     assert "train.mixed_precision 'bfloat16' -> 'none'" in caplog.text
+
+
+def _fake_host(monkeypatch, kind: str) -> None:
+    monkeypatch.setattr(precision, "cpu_flags", lambda: HOSTS[kind])
+
+
+def _model_keras(run_dir: str) -> keras.Model:
+    return keras.models.load_model(RunDir(run_dir).model_path)
+
+
+def _computes_in_float32(model: keras.Model) -> bool:
+    return {layer.dtype_policy.name for layer in model._flatten_layers()} == {"float32"}
+
+
+def _metrics_of_model_keras(run_dir: str) -> dict[str, float]:
+    """model.keras scored in float32 numpy on the run's stored validation examples, as export and the runtime score it."""
+    run = RunDir(run_dir)
+    model, examples = _model_keras(run_dir), run.read_examples("validation")
+    names = [t.name for t in model.inputs]
+    return evaluate_predictor(lambda x: np.asarray(model(x["image"] if names == ["image"] else x, training=False)), examples, names, "image_classification")
+
+
+@pytest.mark.parametrize("kind", list(HOSTS))
+def test_auto_on_each_host_kind_trains_its_precision_and_writes_a_float32_model_that_metrics_json_describes(tmp_path, monkeypatch, kind):
+    """issue 29: on a bf16 host the saved `mixed_bfloat16` policy made model.keras compute in
+    bfloat16, 0.03 away from the float32 files export wrote from it."""
+    _fake_host(monkeypatch, kind)
+    run_dir = str(tmp_path / kind)
+    train_and_evaluate(tiny_config("mnist_mlp", train_steps=5, mixed_precision="auto"), run_dir, strategy=one_device())
+    assert RunDir(run_dir).read_config()["train"]["mixed_precision"] == AUTO[kind]  # the training precision stays recorded
+    assert _computes_in_float32(_model_keras(run_dir))
+    trained = RunDir(run_dir).read_metrics()
+    for name, value in _metrics_of_model_keras(run_dir).items():
+        assert trained[name] == pytest.approx(value, rel=1e-5, abs=1e-6), name
+
+
+@pytest.mark.parametrize("first, then", [("amx", "avx2"), ("avx2", "avx512_bf16")])
+def test_a_run_resumed_where_auto_resolves_differently_continues_from_the_same_float32_weights(tmp_path, monkeypatch, first, then):
+    run_dir = str(tmp_path / "run")
+    _fake_host(monkeypatch, first)
+    train_and_evaluate(tiny_config("mnist_mlp", train_steps=5, mixed_precision="auto"), run_dir, strategy=one_device())
+    weights, metrics = _model_keras(run_dir).get_weights(), RunDir(run_dir).read_metrics()
+
+    _fake_host(monkeypatch, then)  # the run copied to another kind of host: restore step 5, train nothing more
+    train_and_evaluate(tiny_config("mnist_mlp", train_steps=5, mixed_precision="auto"), run_dir, strategy=one_device())
+    for before, after in zip(weights, _model_keras(run_dir).get_weights()):
+        np.testing.assert_array_equal(before, after)
+    resumed = RunDir(run_dir).read_metrics()
+    assert resumed["loss"] == pytest.approx(metrics["loss"], rel=1e-6) and resumed["accuracy"] == metrics["accuracy"]
+
+    final = train_and_evaluate(tiny_config("mnist_mlp", train_steps=10, mixed_precision="auto"), run_dir, strategy=one_device())
+    assert final["step"] == 10 and np.isfinite(final["loss"]) and final["loss"] < metrics["loss"] * 1.5
+    assert RunDir(run_dir).read_config()["train"]["mixed_precision"] == AUTO[then]
+    assert _computes_in_float32(_model_keras(run_dir))

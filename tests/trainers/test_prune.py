@@ -125,10 +125,10 @@ def test_pruned_run_fine_tunes_and_exports(tmp_path, gpt_run, stdlib_corpus):  #
     assert checkpoints.load_model(run).count_params() == record["parameters"]["after"] < record["parameters"]["before"]
     assert set(run.read_metrics()) >= {"loss", "perplexity", "accuracy"} and run.has_examples() and run.has_tokenizer()
 
-    config = tiny_config("gpt_mini", train_steps=5, eval_every=0, checkpoint_every=0, final_eval_batches=2)
+    config = tiny_config("gpt_mini", train_steps=5, eval_every=0, checkpoint_every=0, final_eval_batches=2, init_from=pruned)
     config.data.dataset = f"text:{stdlib_corpus}"
     tuned = str(tmp_path / "tuned")
-    train_and_evaluate(config, tuned, strategy=one_device(), init_from=pruned)
+    train_and_evaluate(config, tuned, strategy=one_device())
     assert RunDir(tuned).read_config()["model"]["num_heads"] == [1]
 
     report = export_run(pruned, formats="tflite_float32", representative_examples=8)

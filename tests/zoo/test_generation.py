@@ -85,6 +85,12 @@ def test_top_k_never_picks_outside_the_top_k(graph_generator):
             assert token in np.argsort(-step_logits)[:3]
 
 
+def test_a_top_k_past_the_vocabulary_draws_from_all_of_it(graph_generator):
+    """top_k=10**9 failed inside tf.math.top_k ("in user code: ..."); the on-device sampler took it."""
+    whole = graph_generator.generate_ids([[5, 6]], 6, Sampler("top_k", top_k=TINY["vocab_size"]), seed=2)
+    assert graph_generator.generate_ids([[5, 6]], 6, Sampler("top_k", top_k=10**9), seed=2) == whole
+
+
 @pytest.mark.parametrize("top_p, allowed", [(0.75, {0, 1}), (0.85, {0, 1, 2}), (0.4, {0}), (1.0, {0, 1, 2, 3})])
 def test_top_p_draws_only_from_the_nucleus(top_p, allowed):
     probabilities = np.log([0.5, 0.3, 0.15, 0.05])
@@ -114,7 +120,10 @@ def test_text_prompts_are_continued_as_text(gpt):
         (dict(sampler="top_p", top_p=0.0), r"top_p=0.0; it must be in \(0, 1\]"),
         (dict(sampler="top_p", top_p=1.5), r"top_p=1.5; it must be in \(0, 1\]"),
         (dict(sampler="top_k", top_k=0), "top_k=0; it must be a whole number >= 1"),
-        (dict(sampler="temperature", temperature=0.0), "temperature=0.0; it must be > 0"),
+        (dict(sampler="temperature", temperature=0.0), "temperature=0.0; it must be a finite number > 0"),
+        (dict(sampler="temperature", temperature=float("inf")), "temperature=inf; it must be a finite number > 0"),
+        (dict(sampler="top_k", seed=2**40), "seed=1099511627776; use a whole number from 0 to 2147483647"),
+        (dict(sampler="top_k", seed=-1), "seed=-1; use a whole number from 0"),
         (dict(sampler="beam"), "unknown sampler 'beam'; choose one of greedy, temperature, top_k, top_p"),
         (dict(max_new_tokens=30), "prompt of 3 tokens \\+ max_new_tokens=30 exceeds the model's context of 32 tokens; "
                                   "use at most max_new_tokens=29"),

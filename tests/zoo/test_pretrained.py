@@ -215,3 +215,28 @@ def test_a_pre_layernorm_bert_is_refused_by_both_checkpoint_formats_in_one_line(
     message = str(refused.value)
     assert "\n" not in message and "normalize_first=True" in message and "use its .keras file or export.run's formats" in message
     assert not (tmp_path / fmt).exists()
+
+
+@pytest.mark.parametrize("format", ["hf", "keras_hub"])
+def test_a_model_trained_in_mixed_precision_saves_a_float32_checkpoint(tmp_path, format):
+    """save_pretrained of a `mixed_bfloat16` model (issue 29): float32 tensors and configs, so the
+    checkpoint loads computing float32 and equals the model's own float32 weights."""
+    from safetensors.numpy import load_file
+
+    previous = keras.mixed_precision.global_policy()
+    keras.mixed_precision.set_global_policy("mixed_bfloat16")
+    try:
+        model = zoo.get_model("bert_tiny", num_layers=1, hidden_dim=32, num_heads=2, intermediate_dim=64, vocab_size=128, max_sequence_length=16)
+    finally:
+        keras.mixed_precision.set_global_policy(previous)
+    zoo.save_pretrained(model, None, tmp_path / "ckpt", format=format)
+    if format == "hf":
+        assert {t.dtype for t in load_file(tmp_path / "ckpt" / "model.safetensors").values()} == {np.dtype("float32")}
+    else:
+        for name in ("config.json", "task.json"):
+            text = (tmp_path / "ckpt" / name).read_text() if (tmp_path / "ckpt" / name).exists() else ""
+            assert "bfloat16" not in text, name
+    loaded = zoo.from_pretrained(tmp_path / "ckpt")
+    assert {layer.dtype_policy.name for layer in loaded._flatten_layers()} == {"float32"}
+    for ours, theirs in zip(model.backbone.get_weights(), loaded.backbone.get_weights()):
+        np.testing.assert_array_equal(ours, theirs)
