@@ -106,7 +106,7 @@ def train(
 ) -> str:
     if os.path.isfile(os.path.join(run_dir, "metrics.json")):
         return run_dir  # finished in an earlier call with the same --scratch_dir: measure it again
-    config = defaults(model or workload.model)
+    config = defaults(model or workload.model, workload.task)
     config.task = workload.task
     config.model.update(workload.overrides)
     config.data.dataset = data

@@ -105,7 +105,7 @@ def train(workload: Workload, model: str, run_dir: str, steps: int, init_from=No
     if os.path.exists(stored):
         with open(stored) as f:
             return json.load(f)
-    config = defaults(model)
+    config = defaults(model, workload.task)
     config.task = workload.task
     config.data.dataset = workload.dataset
     config.data.sequence_length = FLAGS.sequence_length

@@ -128,28 +128,8 @@ def our_trainer(config, task: TrainingTask, data: TaskData) -> tuple[keras.Model
 
 def their_trainer(config, task: TrainingTask, arrays: dict[str, np.ndarray]) -> tuple[keras.Model, Measure]:
     """keras-hub's task model of the same geometry, compiled with the same AdamW, fed our batches."""
-    import keras_hub
-
     train = config.train
-    m = config.model
-    dtype = POLICIES[train.mixed_precision]
-    common = dict(
-        vocabulary_size=m["vocab_size"],
-        num_layers=m["num_layers"],
-        num_heads=m["num_heads"],
-        hidden_dim=m["hidden_dim"],
-        intermediate_dim=m["intermediate_dim"],
-        dropout=m["dropout"],
-        max_sequence_length=m["max_sequence_length"],
-        dtype=dtype,
-    )
-    keras.utils.set_random_seed(train.seed)
-    if config.task == "masked_lm":
-        model = keras_hub.models.BertMaskedLM(keras_hub.models.BertBackbone(**common), preprocessor=None)
-        features = ("token_ids", "segment_ids", "padding_mask", "mask_positions")
-    else:
-        model = keras_hub.models.GPT2CausalLM(keras_hub.models.GPT2Backbone(**common), preprocessor=None)
-        features = ("token_ids", "padding_mask")
+    model, features = keras_hub_model(config)
     optimizer = loop.make_optimizer(dataclasses.replace(train, mixed_precision="none"))  # no loss scaling
     optimizer.global_clipnorm = train.clip_norm  # our loop clips the global norm too
     model.compile(optimizer=optimizer)  # keras-hub's defaults: sparse CE from logits, weighted accuracy
@@ -166,6 +146,30 @@ def their_trainer(config, task: TrainingTask, arrays: dict[str, np.ndarray]) -> 
         return time.perf_counter() - start, float(logs["loss"])
 
     return model, measure
+
+
+def keras_hub_model(config: Config) -> tuple[keras.Model, tuple[str, ...]]:
+    """keras-hub's `BertMaskedLM` / `GPT2CausalLM` on a backbone of `config`'s geometry, in its
+    compute dtype (seeded by `config.train.seed`), and the input names it takes."""
+    import keras_hub
+
+    m = config.model
+    common = dict(
+        vocabulary_size=m["vocab_size"],
+        num_layers=m["num_layers"],
+        num_heads=m["num_heads"],
+        hidden_dim=m["hidden_dim"],
+        intermediate_dim=m["intermediate_dim"],
+        dropout=m["dropout"],
+        max_sequence_length=m["max_sequence_length"],
+        dtype=POLICIES[config.train.mixed_precision],
+    )
+    keras.utils.set_random_seed(config.train.seed)
+    if config.task == "masked_lm":
+        model = keras_hub.models.BertMaskedLM(keras_hub.models.BertBackbone(**common), preprocessor=None)
+        return model, ("token_ids", "segment_ids", "padding_mask", "mask_positions")
+    model = keras_hub.models.GPT2CausalLM(keras_hub.models.GPT2Backbone(**common), preprocessor=None)
+    return model, ("token_ids", "padding_mask")
 
 
 def training_flops_per_step(config, task: TrainingTask) -> float:

@@ -7,9 +7,33 @@ A line is logged at most every `every` seconds, and always at the end.
 
 from __future__ import annotations
 
+import math
+import re
 import time
 
 from absl import logging
+
+_DURATION = re.compile(r"(\d+(?:\.\d*)?|\.\d+)\s*(h|m|s)", re.IGNORECASE)
+_SECONDS = {"h": 3600.0, "m": 60.0, "s": 1.0}
+
+
+def parse_duration(text: str) -> float:
+    """Seconds in "90s", "5m", "2h", "1h30m" or a plain number of seconds; "" (or "0", "none") -> 0.
+
+    A bad value raises ValueError with a sentence a user can act on."""
+    cleaned = text.strip().lower()
+    if cleaned in ("", "0", "none", "off"):
+        return 0.0
+    try:
+        seconds = float(cleaned)
+    except ValueError:
+        parts = _DURATION.findall(cleaned)
+        if not parts or _DURATION.sub("", cleaned).strip():
+            raise ValueError(f"{text!r} is not a duration; write e.g. 90s, 5m, 2h or 1h30m") from None
+        seconds = sum(float(number) * _SECONDS[unit] for number, unit in parts)
+    if not math.isfinite(seconds) or seconds < 0:
+        raise ValueError(f"{text!r} is not a duration >= 0; write e.g. 90s, 5m, 2h or 1h30m")
+    return seconds
 
 
 def format_seconds(seconds: float) -> str:

@@ -29,8 +29,20 @@ def get_config() -> ml_collections.ConfigDict:
     config.train = dict(
         batch_size=16,  # global, split across replicas
         train_steps=200,  # 0: only evaluate and write the run (e.g. an imported checkpoint)
-        learning_rate=1e-3,  # peak, after warmup; cosine decay to zero at train_steps
-        warmup_steps=20,
+        # Training wall time ("90s", "5m", "2h"; "" = none; evaluations and checkpoints not counted):
+        # the schedule follows the time spent and training stops when it is. With train_steps too,
+        # whichever ends first ends the run (trainers/schedule.py).
+        time_budget="",
+        learning_rate=1e-3,  # peak, after warmup
+        # cosine: linear warmup, then cosine decay to zero; trapezoid: linear warmup, constant peak,
+        # linear decay to zero over the last `decay_fraction` (warmup 0.5 + decay 0.5 = one-cycle).
+        schedule="cosine",
+        warmup_steps=20,  # without a time budget
+        warmup_fraction=0.1,  # with a time budget: the share of it spent warming up
+        decay_fraction=0.5,  # trapezoid: the share of the run spent decaying
+        # adamw; muon: keras.optimizers.Muon on the 2-D hidden matrices, AdamW on embeddings, norms
+        # and biases (and on output layers, named in trainers/loop.py).
+        optimizer="adamw",
         weight_decay=0.01,  # AdamW; never on biases and LayerNorm
         clip_norm=1.0,  # global-norm gradient clipping; 0 = off
         steps_per_loop=25,  # optimizer steps per tf.function call
@@ -42,6 +54,9 @@ def get_config() -> ml_collections.ConfigDict:
         # auto: bfloat16 where the hardware computes it natively, else float32 (trainers/precision.py);
         # config.json records what it resolved to on the machine that trained.
         mixed_precision="auto",
+        # Written by the run, not set: bfloat16 / float32 matmul speed that `auto` measured on the
+        # CPU that trained (0: not measured: not auto, or not a CPU).
+        bfloat16_speedup=0.0,
         seed=0,
         # A run directory, a Hugging Face / keras-hub checkpoint or hf://ORG/NAME whose weights start
         # a new run ("" = fresh weights); recorded as an absolute path.

@@ -18,7 +18,7 @@ from configs import base
 LEARNING_RATE = {"bert_tiny": 1e-3, "bert_mini": 1e-3, "bert_small": 3e-4, "bert_medium": 1e-4, "bert_base": 1e-4}
 
 
-def get_config(name: str) -> ml_collections.ConfigDict:
+def get_config(name: str, task: str | None = None) -> ml_collections.ConfigDict:
     config = base.get_config()
     config.task = "masked_lm"
     # A WordPiece vocabulary trained on the run's own text replaces the 30,522-token English one.

@@ -15,7 +15,7 @@ CONTEXT = {"gpt_tiny": 128, "gpt_mini": 256, "gpt_small": 512}
 LEARNING_RATE = {"gpt_tiny": 1e-3, "gpt_mini": 1e-3, "gpt_small": 3e-4}
 
 
-def get_config(name: str) -> ml_collections.ConfigDict:
+def get_config(name: str, task: str | None = None) -> ml_collections.ConfigDict:
     config = base.get_config()
     config.task = "causal_lm"
     context = CONTEXT[name]

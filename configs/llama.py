@@ -11,6 +11,8 @@ SmolLM2-135M's geometry: start it from the real weights with
 
 import ml_collections
 
+from configs import base
+
 # Training context per size; smollm2_135m's positions reach 8192, its defaults train and score 256.
 CONTEXT = {"llama_tiny": 128, "smollm2_135m": 256}
 LEARNING_RATE = {"llama_tiny": 1e-3, "smollm2_135m": 3e-4}
@@ -19,28 +21,17 @@ BATCH_SIZE = {"llama_tiny": 16, "smollm2_135m": 8}
 FINAL_EVAL_BATCHES = {"llama_tiny": 30, "smollm2_135m": 4}
 
 
-def get_config(name: str) -> ml_collections.ConfigDict:
-    config = ml_collections.ConfigDict()
+def get_config(name: str, task: str | None = None) -> ml_collections.ConfigDict:
+    del task  # one task: causal_lm
+    config = base.get_config()
     config.task = "causal_lm"
     context = CONTEXT[name]
     config.model = dict(dropout=0.0)
     if name == "llama_tiny":  # a byte-level BPE vocabulary trained on the run's own text
         config.model.update(vocab_size=8192, max_sequence_length=context)
-    config.data = dict(dataset="pysource", sequence_length=context, text_field="text", label_field="label")
-    config.train = dict(
-        batch_size=BATCH_SIZE[name],
-        train_steps=120,
-        learning_rate=LEARNING_RATE[name],
-        warmup_steps=12,
-        weight_decay=0.01,
-        clip_norm=1.0,
-        steps_per_loop=20,
-        checkpoint_every=40,
-        keep_checkpoints=3,
-        eval_every=40,
-        eval_batches=min(20, FINAL_EVAL_BATCHES[name]),
-        final_eval_batches=FINAL_EVAL_BATCHES[name],
-        mixed_precision="auto",
-        seed=0,
+    config.data.update(dataset="pysource", sequence_length=context)
+    config.train.update(
+        batch_size=BATCH_SIZE[name], train_steps=120, learning_rate=LEARNING_RATE[name], warmup_steps=12, steps_per_loop=20,
+        checkpoint_every=40, eval_every=40, eval_batches=min(20, FINAL_EVAL_BATCHES[name]), final_eval_batches=FINAL_EVAL_BATCHES[name],
     )
     return config

@@ -11,8 +11,8 @@ import ml_collections
 from configs import base
 
 
-def get_config(name: str) -> ml_collections.ConfigDict:
-    del name  # one size
+def get_config(name: str, task: str | None = None) -> ml_collections.ConfigDict:
+    del name, task  # one size, one task
     config = base.get_config()
     config.task = "image_classification"
     # scikit-learn's bundled digits, resized to 28x28: real data every machine has offline.

@@ -1,7 +1,7 @@
 """A run's config: registered architecture → `configs/base.py` → `configs/<family>.py` → flags,
 checked and frozen into a typed `Config` by `resolve`.
 
-`defaults(name)` is the `ml_collections.ConfigDict` that `--config.*` flags override: every field
+`defaults(name, task)` is the `ml_collections.ConfigDict` that `--config.*` flags override: every field
 of the schema below, so every field can be set. `resolve(config)` checks names and types once.
 The config a run trains with — completed with what its checkpoint, teacher, hardware and data
 decide (`trainers.train.resolve_run`) — is resolved once more, from all of those together, and
@@ -22,9 +22,12 @@ from typing import Any, Mapping
 import ml_collections
 
 import zoo
+from common.progress import parse_duration
 from configs import base
 
 MIXED_PRECISION = ("auto", "none", "bfloat16", "float16")  # auto: see trainers/precision.py
+SCHEDULES = ("cosine", "trapezoid")  # see trainers/schedule.py
+OPTIMIZERS = ("adamw", "muon")
 
 
 class ConfigError(ValueError):
@@ -50,8 +53,13 @@ class DataConfig:
 class TrainConfig:
     batch_size: int
     train_steps: int
+    time_budget: str
     learning_rate: float
+    schedule: str
     warmup_steps: int
+    warmup_fraction: float
+    decay_fraction: float
+    optimizer: str
     weight_decay: float
     clip_norm: float
     steps_per_loop: int
@@ -61,6 +69,7 @@ class TrainConfig:
     eval_batches: int
     final_eval_batches: int
     mixed_precision: str
+    bfloat16_speedup: float
     seed: int
     init_from: str
     distill_from: str
@@ -93,11 +102,12 @@ class Config:
         return resolve(values, check_architecture=False)
 
 
-def defaults(name: str) -> ml_collections.ConfigDict:
-    """The overridable defaults for registered model `name`: its whole architecture (so every
-    hyper-parameter can be set by flag and is recorded) plus its family config file's settings."""
+def defaults(name: str, task: str | None = None) -> ml_collections.ConfigDict:
+    """The overridable defaults for registered model `name` doing `task` (default: its family's
+    own, e.g. masked_lm pretraining): its whole architecture (so every hyper-parameter can be set
+    by flag and is recorded) plus its family config file's settings for that task."""
     spec = zoo.get_spec(name)
-    config = importlib.import_module(f"configs.{spec.family}").get_config(name)
+    config = importlib.import_module(f"configs.{spec.family}").get_config(name, task)
     config.model = ml_collections.ConfigDict({**_overridable(spec), **config.model.to_dict()})
     config.name = name
     return config
@@ -175,6 +185,22 @@ def _validate(config: Config) -> None:
     for key in ("train_steps", "warmup_steps", "checkpoint_every", "eval_every", "eval_batches", "final_eval_batches"):
         if getattr(train, key) < 0:
             raise ConfigError(f"config.train.{key}={getattr(train, key)} must be >= 0")
+    try:
+        parse_duration(train.time_budget)
+    except ValueError as e:
+        raise ConfigError(f"config.train.time_budget: {e}") from None
+    if train.schedule not in SCHEDULES:
+        raise ConfigError(f"config.train.schedule={train.schedule!r}; choose one of {', '.join(SCHEDULES)}")
+    if train.optimizer not in OPTIMIZERS:
+        raise ConfigError(f"config.train.optimizer={train.optimizer!r}; choose one of {', '.join(OPTIMIZERS)}")
+    for key in ("warmup_fraction", "decay_fraction"):
+        if not 0.0 <= getattr(train, key) <= 1.0:
+            raise ConfigError(f"config.train.{key}={getattr(train, key)} must be in [0, 1]")
+    if train.schedule == "trapezoid" and train.warmup_fraction + train.decay_fraction > 1.0:
+        raise ConfigError(
+            f"config.train.warmup_fraction={train.warmup_fraction} + decay_fraction={train.decay_fraction} exceed 1: "
+            "the trapezoid's warmup and decay would overlap"
+        )
     if not 0 < train.learning_rate < math.inf:  # NaN and inf too: they train to NaN
         raise ConfigError(f"config.train.learning_rate={train.learning_rate} must be a finite number > 0")
     if not 0 <= train.seed < 2**32:  # what keras.utils.set_random_seed takes

@@ -60,7 +60,7 @@ def import_checkpoint(
     source = pretrained.load(path)
     head = head or _head_of(source, path)
     name = model or _registered_name(source)
-    config = defaults(name)
+    config = defaults(name, HEADS[head])
     config.task = HEADS[head]
     if dataset or head == "embedding":  # embeddings are scored on labelled sentences: MR unless told
         config.data.dataset = dataset or EMBEDDING_DATASET

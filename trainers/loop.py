@@ -19,6 +19,7 @@ import tensorflow as tf
 from absl import logging
 
 from common.progress import format_eta
+from trainers import schedule
 from trainers.tasks import TrainingTask
 
 STAT_KEYS = ("loss", "weight", "correct")
@@ -33,24 +34,34 @@ class TrainingError(RuntimeError):
     """Training cannot go on (e.g. the loss became NaN); the last good checkpoint is intact."""
 
 
-def make_optimizer(train_config) -> keras.optimizers.Optimizer:
-    """AdamW with linear warmup then cosine decay to zero; no decay on biases and LayerNorm."""
-    steps = train_config.train_steps
-    warmup = min(train_config.warmup_steps, max(steps - 1, 0))
-    schedule = keras.optimizers.schedules.CosineDecay(
-        initial_learning_rate=0.0,
-        decay_steps=max(steps - warmup, 1),
-        warmup_target=train_config.learning_rate,
-        warmup_steps=warmup,
-    )
-    optimizer = keras.optimizers.AdamW(
-        learning_rate=schedule,
-        weight_decay=train_config.weight_decay,
-        beta_1=0.9,
-        beta_2=0.999,
-        epsilon=1e-6,
-    )
-    optimizer.exclude_from_weight_decay(var_names=["bias", "gamma", "beta"])
+# Output layers (vocabulary and class logits) take AdamW under Muon, as its authors advise; the
+# token embedding (and with it the tied output projection) is excluded by Muon itself.
+MUON_ADAMW_LAYERS = ["logits", "nsp_head", "classifier"]
+
+
+def make_optimizer(train_config, clock: schedule.Clock | None = None) -> keras.optimizers.Optimizer:
+    """AdamW (or Muon for the hidden matrices) on the run's schedule (`trainers.schedule`); no
+    weight decay on biases and normalization scales. `clock` is the run's training clock."""
+    learning_rate = schedule.make_schedule(train_config, clock)
+    if train_config.optimizer == "muon":
+        optimizer = keras.optimizers.Muon(
+            learning_rate=learning_rate,
+            weight_decay=train_config.weight_decay,
+            adam_weight_decay=train_config.weight_decay,
+            adam_beta_1=0.9,
+            adam_beta_2=0.999,
+            epsilon=1e-6,
+            exclude_layers=MUON_ADAMW_LAYERS,
+        )
+    else:
+        optimizer = keras.optimizers.AdamW(
+            learning_rate=learning_rate,
+            weight_decay=train_config.weight_decay,
+            beta_1=0.9,
+            beta_2=0.999,
+            epsilon=1e-6,
+        )
+    optimizer.exclude_from_weight_decay(var_names=["bias", "gamma", "beta", "scale"])
     if train_config.mixed_precision == "float16":
         optimizer = keras.optimizers.LossScaleOptimizer(optimizer)
     return optimizer
@@ -63,19 +74,22 @@ def current_learning_rate(optimizer) -> float:
 
 def make_train_function(
     strategy, task: TrainingTask, model, optimizer, clip_norm: float, stop: tf.Variable | None = None, coordinate: bool = False,
-    loss_fn=None,
+    loss_fn=None, clock: schedule.Clock | None = None,
 ):
-    """A `tf.function(iterator, num_steps) -> (summed stats, steps done, stopped)` that runs
-    `num_steps` optimizer steps, or fewer when `stop` (a bool variable, e.g. set by a SIGTERM)
-    turns true.
+    """A `tf.function(iterator, num_steps, time_limit) -> (summed stats, steps done, stopped)`
+    that runs `num_steps` optimizer steps, or fewer when `stop` (a bool variable, e.g. set by a
+    SIGTERM) turns true or `clock` has counted `time_limit` training seconds.
 
-    With `coordinate` (several workers), every step first sums the workers' `stop` flags, so a
-    signal to any one worker stops all of them after the same step: a worker that stopped alone
-    would leave the others waiting forever on the next step's all-reduce. `loss_fn` replaces
-    `task.loss_and_stats` in training (same signature and contract), e.g. a
-    `distill.Distiller`'s, which runs the teacher inside this same step.
+    Before each step the training seconds so far go into `clock.seconds`, which the learning-rate
+    schedule of a time-budgeted run reads. With `coordinate` (several workers), every step first
+    sums the workers' `stop` flags and averages their clocks, so a signal to any one worker, or its
+    budget running out, stops all of them after the same step, and all take the same learning
+    rate: a worker that stopped alone would leave the others waiting forever on the next step's
+    all-reduce. `loss_fn` replaces `task.loss_and_stats` in training (same signature and
+    contract), e.g. a `distill.Distiller`'s, which runs the teacher inside this same step.
     """
     stop = stop if stop is not None else tf.Variable(False, trainable=False)
+    clock = clock or schedule.Clock()
     loss_fn = loss_fn or task.loss_and_stats
     scaled = isinstance(optimizer, keras.optimizers.LossScaleOptimizer)
 
@@ -107,27 +121,44 @@ def make_train_function(
         optimizer.apply(grads, variables)
         return stats
 
-    def stop_requested():
+    def agreed(seconds):
+        """(stop requested, training seconds) as every worker sees them."""
         if not coordinate:
-            return tf.convert_to_tensor(stop)
-        flags = strategy.run(lambda: tf.cast(stop, tf.float32))
-        return strategy.reduce("SUM", flags, axis=None) > 0
+            return tf.convert_to_tensor(stop), seconds
+        values = strategy.run(lambda: tf.stack([tf.cast(stop, tf.float32), tf.cast(seconds, tf.float32)]))
+        total = strategy.reduce("SUM", values, axis=None)
+        return total[0] > 0, tf.cast(total[1], tf.float64) / strategy.num_replicas_in_sync
+
+    inner = getattr(optimizer, "inner_optimizer", optimizer)
 
     @tf.function
-    def train_steps(iterator, num_steps):
+    def train_steps(iterator, num_steps, time_limit):
         totals = {key: tf.constant(0.0) for key in stat_keys(task)}
         done = tf.constant(0)
         stopped = tf.constant(False)
+        spent_before = clock.seconds.read_value()
+        start, seconds = schedule.now(), spent_before
         for _ in tf.range(num_steps):
-            stopped = stop_requested()
-            if stopped:  # checked between steps: a preempted run ends after the step in progress
+            stopped, seconds = agreed(seconds)
+            clock.seconds.assign(seconds)  # what this step's learning rate follows
+            # Checked between steps: a preempted run ends after the step in progress.
+            if stopped or seconds >= time_limit:
                 break
             stats = strategy.run(step_fn, args=(next(iterator),))
             totals = {key: totals[key] + strategy.reduce("SUM", stats[key], axis=None) for key in stat_keys(task)}
             done += 1
+            # A clock reading is a stateful op without inputs, which the graph may run at any time:
+            # this one waits for the step's update (the optimizer's step counter) and its stats.
+            with tf.control_dependencies([tf.convert_to_tensor(inner.iterations), *totals.values()]):
+                seconds = spent_before + (schedule.now() - start)
+        clock.seconds.assign(agreed(seconds)[1])
         return totals, done, stopped
 
-    return train_steps
+    def call(iterator, num_steps, time_limit=None):
+        limit = time_limit if time_limit is not None else clock.budget or math.inf
+        return train_steps(iterator, num_steps, tf.constant(limit, tf.float64))
+
+    return call
 
 
 def make_eval_function(strategy, task: TrainingTask, model):
@@ -151,15 +182,34 @@ def to_floats(totals) -> dict[str, float]:
     return {key: float(value) for key, value in totals.items()}
 
 
-class Progress:
-    """A Keras progress bar on a terminal; plain log lines (one per call) when not a TTY."""
+def schedule_of(optimizer) -> schedule.Schedule:
+    """The learning-rate schedule `make_optimizer` gave `optimizer`."""
+    return getattr(optimizer, "inner_optimizer", optimizer)._learning_rate
 
-    def __init__(self, total_steps: int, start_step: int, note: str = ""):
+
+class Progress:
+    """A Keras progress bar on a terminal; plain log lines (one per call) when not a TTY.
+
+    With a time budget the bar and the lines follow the schedule's position (the share of the run
+    done) and say the training time left; without one, steps and an ETA.
+    """
+
+    def __init__(
+        self, total_steps: int, start_step: int, note: str = "", clock: schedule.Clock | None = None,
+        lr_schedule: schedule.Schedule | None = None,
+    ):
         self.total = total_steps
         self.start_step = start_step
         self.note = note  # appended to each log line, e.g. that a step includes a teacher's forward pass
-        self.bar = keras.utils.Progbar(total_steps, stateful_metrics=["loss", "accuracy", "lr"]) if sys.stdout.isatty() else None
-        if self.bar:
+        self.clock = clock if clock is not None and clock.budget else None
+        self.schedule = lr_schedule
+        shown = ["loss", "accuracy", "lr"]
+        if not sys.stdout.isatty():
+            self.bar = None
+        elif self.clock:
+            self.bar = keras.utils.Progbar(100, stateful_metrics=shown, unit_name="% of the budget")
+        else:
+            self.bar = keras.utils.Progbar(total_steps, stateful_metrics=shown)
             self.bar.update(start_step)
         self.last_time = time.perf_counter()
         self.training_seconds = 0.0  # in training calls only: the ETA leaves evaluations out
@@ -169,13 +219,22 @@ class Progress:
         elapsed, self.last_time = now - self.last_time, now
         self.training_seconds += elapsed
         rates = {"examples_per_sec": examples / elapsed, "tokens_per_sec": tokens / elapsed}
+        position = float(self.schedule.position(step)) if self.schedule is not None else step / max(self.total, 1)
         if self.bar:
-            self.bar.update(step, values=[(k, v) for k, v in metrics.items() if k in ("loss", "accuracy", "lr")])
+            values = [(k, v) for k, v in metrics.items() if k in ("loss", "accuracy", "lr")]
+            self.bar.update(int(100 * position) if self.clock else step, values=values)
+            return rates
+        shown = " ".join(f"{k}={v:.4g}" for k, v in {**metrics, **rates}.items())
+        where = f" schedule {100 * position:.0f}% ({self.schedule.phase(position)})," if self.schedule is not None else ""
+        if self.clock:
+            logging.info("step %d %s,%s %s%s", step, shown, where, self.clock.describe(), self._note())
         else:
-            shown = " ".join(f"{k}={v:.4g}" for k, v in {**metrics, **rates}.items())
             eta = format_eta(step - self.start_step, self.total - self.start_step, self.training_seconds)
-            logging.info("step %d/%d %s, %s%s", step, self.total, shown, eta, f" ({self.note})" if self.note else "")
+            logging.info("step %d/%d %s,%s %s%s", step, self.total, shown, where, eta, self._note())
         return rates
+
+    def _note(self) -> str:
+        return f" ({self.note})" if self.note else ""
 
     def reset_clock(self) -> None:
         """Evaluation and checkpointing time is not training throughput."""

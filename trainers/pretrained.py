@@ -86,7 +86,7 @@ def adopt(config: Config, path: str) -> tuple[dict, keras.Model]:
     if theirs != family:
         raise ConfigError(f"--init_from={path} is a {theirs} checkpoint; it cannot initialise {config.name} (a {family} model)")
     fixed = geometry(model, config.name)
-    default = defaults(config.name).model.to_dict()
+    default = defaults(config.name, config.task).model.to_dict()
     set_by_user = {k: v for k, v in config.model.items() if json.dumps(default.get(k)) != json.dumps(v)}
     clashes = [f"{k}={v} (checkpoint: {fixed[k]})" for k, v in set_by_user.items() if k in fixed and fixed[k] != v]
     if clashes:

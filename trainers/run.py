@@ -39,7 +39,15 @@ flags.DEFINE_string(
 )
 flags.DEFINE_string("data_dir", None, "Where mnist IDX files / tensorflow-datasets data live.")
 flags.DEFINE_string("output_dir", None, "The run directory (default: runs/<model>).")
-flags.DEFINE_integer("train_steps", None, "Total optimizer steps (0: only evaluate and write the run).", lower_bound=0)
+flags.DEFINE_integer(
+    "train_steps", None, "Total optimizer steps (0: only evaluate and write the run); with --time_budget, whichever ends first.",
+    lower_bound=0,
+)
+flags.DEFINE_string(
+    "time_budget", None,
+    "Training wall time, e.g. 90s, 5m, 2h ('' or 0: none): the learning-rate schedule follows the time spent and training "
+    "stops when it is spent (with --train_steps too: whichever ends first).",
+)
 flags.DEFINE_integer("eval_every", None, "Evaluate every N steps (0: only at the end).", lower_bound=0)
 flags.DEFINE_integer("batch_size", None, "Global batch size (split across replicas).", lower_bound=1)
 flags.DEFINE_float("learning_rate", None, "Peak learning rate.", lower_bound=0.0)
@@ -75,6 +83,7 @@ SHORTCUTS = {
     "init_from": "train.init_from",
     "distill_from": "train.distill_from",
     "train_steps": "train.train_steps",
+    "time_budget": "train.time_budget",
     "eval_every": "train.eval_every",
     "batch_size": "train.batch_size",
     "learning_rate": "train.learning_rate",
@@ -150,11 +159,8 @@ def _apply_aliases(args: list[str]) -> list[str]:
     return out
 
 
-def _model_from_argv(argv: list[str]) -> str | None:
-    return _flag_from_argv(argv, "model")
-
-
 def _flag_from_argv(argv: list[str], flag: str) -> str | None:
+    """`--FLAG=VALUE` or `--FLAG VALUE` before absl parses: which defaults `--config.*` overrides."""
     for i, arg in enumerate(argv):
         if arg.startswith(f"--{flag}="):
             return arg.split("=", 1)[1]
@@ -169,7 +175,7 @@ def run() -> None:
     stray = next((a.partition("=")[0] for a in sys.argv[1:] if a.startswith("--config.task.")), None)
     if stray:
         _fail(f"{stray}: config.task is the task's name (--task=classify); its options are under --config.data and --config.train")
-    name = _model_from_argv(sys.argv)
+    name = _flag_from_argv(sys.argv, "model")
     if any(a in ("--help", "--helpfull", "--helpshort", "-h") for a in sys.argv) and name is None:
         name = "bert_small"  # so --helpfull lists a real config's fields
     init_from = _flag_from_argv(sys.argv, "init_from")
@@ -181,7 +187,7 @@ def run() -> None:
     if name is None:
         _fail(f"--model is required (or --init_from a pretrained checkpoint); one of: {', '.join(zoo.list_models())}")
     try:
-        config = defaults(name)
+        config = defaults(name, _flag_from_argv(sys.argv, "task"))  # a family's defaults may differ by task
     except KeyError as e:
         _fail(e.args[0])
     try:  # ml_collections reads the `--config.*` overrides here already

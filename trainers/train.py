@@ -14,6 +14,7 @@ import os
 import shutil
 import signal
 import tempfile
+import time
 from typing import Mapping
 
 import keras
@@ -25,13 +26,16 @@ from absl import logging
 import zoo
 from common import classification
 from common.data import DataError
+from common.progress import format_seconds
 from common.rundir import CALIBRATION, TARGET_WEIGHTS, TARGETS, VALIDATION, RunDir, RunDirError
-from trainers import checkpoints, distill, loop, pipeline, precision, pretrained, recipes
+from trainers import checkpoints, distill, loop, pipeline, precision, pretrained, recipes, schedule
 from trainers.config import Config, ConfigError, resolve
 from trainers.strategy import get_strategy, is_chief, num_workers
 from trainers.tasks import TaskData, TrainingTask, task_class
 
 POLICIES = precision.POLICIES
+# Fields a run writes into config.json rather than a user sets: a new value is not a changed setting.
+RECORDED_ONLY = ("bfloat16_speedup",)
 
 
 @dataclasses.dataclass
@@ -42,8 +46,10 @@ class TrainState:
     optimizer: keras.optimizers.Optimizer
     step: tf.Variable  # optimizer steps taken
     examples_seen: tf.Variable  # the data position: a resumed run continues the same stream
+    clock: schedule.Clock  # training seconds spent (checkpointed) and the time budget
     checkpoint: tf.train.Checkpoint
     manager: tf.train.CheckpointManager
+    checkpoint_without_clock: tf.train.Checkpoint
 
 
 def train_and_evaluate(
@@ -126,7 +132,7 @@ def resolve_run(requested: Config, run: RunDir, strategy: tf.distribute.Strategy
         source = checkpoints.load_model(RunDir(local))
     # config.json records the dtype that ran: resuming with `auto` on the same machine resolves
     # the same and changes nothing; on a machine without bfloat16 units it warns of the change.
-    mixed_precision = precision.resolve(train.mixed_precision, strategy)
+    mixed_precision, speedup = precision.resolve(train.mixed_precision, strategy)
     # A student takes its teacher's tokenizer, as a fine-tuned run takes --init_from's.
     task, task_data = pipeline.prepare(requested, architecture, run, local or distill.local_path(requested))
     derived = dict(task_data.model_overrides)
@@ -134,7 +140,9 @@ def resolve_run(requested: Config, run: RunDir, strategy: tf.distribute.Strategy
         derived.pop("vocab_size", None)
     values = requested.to_json()
     values["model"] = {**architecture, **derived}
-    values["train"].update(mixed_precision=mixed_precision, init_from=init_from, distill_from=_recorded(train.distill_from))
+    values["train"].update(
+        mixed_precision=mixed_precision, bfloat16_speedup=round(speedup, 3), init_from=init_from, distill_from=_recorded(train.distill_from)
+    )
     return RunSetup(resolve(values), task, task_data, source)
 
 
@@ -144,6 +152,7 @@ def _recorded(path: str) -> str:
 
 
 def _train(requested: Config, run: RunDir, write_dir: RunDir, chief: bool, strategy, resume: bool) -> dict[str, float]:
+    started = time.perf_counter()
     try:
         setup = resolve_run(requested, run, strategy)
         config, task, task_data = setup.config, setup.task, setup.task_data
@@ -160,30 +169,35 @@ def _train(requested: Config, run: RunDir, write_dir: RunDir, chief: bool, strat
             evaluate = make_evaluate(state.model, strategy, task, config.train.batch_size)
             with loop.Preemption() as preemption:
                 run_loop(state, config, strategy, task, task_data, evaluate, writer, preemption, distiller)
-            return finish(state, config, task, task_data, evaluate, writer, run if chief else None)
+            return finish(state, config, task, task_data, evaluate, writer, run if chief else None, started)
     finally:
         if not chief:
             shutil.rmtree(write_dir.path, ignore_errors=True)
 
 
 def create_state(config: Config, strategy: tf.distribute.Strategy, write_dir: RunDir) -> TrainState:
+    # Outside the scope: plain host variables the Python loop reads and advances (a variable made
+    # in the scope is a MirroredVariable that int() cannot read).
+    step = tf.Variable(0, dtype=tf.int64, trainable=False, name="step")
+    examples_seen = tf.Variable(0, dtype=tf.int64, trainable=False, name="examples_seen")
+    clock = schedule.Clock.from_config(config.train)
     with strategy.scope():
         try:
             model = zoo.get_model(config.name, **config.model)
         except (TypeError, ValueError) as e:  # the zoo's sentence about hyper-parameters that cannot build (heads, widths)
             raise ConfigError(f"config.model: {e}") from None
-        optimizer = loop.make_optimizer(config.train)
+        optimizer = loop.make_optimizer(config.train, clock)
         optimizer.build(model.trainable_variables)
-    # Outside the scope: plain host variables the Python loop reads and advances (a variable made
-    # in the scope is a MirroredVariable that int() cannot read).
-    step = tf.Variable(0, dtype=tf.int64, trainable=False, name="step")
-    examples_seen = tf.Variable(0, dtype=tf.int64, trainable=False, name="examples_seen")
     rng_states = [v.value for v in model.non_trainable_variables if "seed_generator" in v.path]
-    checkpoint = tf.train.Checkpoint(model=model, optimizer=optimizer, step=step, examples_seen=examples_seen, rng=rng_states)
+    checkpoint = tf.train.Checkpoint(
+        model=model, optimizer=optimizer, step=step, examples_seen=examples_seen, rng=rng_states, training_seconds=clock.seconds
+    )
     manager = tf.train.CheckpointManager(
         checkpoint, write_dir.checkpoints_dir, max_to_keep=config.train.keep_checkpoints, step_counter=step
     )
-    return TrainState(model, optimizer, step, examples_seen, checkpoint, manager)
+    # Checkpoints written before training time was recorded hold everything but it.
+    without_clock = tf.train.Checkpoint(model=model, optimizer=optimizer, step=step, examples_seen=examples_seen, rng=rng_states)
+    return TrainState(model, optimizer, step, examples_seen, clock, checkpoint, manager, without_clock)
 
 
 def restore_or_initialize(state: TrainState, run: RunDir | None, source: keras.Model | None, task: TrainingTask, task_data: TaskData) -> None:
@@ -204,13 +218,22 @@ def _restore_newest_readable(state: TrainState, run: RunDir) -> bool:
     is named in a warning and skipped."""
     for path in reversed(checkpoints.checkpoint_paths(run)):
         try:
-            state.checkpoint.restore(path).assert_existing_objects_matched()
+            _restore(state, path)
         except Exception as e:  # noqa: BLE001  (truncated files fail in many ways; any of them means "not this one")
             logging.warning("checkpoint %s is unreadable (%s); trying the one before it", path, str(e).splitlines()[0][:200])
             continue
         logging.info("resumed from %s at step %d", path, int(state.step))
         return True
     return False
+
+
+def _restore(state: TrainState, path: str) -> None:
+    recorded = {name.split("/")[0] for name, _ in tf.train.list_variables(path)}
+    if "training_seconds" in recorded:
+        state.checkpoint.restore(path).assert_existing_objects_matched()
+        return
+    state.checkpoint_without_clock.restore(path).assert_existing_objects_matched()
+    logging.warning("%s does not record its training time (written by an older version): counting from 0 s", path)
 
 
 def _resume_at(run: RunDir, step: int) -> None:
@@ -233,7 +256,7 @@ def _warn_changed_settings(run: RunDir, config: Config, resume: bool) -> None:
         f"{section}.{key} {previous[section].get(key)!r} -> {value!r}"
         for section in ("data", "train")
         for key, value in current[section].items()
-        if previous.get(section, {}).get(key, value) != value
+        if previous.get(section, {}).get(key, value) != value and key not in RECORDED_ONLY
     ]
     if changed:
         logging.warning("resuming %s with changed settings: %s", run.path, ", ".join(changed))
@@ -242,10 +265,11 @@ def _warn_changed_settings(run: RunDir, config: Config, resume: bool) -> None:
 def run_loop(
     state: TrainState, config: Config, strategy, task: TrainingTask, task_data: TaskData, evaluate, writer, preemption, distiller=None
 ) -> None:
-    """Trains until `train_steps`, checkpointing, logging and evaluating on the way; on a
-    preemption signal, checkpoints the step reached and raises `loop.Preempted`. A `distiller`
-    (`distill.Distiller`) replaces the task's training loss and runs its teacher in each step."""
-    train = config.train
+    """Trains until `train_steps` or the time budget, whichever comes first, checkpointing,
+    logging and evaluating on the way; on a preemption signal, checkpoints the step reached and
+    raises `loop.Preempted`. A `distiller` (`distill.Distiller`) replaces the task's training loss
+    and runs its teacher in each step."""
+    train, clock = config.train, state.clock
     train_iter = iter(
         strategy.distribute_datasets_from_function(
             pipeline.train_dataset_fn(
@@ -256,12 +280,17 @@ def run_loop(
     coordinate = num_workers(strategy) > 1
     loss_fn = distiller.loss_and_stats if distiller else None
     train_fn = loop.make_train_function(
-        strategy, task, state.model, state.optimizer, train.clip_norm, preemption.stop, coordinate, loss_fn
+        strategy, task, state.model, state.optimizer, train.clip_norm, preemption.stop, coordinate, loss_fn, clock
     )
-    progress = loop.Progress(train.train_steps, int(state.step), "each step includes the teacher's forward pass" if distiller else "")
+    lr_schedule = loop.schedule_of(state.optimizer)
+    progress = loop.Progress(
+        train.train_steps, int(state.step), "each step includes the teacher's forward pass" if distiller else "", clock, lr_schedule
+    )
+    if clock.budget and train.train_steps:
+        logging.info("training for %s or %d steps, whichever ends first (%s)", format_seconds(clock.budget), train.train_steps, clock.describe())
     every = [train.steps_per_loop, train.checkpoint_every, train.eval_every]
     last_saved = int(state.step) if state.manager.latest_checkpoint else None
-    while int(state.step) < train.train_steps and not preemption.requested:
+    while int(state.step) < train.train_steps and not clock.exhausted() and not preemption.requested:
         current = int(state.step)
         num_steps = min([train.train_steps - current] + [n - current % n for n in every if n > 0])
         totals, done, stopped = preemption.call(train_fn, train_iter, tf.constant(num_steps))
@@ -277,20 +306,28 @@ def run_loop(
         loop.check_healthy(state.model, metrics, current, last_saved, train)
         drawn = done * train.batch_size
         rates = progress.update(current, metrics, drawn, drawn * task_data.tokens_per_example)
-        _log_scalars(writer, "train", {**metrics, **rates}, current)
-        if preemption.requested or current == train.train_steps or (train.checkpoint_every and current % train.checkpoint_every == 0):
+        _log_scalars(writer, "train", {**metrics, **rates, "training_seconds": clock.spent}, current)
+        ended = current >= train.train_steps or clock.exhausted()
+        if preemption.requested or ended or (train.checkpoint_every and current % train.checkpoint_every == 0):
             _save_checkpoint(state, current, last_saved)
             last_saved = current
-        if train.eval_every and current % train.eval_every == 0 and current < train.train_steps:
+        if train.eval_every and current % train.eval_every == 0 and not ended:
             examples = pipeline.eval_examples(task, task_data.validation, train.batch_size, train.seed, train.eval_batches)
             _log_scalars(writer, "validation", evaluate(examples), current)
         progress.reset_clock()
+    current = int(state.step)
     if preemption.requested:
-        current = int(state.step)
         if last_saved != current:
             _save_checkpoint(state, current, last_saved)
         name = "another worker's SIGTERM" if preemption.by_peer else signal.Signals(preemption.signal).name
         raise loop.Preempted(f"{name}: stopped at step {current} and saved its checkpoint; rerun the same command to resume", preemption.exit_code)
+    if current and last_saved != current:  # the budget ran out at the start of a call
+        _save_checkpoint(state, current, last_saved)
+    if clock.exhausted():
+        steps = f", before train_steps={train.train_steps}" if current < train.train_steps else ""
+        logging.info("time budget %s spent at step %d%s", format_seconds(clock.budget), current, steps)
+    elif clock.budget and current >= train.train_steps:
+        logging.info("train_steps=%d reached with %s", train.train_steps, clock.describe())
 
 
 def _save_checkpoint(state: TrainState, step: int, last_saved: int | None) -> None:
@@ -319,9 +356,12 @@ def make_evaluate(model: keras.Model, strategy, task: TrainingTask, global_batch
     return evaluate
 
 
-def finish(state: TrainState, config: Config, task: TrainingTask, task_data: TaskData, evaluate, writer, run: RunDir | None) -> dict[str, float]:
-    """The final evaluation; the chief then writes the model, its metrics and the examples they
-    were computed on (plus calibration examples), so export needs nothing but the run."""
+def finish(
+    state: TrainState, config: Config, task: TrainingTask, task_data: TaskData, evaluate, writer, run: RunDir | None, started: float
+) -> dict[str, float]:
+    """The final evaluation; the chief then writes the model, its metrics (and how much training
+    they took) and the examples they were computed on (plus calibration examples), so export needs
+    nothing but the run. `started` is the `time.perf_counter()` at which this command began."""
     train = config.train
     validation = pipeline.eval_examples(task, task_data.validation, train.batch_size, train.seed, train.final_eval_batches)
     # model.keras (and so metrics.json, which describes it) is float32 whatever precision trained it:
@@ -329,7 +369,7 @@ def finish(state: TrainState, config: Config, task: TrainingTask, task_data: Tas
     model = precision.float32_model(state.model, config)
     if model is not state.model:
         evaluate = make_evaluate(model, tf.distribute.get_strategy(), task, train.batch_size)
-    metrics = {**evaluate(validation), "step": int(state.step)}
+    metrics = {**evaluate(validation), **_amount_trained(state, task_data, started)}
     loop.check_healthy(state.model, metrics, int(state.step), int(state.step) if state.manager.latest_checkpoint else None, config.train)
     if task_data.unigram_loss is not None:
         metrics["unigram_loss"] = task_data.unigram_loss
@@ -357,6 +397,17 @@ def _predict(model: keras.Model, task: TrainingTask, examples: dict[str, np.ndar
         np.asarray(model(task.inputs({k: v[i : i + batch_size] for k, v in examples.items()}), training=False))
         for i in range(0, n, batch_size)
     ])
+
+
+def _amount_trained(state: TrainState, task_data: TaskData, started: float) -> dict[str, float]:
+    """Steps, examples (text: tokens) trained on, the training seconds they took (over every
+    resume: what a time budget counts) and the wall seconds of this command through the final
+    evaluation."""
+    examples = int(state.examples_seen)
+    amount = {"step": int(state.step), "examples_seen": examples}
+    if task_data.tokens_per_example:
+        amount["tokens_seen"] = examples * task_data.tokens_per_example
+    return {**amount, "training_seconds": round(state.clock.spent, 3), "wall_seconds": round(time.perf_counter() - started, 3)}
 
 
 def _write_run_start(run: RunDir, config: Config, task_data: TaskData) -> None:
@@ -395,7 +446,8 @@ def _run_architecture(config: Config, source: RunDir) -> dict:
     previous = source.read_config()
     if previous["name"] != config.name:
         raise RunDirError(f"--init_from={source.path} is a {previous['name']} run; it cannot initialise {config.name}")
-    return {k: v for k, v in previous["model"].items() if k not in ("head", "num_classes")}
+    # Dropout is a training choice, not architecture: the new run's own (e.g. fine-tuning's 0.1) applies.
+    return {k: v for k, v in previous["model"].items() if k not in pretrained.NOT_GEOMETRY}
 
 
 def _log_scalars(writer, prefix: str, metrics: dict[str, float], step: int) -> None:

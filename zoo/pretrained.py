@@ -20,7 +20,7 @@ from absl import logging
 
 from common.tokenizers import Tokenizer, TokenizerError
 from zoo import bert, gpt, llama
-from zoo.checkpoints import gguf_llama, hf_bert, hf_gpt2, hf_llama, keras_hub, safetensors_io, sentence_transformers
+from zoo.checkpoints import gguf_llama, hf_activations, hf_bert, hf_gpt2, hf_llama, keras_hub, safetensors_io, sentence_transformers
 from zoo.checkpoints.slots import CheckpointError, DictSource, canonical_name, export_slots, load_slots
 
 FAMILIES: dict[str, tuple[ModuleType, object]] = {"bert": (hf_bert, bert.bert), "gpt2": (hf_gpt2, gpt.gpt), "llama": (hf_llama, llama.llama)}
@@ -208,6 +208,15 @@ def save_pretrained(model: keras.Model, tokenizer: Tokenizer | None, path: str |
         raise CheckpointError(f"{model.name} has {_backbone(model).position_embedding_type} positions; BERT and GPT-2 checkpoints learn theirs")
     names, _ = FAMILIES[family]
     b = _backbone(model)
+    if family == "bert" and b.normalize_first:
+        raise CheckpointError(
+            f"{model.name} is a pre-LayerNorm BERT (normalize_first=True): Hugging Face's BertModel and keras-hub's BertBackbone "
+            "normalize after each sub-layer and cannot describe it; use its .keras file or export.run's formats"
+        )
+    if family != "llama" and b.activation not in hf_activations.TO_HF:  # Llama's is SwiGLU (hf_llama)
+        raise CheckpointError(
+            f"{model.name} uses the {b.activation} activation, which no {family} checkpoint names; use its .keras file or export.run's formats"
+        )
     if not (isinstance(b.num_heads, int) and isinstance(b.intermediate_dim, int) and (family == "llama" or b.key_dim * b.num_heads == b.hidden_dim)):
         raise CheckpointError(
             "this model has per-layer head counts or FFN widths (a pruned model): Hugging Face and keras-hub configs hold one "

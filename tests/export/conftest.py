@@ -72,8 +72,7 @@ def _which_module(path: Path, corpus: Path) -> str:
 
 @pytest.fixture(scope="session")
 def bert_classifier_export(tmp_path_factory, stdlib_corpus) -> tuple[str, dict]:  # noqa: F811
-    config = tiny_config("bert_small", train_steps=150, batch_size=16, learning_rate=2e-3, eval_every=0, final_eval_batches=0)
-    config.task = "classify"
+    config = tiny_config("bert_small", "classify", train_steps=150, batch_size=16, learning_rate=2e-3, eval_every=0, final_eval_batches=0)
     config.data.dataset = _which_module(tmp_path_factory.mktemp("data") / "which_module", stdlib_corpus)
     run_dir = _train(config, str(tmp_path_factory.mktemp("runs") / "bert_classifier"))
     return run_dir, export_run(run_dir, representative_examples=100)

@@ -28,7 +28,7 @@ TINY = dict(TINY_TRANSFORMER, max_sequence_length=LENGTH * 2)
 @pytest.fixture(scope="module")
 def classifier_run(tmp_path_factory, stdlib_corpus) -> str:  # noqa: F811
     """A tiny BERT text classifier, exported under umask 022 (what most servers run with)."""
-    config = tiny_config("bert_tiny", train_steps=10, eval_every=0, final_eval_batches=2)
+    config = tiny_config("bert_tiny", "classify", train_steps=10, eval_every=0, final_eval_batches=2)
     config.model.update(TINY)
     config.data.sequence_length = LENGTH
     config.task = "classify"

@@ -18,14 +18,15 @@ MNIST_T10K = REPO / "tests" / "data" / "mnist-t10k"  # shipped with the reposito
 TINY_TRANSFORMER = dict(num_layers=2, hidden_dim=32, num_heads=2, intermediate_dim=64, vocab_size=512, max_sequence_length=32)
 
 
-def tiny_config(name: str, **train):
-    """`trainers.config.defaults(name)` shrunk for tests: tiny model, short sequences, frequent checkpoints."""
-    config = defaults(name)
+def tiny_config(name: str, task: str | None = None, **train):
+    """`trainers.config.defaults(name, task)` shrunk for tests: tiny model, short sequences, frequent
+    checkpoints, and no time budget (a run's steps must not depend on the machine's speed)."""
+    config = defaults(name, task)
     if config.task != "image_classification":
         config.model.update(TINY_TRANSFORMER)
         config.data.sequence_length = 32
     config.train.update(
-        dict(batch_size=8, train_steps=20, warmup_steps=2, steps_per_loop=5, checkpoint_every=10, eval_every=10,
+        dict(batch_size=8, train_steps=20, time_budget="", warmup_steps=2, steps_per_loop=5, checkpoint_every=10, eval_every=10,
              eval_batches=2, final_eval_batches=4)
     )
     # float32 whatever the CPU: `auto` would pick bfloat16 on some machines and not others, and

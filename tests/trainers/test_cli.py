@@ -74,6 +74,12 @@ def test_bad_flag_values_are_refused_before_training(tmp_path, flag):
     assert not (tmp_path / "r").exists()
 
 
+def test_a_time_budget_that_is_not_a_duration_is_one_line_naming_the_units(tmp_path):
+    result = run_cli("--model=mnist_mlp", "--time_budget=5x", f"--output_dir={tmp_path}/r")
+    assert_one_clear_line(result, "config.train.time_budget: '5x' is not a duration", "90s, 5m, 2h")
+    assert not (tmp_path / "r").exists()
+
+
 def test_tpu_strategy_without_a_tpu_fails_with_one_line(tmp_path):
     result = run_cli("--model=mnist_mlp", "--strategy=tpu", f"--output_dir={tmp_path}/r")
     assert_one_clear_line(result, "--strategy=tpu", "no TPU reachable")

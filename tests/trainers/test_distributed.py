@@ -99,6 +99,20 @@ def _run_workers(args: list[str], tmp_path, name: str) -> list[str]:
 
 
 @pytest.mark.slow
+def test_two_workers_with_a_time_budget_stop_after_the_same_step_with_identical_weights(tmp_path):
+    """Each worker measures its own training time; averaged every step, the clocks agree, so the
+    learning rates agree and the budget stops both workers after the same step."""
+    args = ["--model=mnist_mlp", "--strategy=multi_worker", "--time_budget=4s", "--train_steps=100000", "--batch_size=32",
+            "--config.train.steps_per_loop=20", "--config.train.checkpoint_every=0", "--config.train.eval_every=0",
+            f"--output_dir={tmp_path / 'run'}"]
+    outputs = _run_workers(args, tmp_path, "budget")
+    steps = [re.search(r"time budget 4.0s spent at step (\d+), before train_steps=100000", err).group(1) for err in outputs]
+    assert steps[0] == steps[1] and int(steps[0]) > 0
+    checksums = [re.findall(r"weights checksum: (\S+)", err) for err in outputs]
+    assert checksums[0] and checksums[0] == checksums[1]
+
+
+@pytest.mark.slow
 def test_a_sigterm_to_one_worker_stops_every_worker_at_one_checkpointed_step_and_the_rerun_ends_identical(tmp_path):
     """Preemption under MultiWorkerMirroredStrategy: the signalled worker and its peer stop after
     the same step, the chief checkpoints it, and rerunning both ends with the weights of a run

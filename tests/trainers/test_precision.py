@@ -1,4 +1,7 @@
-"""`--mixed_precision=auto`: bfloat16 only on hardware with units for it, recorded in config.json."""
+"""`--mixed_precision=auto`: bfloat16 only where it is measured faster, recorded in config.json.
+
+The matmul timing behind the decision is faked (tests/conftest.py: by the CPU flags, with the
+ratios measured on each kind of machine): nothing here times anything."""
 
 from __future__ import annotations
 
@@ -15,6 +18,8 @@ from trainers import precision
 from trainers.config import defaults
 from trainers.train import train_and_evaluate
 
+REAL_SPEEDUP = precision.bfloat16_speedup  # before tests/conftest.py's fake replaces it
+
 SAPPHIRE_RAPIDS = {"avx512f", "avx512_bf16", "amx_bf16", "amx_tile"}
 SKYLAKE = {"avx2", "avx512f", "avx512bw"}
 # The three CPU kinds this project's machines have had (DESIGN.md), as /proc/cpuinfo names them.
@@ -27,20 +32,21 @@ AUTO = {"amx": "bfloat16", "avx512_bf16": "bfloat16", "avx2": "none"}
 
 
 @pytest.mark.parametrize(
-    "device, flags, capabilities, expected",
+    "device, flags, capabilities, speedup, expected",
     [
-        ("CPU", SAPPHIRE_RAPIDS, [], "bfloat16"),
-        ("CPU", {"avx512f", "avx512_bf16"}, [], "bfloat16"),  # Cooper Lake / Zen 4: AVX512-BF16 without AMX
-        ("CPU", SKYLAKE, [], "none"),
-        ("CPU", HOSTS["avx2"], [], "none"),
-        ("CPU", set(), [], "none"),  # not Linux, or no /proc/cpuinfo
-        ("GPU", set(), [(8, 0), (9, 0)], "bfloat16"),
-        ("GPU", SAPPHIRE_RAPIDS, [(7, 5)], "none"),  # a T4 on a bf16 CPU: the GPU computes
-        ("TPU", set(), [], "bfloat16"),
+        ("CPU", SAPPHIRE_RAPIDS, [], 3.5, "bfloat16"),  # AMX
+        ("CPU", {"avx512f", "avx512_bf16"}, [], 2.0, "bfloat16"),  # Cooper Lake / Zen 4: AVX512-BF16 without AMX
+        ("CPU", {"avx512f", "avx512_bf16"}, [], 1.1, "none"),  # units present, but not faster on this build
+        ("CPU", SKYLAKE, [], 0.25, "none"),  # emulated
+        ("CPU", HOSTS["avx2"], [], 0.25, "none"),
+        ("CPU", set(), [], 0.25, "none"),  # not Linux, or no /proc/cpuinfo
+        ("GPU", set(), [(8, 0), (9, 0)], 0.0, "bfloat16"),
+        ("GPU", SAPPHIRE_RAPIDS, [(7, 5)], 0.0, "none"),  # a T4 on a bf16 CPU: the GPU computes
+        ("TPU", set(), [], 0.0, "bfloat16"),
     ],
 )
-def test_auto_picks_bfloat16_only_where_the_hardware_computes_it(device, flags, capabilities, expected):
-    assert precision.choose("auto", device, flags, capabilities)[0] == expected
+def test_auto_picks_bfloat16_only_where_it_is_faster(device, flags, capabilities, speedup, expected):
+    assert precision.choose("auto", device, flags, capabilities, speedup)[0] == expected
 
 
 def test_an_explicit_choice_is_kept_whatever_the_hardware():
@@ -62,11 +68,25 @@ def test_cpu_flags_are_read_from_cpuinfo(tmp_path, monkeypatch):
 def test_explicit_bfloat16_on_a_cpu_without_bf16_units_is_warned_about(monkeypatch, caplog):
     caplog.set_level(logging.INFO)
     monkeypatch.setattr(precision, "cpu_flags", lambda: SKYLAKE)
-    assert precision.resolve("bfloat16", one_device()) == "bfloat16"
-    assert "emulated there and trains far slower" in caplog.text
+    assert precision.resolve("bfloat16", one_device()) == ("bfloat16", 0.25)
+    assert "bfloat16 matmuls measured 0.25x float32: bfloat16 trains slower than float32 there" in caplog.text
     caplog.clear()
-    assert precision.resolve("auto", one_device()) == "none"
-    assert "emulated" not in caplog.text and "auto -> none (CPU without AMX-BF16 or AVX512-BF16" in caplog.text
+    assert precision.resolve("auto", one_device()) == ("none", 0.25)
+    assert "slower" not in caplog.text and "auto -> none (CPU without AMX-BF16 or AVX512-BF16" in caplog.text
+
+
+def test_the_measurement_is_made_once_per_cpu_and_cached(tmp_path, monkeypatch):
+    monkeypatch.setenv("MODELZOO_CACHE", str(tmp_path))
+    monkeypatch.delenv(precision.SPEEDUP_ENV)
+    monkeypatch.setattr(precision, "bfloat16_speedup", REAL_SPEEDUP)  # undo the suite's fake, keep the cache
+    timings = []
+    monkeypatch.setattr(precision, "measure_speedup", lambda: timings.append(1) or 1.9)
+    assert precision.bfloat16_speedup({"avx2", "avx512_bf16"}) == 1.9
+    assert precision.bfloat16_speedup({"avx2", "avx512_bf16"}) == 1.9 and len(timings) == 1
+    assert precision.bfloat16_speedup({"avx2"}) == 1.9 and len(timings) == 2  # other flags: another CPU
+    assert len(list((tmp_path / "precision").glob("*.json"))) == 2
+    monkeypatch.setenv(precision.SPEEDUP_ENV, "0.5")  # pinned by the user: nothing is timed
+    assert precision.bfloat16_speedup({"avx2"}) == 0.5 and len(timings) == 2
 
 
 def test_auto_is_the_default_of_every_family():
@@ -80,6 +100,7 @@ def test_config_json_records_what_auto_chose_and_a_resume_warns_only_when_that_c
     monkeypatch.setattr(precision, "cpu_flags", lambda: SAPPHIRE_RAPIDS)
     train_and_evaluate(tiny_config("mnist_mlp", train_steps=5, mixed_precision="auto"), run_dir, strategy=one_device())
     assert RunDir(run_dir).read_config()["train"]["mixed_precision"] == "bfloat16"
+    assert RunDir(run_dir).read_config()["train"]["bfloat16_speedup"] == 3.5
     assert "mixed precision: auto -> bfloat16 (CPU with amx_bf16, avx512_bf16" in caplog.text
 
     caplog.clear()  # the same machine: auto resolves the same, nothing changed

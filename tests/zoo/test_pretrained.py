@@ -205,6 +205,18 @@ def test_hf_scheme_downloads_through_huggingface_hub_then_loads_locally(tmp_path
     assert asked == ["openai-community/gpt2"]
 
 
+@pytest.mark.parametrize("fmt", ["hf", "keras_hub"])
+def test_a_pre_layernorm_bert_is_refused_by_both_checkpoint_formats_in_one_line(tmp_path, fmt):
+    """Hugging Face's BertModel and keras-hub's BertBackbone are post-LN: a pre-LN BERT written as
+    one would load as a different model. The refusal is one sentence saying why and what to use."""
+    model = zoo.get_model("bert_tiny", vocab_size=64, max_sequence_length=16, normalize_first=True)
+    with pytest.raises(zoo.CheckpointError) as refused:
+        zoo.save_pretrained(model, None, tmp_path / fmt, format=fmt)
+    message = str(refused.value)
+    assert "\n" not in message and "normalize_first=True" in message and "use its .keras file or export.run's formats" in message
+    assert not (tmp_path / fmt).exists()
+
+
 @pytest.mark.parametrize("format", ["hf", "keras_hub"])
 def test_a_model_trained_in_mixed_precision_saves_a_float32_checkpoint(tmp_path, format):
     """save_pretrained of a `mixed_bfloat16` model (issue 29): float32 tensors and configs, so the
