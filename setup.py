@@ -55,6 +55,9 @@ setup(
             "mediapipe>=1.2.3",  # export writes model_mediapipe.tflite (BERT classifiers, uncased vocabularies) when installed
         ],
         # keras-hub is the "theirs" of python -m benchmarks.run; 0.32 pulls tensorflow-text 2.21 and keeps TF 2.21 / Keras 3.15.
-        "bench": ["keras-hub==0.32.0", "litert-lm>=0.18.1"],  # litert-lm: the LiteRT-LM rows of benchmarks/generation.py
+        # litert-lm: the LiteRT-LM rows of benchmarks/generation.py and benchmarks/llm.py; llama-cpp-python: the reference
+        # runtime benchmarks/llm.py measures SmolLM2 against (it builds llama.cpp from source: tens of minutes on 2 cores,
+        # so it is here and not in the test extra).
+        "bench": ["keras-hub==0.32.0", "litert-lm>=0.18.1", "llama-cpp-python>=0.3.36"],
     },
 )
