@@ -35,18 +35,23 @@ PROGRAM = "trainers.import_checkpoint"
 HEADS = {cls.head: name for name, cls in TASKS.items() if cls.head}  # head -> task
 EMBEDDING_DATASET = "mr"
 
-flags.DEFINE_string("from", None, "The checkpoint: a Hugging Face directory, a keras-hub preset, a .gguf file or hf://ORG/NAME.", required=True)
-flags.DEFINE_string("output_dir", None, "The run directory to write.", required=True)
-flags.DEFINE_enum("head", None, list(HEADS), "The model head (default: the checkpoint's own).")
-flags.DEFINE_string(
-    "dataset", None, "Data for the stored examples and metrics (default: the family's default dataset; mr for --head=embedding)."
-)
-flags.DEFINE_string("data_dir", None, "Where tensorflow-datasets data live, for --dataset=tfds:NAME.")
-flags.DEFINE_string("model", None, "The registered name to record (default: the size matching the checkpoint's geometry).")
-flags.DEFINE_integer(
-    "sequence_length", None, "Tokens per example: the stored examples' and so the exported files' length (default 128, or the checkpoint's context if shorter).",
-    lower_bound=2,
-)
+
+def _define_flags() -> None:
+    """The command line's flags, defined only when this module runs as the program: tests and
+    other code import `import_checkpoint` beside other entry points whose flags share names."""
+    flags.DEFINE_string("from", None, "The checkpoint: a Hugging Face directory, a keras-hub preset, a .gguf file or hf://ORG/NAME.", required=True)
+    flags.DEFINE_string("output_dir", None, "The run directory to write.", required=True)
+    flags.DEFINE_enum("head", None, list(HEADS), "The model head (default: the checkpoint's own).")
+    flags.DEFINE_string(
+        "dataset", None, "Data for the stored examples and metrics (default: the family's default dataset; mr for --head=embedding)."
+    )
+    flags.DEFINE_string("data_dir", None, "Where tensorflow-datasets data live, for --dataset=tfds:NAME.")
+    flags.DEFINE_string("model", None, "The registered name to record (default: the size matching the checkpoint's geometry).")
+    flags.DEFINE_integer(
+        "sequence_length", None, "Tokens per example: the stored examples' and so the exported files' length (default 128, or the checkpoint's context if shorter).",
+        lower_bound=2,
+    )
+
 
 FLAGS = flags.FLAGS
 
@@ -113,6 +118,7 @@ def main(argv: list[str]) -> None:
 
 
 def run() -> None:
+    _define_flags()
     app.run(main, flags_parser=cli.flags_parser(PROGRAM))
 
 

@@ -15,12 +15,13 @@ import pytest
 
 import zoo
 from common import chat
+from common.rundir import RunDir
 from export import litertlm
 from export.exporter import export_run
 from tests.export.test_generation import run_module
 from tests.trainers.conftest import stdlib_corpus  # noqa: F401 (fixture)
 from tests.zoo import llama_files
-from trainers import generate
+from trainers import checkpoints
 from trainers.import_checkpoint import import_checkpoint
 
 USER, SYSTEM = "What is the sun?", "Answer in one word."
@@ -45,9 +46,16 @@ def llama_export(llama_run) -> tuple[str, dict]:
     return run_dir, export_run(run_dir, formats="tflite_float32")
 
 
+def _load(run_dir) -> tuple:
+    """(model, tokenizer) of the run, as trainers.generate loads them (that module's flags would
+    clash with export.runner's in this process)."""
+    run = RunDir(str(run_dir))
+    return checkpoints.load_model(run), run.load_tokenizer()
+
+
 def keras_answer(run_dir: str, user: str = USER, system: str | None = SYSTEM, max_new_tokens: int = NEW_TOKENS) -> str:
     """Keras's greedy answer, computed without the streaming path: the rendered prompt through zoo.generate."""
-    model, tokenizer = generate.load(run_dir)
+    model, tokenizer = _load(run_dir)
     prompt = chat.render(tokenizer.chat_template, chat.messages(user, system))
     tokens = zoo.generate(model, tokenizer.encode(prompt), max_new_tokens=max_new_tokens, stop_token_ids=tokenizer.stop_ids)
     return tokenizer.decode(tokens)
@@ -55,7 +63,7 @@ def keras_answer(run_dir: str, user: str = USER, system: str | None = SYSTEM, ma
 
 def test_the_imported_run_holds_the_gguf_model_and_its_chat_tokenizer(llama_run):
     path, run_dir = llama_run
-    model, tokenizer = generate.load(run_dir)
+    model, tokenizer = _load(run_dir)
     assert isinstance(model, zoo.llama.LlamaCausalLM) and model.backbone.num_key_value_heads == 2
     ids = np.array([[5, 70, 100, 3, 260, 12]], np.int32)
     inputs = {"token_ids": ids, "padding_mask": np.ones_like(ids)}
@@ -76,7 +84,7 @@ def test_generate_chat_streams_keras_greedy_answer_through_the_chat_template(lla
 
 def test_streamed_tokens_are_generates_tokens(llama_run):
     _, run_dir = llama_run
-    model, tokenizer = generate.load(run_dir)
+    model, tokenizer = _load(run_dir)
     prompt = chat.prompt_ids(tokenizer, USER)
     assert list(zoo.generation.stream(model, prompt, 20, jit_compile=False)) == zoo.generate(model, prompt, max_new_tokens=20, stop_token_ids=())
     first = zoo.generate(model, prompt, max_new_tokens=5, stop_token_ids=())
@@ -125,5 +133,5 @@ def test_litert_lm_chats_with_the_package_through_its_own_chat_template(llama_ex
     if cli:  # the command line renders the template too; with no system prompt the template's own is used
         result = subprocess.run([cli, "run", package, "--prompt", USER, "--top-k=1"], capture_output=True, text=True, timeout=300)
         assert result.returncode == 0, result.stderr[-2000:]
-        expected = keras_answer(run_dir, system=None, max_new_tokens=CONTEXT - len(chat.prompt_ids(generate.load(run_dir)[1], USER)))
+        expected = keras_answer(run_dir, system=None, max_new_tokens=CONTEXT - len(chat.prompt_ids(_load(run_dir)[1], USER)))
         assert result.stdout.strip() and expected.startswith(result.stdout.strip())
