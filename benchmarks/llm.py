@@ -347,14 +347,11 @@ def markdown(agreed: dict | None, timed: dict[str, dict] | None, host: str, date
 
 
 def write_results(new_rows: list[dict], path: str = RESULTS) -> None:
-    existing = []
-    if os.path.isfile(path):
-        with open(path) as f:
-            existing = json.load(f)
-    kept = [r for r in existing if not str(r.get("name", "")).startswith("llm: ")]
-    with open(path, "w") as f:
-        json.dump(kept + new_rows, f, indent=2)
-        f.write("\n")
+    """The rows into results.json (section "llm"), replacing earlier rows of the same name; every
+    other benchmark's rows stay with the host that measured them."""
+    from benchmarks import results
+
+    results.write(path, [{**row, "section": "llm"} for row in new_rows], "python -m benchmarks.llm", merge_key=("name",))
 
 
 def write_docs(table: str, path: str = DOCS) -> None:
@@ -392,7 +389,7 @@ def main() -> None:
     print(json.dumps(report, indent=2))
     write_results(rows(agreed, timed), args.output)
     write_docs(table)
-    with open(os.path.join(HERE, "llm_results.json"), "w") as f:
+    with open(os.path.join(HERE, "llm_report.json"), "w") as f:
         json.dump(report, f, indent=2)
         f.write("\n")
 
