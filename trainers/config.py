@@ -109,6 +109,8 @@ def defaults(name: str, task: str | None = None) -> ml_collections.ConfigDict:
     spec = zoo.get_spec(name)
     config = importlib.import_module(f"configs.{spec.family}").get_config(name, task)
     config.model = ml_collections.ConfigDict({**_overridable(spec), **config.model.to_dict()})
+    if task:
+        config.task = task
     config.name = name
     return config
 
