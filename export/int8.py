@@ -134,12 +134,13 @@ def quantize_int8(
         logging.info("int8: %d layer(s) float, %d fully connected hybrid for accuracy", len(float_layers), len(hybrid))
     io_type = tf.int8 if int8_io else tf.float32
     kept = {l["name"] for l in float_layers + hybrid}
+    moves, move_ops = _float_moves(calibrated, kept, set(float_ops))
     model = lite_convert.mlir_quantize(
         calibrated,
         input_data_type=io_type,
         output_data_type=io_type,
-        denylisted_ops=float_ops,
-        denylisted_nodes=sorted(kept | _float_moves(calibrated, kept, set(float_ops))),
+        denylisted_ops=float_ops + move_ops,
+        denylisted_nodes=sorted(kept | moves),
     )
     model = flatbuffer.share_tied_tables(_hybrid_fully_connected(model))
     for layer in float_layers + hybrid:  # NaN is not JSON
@@ -209,28 +210,34 @@ def _input_order(model: bytes) -> list[str]:
     return [by_index[d["index"]] for d in interpreter.get_input_details()]
 
 
-def _float_moves(calibrated: bytes, float_names: set[str], float_ops: set[str]) -> set[str]:
-    """The data-movement ops (`MOVE_OPS`) with an input from a float op, directly or through
-    other such moves, by name (their first output's, as the quantizer and debugger name a node)."""
+def _float_moves(calibrated: bytes, float_names: set[str], float_ops: set[str]) -> tuple[set[str], list[str]]:
+    """The data-movement ops (`MOVE_OPS`) with an input from a float op, directly or through other
+    such moves: the names of their outputs, and the move op types that are float everywhere. The
+    quantizer ignores some nodes' names (SPLIT's, by any output or all joined); those types it
+    keeps float by type."""
     model = schema.Model.GetRootAs(calibrated, 0)
     codes = [model.OperatorCodes(i) for i in range(model.OperatorCodesLength())]
-    names = {v: k for k, v in vars(schema.BuiltinOperator).items() if not k.startswith("_")}
+    builtin = {v: k for k, v in vars(schema.BuiltinOperator).items() if not k.startswith("_")}
     moves: set[str] = set()
+    quantized_types: set[str] = set()
+    float_types: set[str] = set()
     for g in range(model.SubgraphsLength()):
         graph = model.Subgraphs(g)
         float_tensors: set[int] = set()
         for i in range(graph.OperatorsLength()):  # operators are stored in execution order
             op = graph.Operators(i)
             code = codes[op.OpcodeIndex()]
-            op_type = names.get(max(code.BuiltinCode(), code.DeprecatedBuiltinCode()), "")
+            op_type = builtin.get(max(code.BuiltinCode(), code.DeprecatedBuiltinCode()), "")
             outputs = [op.Outputs(j) for j in range(op.OutputsLength())]
-            name = graph.Tensors(outputs[0]).Name().decode() if outputs else ""
+            out_names = {graph.Tensors(t).Name().decode() for t in outputs}
             fed_by_float = any(op.Inputs(j) in float_tensors for j in range(op.InputsLength()))  # SPLIT's input 0 is its axis
-            if op_type in MOVE_OPS and fed_by_float:
-                moves.add(name)
-            if op_type in float_ops or name in float_names or name in moves:
+            if op_type in MOVE_OPS:
+                (float_types if fed_by_float else quantized_types).add(op_type)
+                if fed_by_float:
+                    moves |= out_names
+            if op_type in float_ops or out_names & (float_names | moves):
                 float_tensors.update(outputs)
-    return moves
+    return moves, sorted(float_types - quantized_types)
 
 
 def _hybrid_fully_connected(content: bytes) -> bytes:
