@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import json
 import os
+from pathlib import Path
 
 import keras
 import numpy as np
@@ -80,13 +81,13 @@ def main(argv: list[str]) -> None:
     results = accuracy(FLAGS.run_dir, paths)
     stats = measure(paths, FLAGS.num_threads, 1, FLAGS.iterations, FLAGS.rounds)
     base_file = os.path.getsize(paths["tflite_float32"])
-    base_weights = flatbuffer.weights_bytes(open(paths["tflite_float32"], "rb").read())
+    base_weights = flatbuffer.weights_bytes(Path(paths["tflite_float32"]).read_bytes())
     base_ms = stats["tflite_float32"]["p50_ms"]
     for fmt, path in paths.items():
         results[fmt].update(
             size_mb=round(os.path.getsize(path) / 1e6, 2),
             size_vs_float32=round(os.path.getsize(path) / base_file, 4),
-            weights_vs_float32=round(flatbuffer.weights_bytes(open(path, "rb").read()) / base_weights, 4),
+            weights_vs_float32=round(flatbuffer.weights_bytes(Path(path).read_bytes()) / base_weights, 4),
             p50_ms=round(stats[fmt]["p50_ms"], 2),
             latency_vs_float32=round(stats[fmt]["p50_ms"] / base_ms, 3),
         )

@@ -34,7 +34,6 @@ import tensorflow as tf
 from absl import logging
 from ai_edge_litert.interpreter import Interpreter
 from tensorflow.lite.python import convert as lite_convert  # mlir_quantize: what the converter itself calls
-
 from tensorflow.lite.python import schema_py_generated as schema
 from tensorflow.lite.tools import flatbuffer_utils
 
@@ -146,6 +145,7 @@ def quantize_int8(
     for layer in float_layers + hybrid:  # NaN is not JSON
         for key in ("rmse", "relative_error"):
             layer[key] = layer[key] if math.isfinite(layer[key]) else None
+    float_ops = sorted(set(float_ops) | set(move_ops))
     return Int8Model(model, float_ops, float_layers, hybrid, worst, len(layers), rmse_limit, relative_limit)
 
 
