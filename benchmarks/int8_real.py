@@ -8,7 +8,7 @@ Accuracy: the cosine of each TFLite file's embedding to Keras's, smallest and me
 stored validation examples and over the sentences of the first 200 MR pairs (the int8 gate is the
 smallest >= 0.99); and how far each file moves the 200 pair similarities. Size: file and weight
 bytes over float32's. Latency: batch 1, `--num_threads`, the formats timed in interleaved rounds
-in one process (`benchmarks.tflite_latency.measure`), so a busy machine slows them alike; ratios
+in one process (as `benchmarks.tflite_latency`, whose flags clash with these), so a busy machine slows them alike; ratios
 to float32.
 """
 
@@ -23,12 +23,12 @@ import numpy as np
 from absl import app, flags
 
 import zoo  # noqa: F401  (registers the model's classes)
-from benchmarks.tflite_latency import measure
 from common.embeddings import cosine_rows
 from common.rundir import VALIDATION, RunDir
 from export import flatbuffer
 from export.formats import FILES
 from export.runtime import LiteRTRunner, Tokenizer, encode_texts
+from export.runtime.tasks import benchmark
 from trainers import named_data
 
 FORMATS = ("tflite_float32", "tflite_dynamic", "tflite_int8")
@@ -47,8 +47,8 @@ def accuracy(run_dir: str, paths: dict[str, str]) -> dict[str, dict]:
     """Per format: cosine to Keras (min, mean) on validation and on 200 MR pairs' sentences."""
     run = RunDir(run_dir)
     model = keras.models.load_model(os.path.join(run_dir, "model.keras"))
-    length = int(model.inputs[0].shape[1])
     validation = run.read_examples(VALIDATION)
+    length = int(np.asarray(validation["token_ids"]).shape[1])  # the exported files' fixed length
     val_inputs = {name: np.asarray(validation[name]).astype(np.int32) for name in ("token_ids", "segment_ids", "padding_mask")}
     texts, _, _ = named_data.examples("mr")
     mr_inputs = encode_texts(Tokenizer.load(os.path.join(run_dir, "tokenizer")), texts[: 2 * PAIRS], length)
@@ -73,23 +73,33 @@ def accuracy(run_dir: str, paths: dict[str, str]) -> dict[str, dict]:
     return results
 
 
+def measure(paths: dict[str, str], num_threads: int, iterations: int, rounds: int) -> dict[str, float]:
+    """Per format, the median over interleaved rounds of its batch-1 p50 latency (ms)."""
+    runners = {fmt: LiteRTRunner(path, num_threads=num_threads) for fmt, path in paths.items()}
+    samples: dict[str, list[float]] = {fmt: [] for fmt in runners}
+    for _ in range(rounds):
+        for fmt, runner in runners.items():
+            samples[fmt].append(benchmark(runner, 1, warmup=5, iterations=iterations)["p50_ms"])
+    return {fmt: float(np.median(values)) for fmt, values in samples.items()}
+
+
 def main(argv: list[str]) -> None:
     del argv
     directory = os.path.join(FLAGS.run_dir, "export")
     paths = {fmt: os.path.join(directory, FILES[fmt]) for fmt in FORMATS if os.path.isfile(os.path.join(directory, FILES[fmt]))}
     paths.update(dict(item.split("=", 1) for item in FLAGS.extra))
     results = accuracy(FLAGS.run_dir, paths)
-    stats = measure(paths, FLAGS.num_threads, 1, FLAGS.iterations, FLAGS.rounds)
+    p50 = measure(paths, FLAGS.num_threads, FLAGS.iterations, FLAGS.rounds)
     base_file = os.path.getsize(paths["tflite_float32"])
     base_weights = flatbuffer.weights_bytes(Path(paths["tflite_float32"]).read_bytes())
-    base_ms = stats["tflite_float32"]["p50_ms"]
+    base_ms = p50["tflite_float32"]
     for fmt, path in paths.items():
         results[fmt].update(
             size_mb=round(os.path.getsize(path) / 1e6, 2),
             size_vs_float32=round(os.path.getsize(path) / base_file, 4),
             weights_vs_float32=round(flatbuffer.weights_bytes(Path(path).read_bytes()) / base_weights, 4),
-            p50_ms=round(stats[fmt]["p50_ms"], 2),
-            latency_vs_float32=round(stats[fmt]["p50_ms"] / base_ms, 3),
+            p50_ms=round(p50[fmt], 2),
+            latency_vs_float32=round(p50[fmt] / base_ms, 3),
         )
     report = {"run_dir": FLAGS.run_dir, "num_threads": FLAGS.num_threads, "batch_size": 1, "formats": results}
     print(json.dumps(report, indent=1))
