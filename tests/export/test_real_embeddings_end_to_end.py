@@ -104,7 +104,7 @@ def test_mediapipe_text_embedder_runs_the_file_as_is_with_kerass_similarities(em
     sentences, expected = pairs_and_keras
     # MediaPipe's BERT tokenizer lowercases but keeps accents, which MiniLM's uncased vocabulary
     # strips ("Lucía" -> "lucia"): sentences with accented letters are tokenized differently there,
-    # so they are compared apart (and must be the only ones that differ).
+    # so they are compared apart; every other sentence must agree.
     accented = np.array([unicodedata.normalize("NFD", s) != s for s in sentences])
     options = text_embedder.TextEmbedderOptions(base_options=base_options.BaseOptions(model_asset_path=str(embedding_run / "export" / file)))
     embedder = text_embedder.TextEmbedder.create_from_options(options)
