@@ -9,6 +9,7 @@ import json
 import os
 import subprocess
 import sys
+import unicodedata
 from pathlib import Path
 
 import keras
@@ -84,10 +85,13 @@ def test_int8_embeddings_keep_cosine_099_to_keras_on_200_mr_pairs(embedding_run,
 
 def test_openvino_runs_the_onnx_file_of_the_exact_gelu_checkpoint(embedding_run, pairs_and_keras):
     ov = pytest.importorskip("openvino", reason="openvino is in extras_require['test']")
-    sentences, expected = pairs_and_keras
-    compiled = ov.Core().compile_model(str(embedding_run / "export" / "model.onnx"), "CPU")
+    import zoo  # noqa: F401  (registers the model's classes)
+
+    sentences, _ = pairs_and_keras
+    compiled = ov.Core().compile_model(str(embedding_run / "export" / "model.onnx"), "CPU", {"INFERENCE_PRECISION_HINT": "f32"})
     inputs = encode_texts(Tokenizer.load(embedding_run / "tokenizer"), sentences[:16], 24)  # any length: ONNX is free
-    np.testing.assert_allclose(compiled(inputs)[compiled.output(0)], expected[:16], atol=1e-4)
+    expected = keras.models.load_model(embedding_run / "model.keras").predict(inputs, verbose=0)  # Keras at the same 24 tokens
+    np.testing.assert_allclose(compiled(inputs)[compiled.output(0)], expected, atol=1e-4)
 
 
 @pytest.mark.parametrize("file", sorted(FILES.values()))
@@ -98,14 +102,21 @@ def test_mediapipe_text_embedder_runs_the_file_as_is_with_kerass_similarities(em
     except ImportError as e:
         pytest.skip(f"mediapipe does not install here ({e}); it is in extras_require['test']")
     sentences, expected = pairs_and_keras
+    # MediaPipe's BERT tokenizer lowercases but keeps accents, which MiniLM's uncased vocabulary
+    # strips ("Lucía" -> "lucia"): sentences with accented letters are tokenized differently there,
+    # so they are compared apart; every other sentence must agree.
+    accented = np.array([unicodedata.normalize("NFD", s) != s for s in sentences])
     options = text_embedder.TextEmbedderOptions(base_options=base_options.BaseOptions(model_asset_path=str(embedding_run / "export" / file)))
     embedder = text_embedder.TextEmbedder.create_from_options(options)
     theirs = np.array([embedder.embed(s).embeddings[0].embedding for s in sentences])
     embedder.close()
     limit = 1e-3 if "int8" not in file else 2e-2  # int8: MediaPipe and our runtime run the same int8 file
-    assert np.abs(_pair_similarities(theirs) - _pair_similarities(expected)).max() <= limit
+    plain_pairs = ~(accented[0::2] | accented[1::2])
+    assert plain_pairs.sum() >= 190  # MR's snippets are English: a handful have accented names
+    assert np.abs(_pair_similarities(theirs) - _pair_similarities(expected))[plain_pairs].max() <= limit
     ours = LiteRTRunner(embedding_run / "export" / file.replace("model_mediapipe", "model").replace("model.tflite", "model_float32.tflite"))
-    np.testing.assert_allclose(theirs, ours.predict(encode_texts(Tokenizer.load(embedding_run / "tokenizer"), sentences, LENGTH)), atol=1e-4)
+    ours = ours.predict(encode_texts(Tokenizer.load(embedding_run / "tokenizer"), sentences, LENGTH))
+    np.testing.assert_allclose(theirs[~accented], ours[~accented], atol=1e-4)
 
 
 def test_the_runner_embeds_and_compares_texts_given_the_run_directory(embedding_run, tmp_path):
