@@ -11,7 +11,7 @@ runtime (`export.runner generate --chat`) share it. The template is rendered as 
 from __future__ import annotations
 
 import json
-from typing import Iterable, Protocol, Sequence
+from typing import Callable, Iterable, Protocol, Sequence
 
 
 class ChatError(ValueError):
@@ -89,3 +89,27 @@ class TextStream:
         text = self._tokenizer.decode(self._ids)
         new, self.text = text[len(self.text):], text
         return new
+
+
+MAX_NEW_TOKENS = 256  # a chat answer's default limit, within the context
+
+
+def answer(
+    tokenizer, user: str, system: str | None, context: int, tokens: Callable[[list[int], int], Iterable[int]],
+    max_new_tokens: int | None = None, write: Callable[[str], object] | None = None,
+) -> str:
+    """The model's answer to `user` through its chat template: `tokens(prompt_ids, max_new_tokens)`
+    yields the new token ids as they are picked (Keras or the on-device decoder, stopping at the end
+    of the turn); their text goes to `write` as it comes, and is returned whole."""
+    ids = prompt_ids(tokenizer, user, system, tokenizer.special_tokens())
+    if max_new_tokens is None:  # as long as the turn needs, within the context
+        max_new_tokens = max(1, min(MAX_NEW_TOKENS, context - len(ids)))
+    text = TextStream(tokenizer)
+    for token in tokens(ids, max_new_tokens):
+        piece = text.push(token)
+        if write and piece:
+            write(piece)
+    rest = text.flush()
+    if write and rest:
+        write(rest)
+    return text.text

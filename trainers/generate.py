@@ -74,27 +74,15 @@ def _check_prompt(prompt: str) -> None:
         cli.fail(PROGRAM, "--prompt is not valid UTF-8 text; pass the prompt in UTF-8")
 
 
-CHAT_MAX_NEW_TOKENS = 256
-
-
 def chat_reply(model, tokenizer, user: str, system: str | None = None, max_new_tokens: int | None = None, sampler="greedy",
                write=None, **sampling) -> str:
     """The model's answer to `user`, streamed to `write` (e.g. sys.stdout.write) as it comes."""
     from zoo import generation
 
-    ids = chat.prompt_ids(tokenizer, user, system, tokenizer.special_tokens())
-    context = int(model.backbone.max_sequence_length)
-    if max_new_tokens is None:  # as long as the turn needs, within the context
-        max_new_tokens = max(1, min(CHAT_MAX_NEW_TOKENS, context - len(ids)))
-    text = chat.TextStream(tokenizer)
-    for token in generation.stream(model, ids, max_new_tokens, sampler, stop_token_ids=tokenizer.stop_ids, **sampling):
-        piece = text.push(token)
-        if write and piece:
-            write(piece)
-    rest = text.flush()
-    if write and rest:
-        write(rest)
-    return text.text
+    def stream(ids: list[int], new_tokens: int):
+        return generation.stream(model, ids, new_tokens, sampler, stop_token_ids=tokenizer.stop_ids, **sampling)
+
+    return chat.answer(tokenizer, user, system, int(model.backbone.max_sequence_length), stream, max_new_tokens, write)
 
 
 def main(argv: list[str]) -> None:

@@ -30,7 +30,6 @@ from export.runtime.litert import LiteRTRunner, RunnerError, file_sha256
 EMBEDDINGS = "embeddings"  # the output name of sentence-embedding models (export.spec.EMBEDDINGS)
 
 MASK_TOKEN = "[MASK]"
-CHAT_MAX_NEW_TOKENS = 256  # a chat answer's default limit (trainers.generate's too), within the context
 Classification = tuple[str, np.ndarray]  # (input name, class probabilities)
 
 
@@ -305,18 +304,8 @@ class CausalLM(DeviceTask):
         from common import chat  # templates and text streaming, shared with trainers.generate (no TensorFlow)
 
         decoder = TFLiteDecoder(self.runner)
-        ids = chat.prompt_ids(self.tokenizer, user, system, self.tokenizer.special_tokens())
-        if max_new_tokens is None:  # as long as the turn needs, within the context
-            max_new_tokens = max(1, min(CHAT_MAX_NEW_TOKENS, decoder.context - len(ids)))
-        text = chat.TextStream(self.tokenizer)
-        for token in decoder.stream_ids(ids, max_new_tokens, sampler, seed, self.tokenizer.stop_ids):
-            piece = text.push(token)
-            if write and piece:
-                write(piece)
-        rest = text.flush()
-        if write and rest:
-            write(rest)
-        return text.text
+        stream = lambda ids, n: decoder.stream_ids(ids, n, sampler, seed, self.tokenizer.stop_ids)  # noqa: E731
+        return chat.answer(self.tokenizer, user, system, decoder.context, stream, max_new_tokens, write)
 
     def synthetic_inputs(self, batch_size):
         inputs = super().synthetic_inputs(batch_size)
