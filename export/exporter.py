@@ -270,14 +270,14 @@ def _move_into_place(tmp: str, destination: str, overwrite: bool) -> None:
 
 def _model_hashes(directory: str) -> dict[str, str]:
     """sha256 of every .tflite file written (by file name)."""
-    from export.runtime.litert import file_sha256
+    from common.files import file_sha256
 
     return {name: file_sha256(os.path.join(directory, name)) for name in sorted(os.listdir(directory)) if name.endswith(".tflite")}
 
 
 def _tokenizer_hash(run: RunDir) -> str:
     """sha256 of RUN/tokenizer/tokenizer.json: the runner refuses a tokenizer that is not it."""
-    from export.runtime.litert import file_sha256
+    from common.files import file_sha256
 
     return file_sha256(os.path.join(run.tokenizer_dir, "tokenizer.json"))
 

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import collections
 import functools
-import hashlib
 import os
 import re
 from typing import Mapping
@@ -251,15 +250,6 @@ def _check_file(path: str) -> None:
         head = f.read(8)
     if head[4:8] != _TFLITE_IDENTIFIER:
         raise RunnerError(f"{path} is not a TFLite model (a .tflite flatbuffer starts with identifier TFL3 at byte 4)")
-
-
-def file_sha256(path: str) -> str:
-    """The file's sha256, read in 1 MiB blocks."""
-    digest = hashlib.sha256()
-    with open(path, "rb") as f:
-        for block in iter(lambda: f.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
 
 
 def _first_failure(message: str) -> str:

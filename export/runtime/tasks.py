@@ -20,12 +20,13 @@ from common import metrics
 from common.data import evenly_spaced
 from common.embeddings import cosine_rows
 from common.embeddings import metrics as embedding_metrics
+from common.files import file_sha256
 from common.rundir import TARGET_WEIGHTS, TARGETS, VALIDATION, RunDir, read_json
 from common.sampling import Sampler, make_sampler
 from common.tokenizers import FILENAME, Tokenizer, encode_texts
 from export.runtime import images
 from export.runtime.decoder import TFLiteDecoder
-from export.runtime.litert import LiteRTRunner, RunnerError, file_sha256
+from export.runtime.litert import LiteRTRunner, RunnerError
 
 EMBEDDINGS = "embeddings"  # the output name of sentence-embedding models (export.spec.EMBEDDINGS)
 

@@ -45,7 +45,7 @@ def test_export_writes_every_format_and_the_report_it_returns(any_export):
     for fmt, entry in report["formats"].items():
         assert entry["size_bytes"] > 0 and "max_abs_diff" in entry and entry["metrics"], fmt
     if "tokenizer" in side_files:  # the runner refuses any other tokenizer.json with this run's files
-        from export.runtime.litert import file_sha256
+        from common.files import file_sha256
 
         assert report["tokenizer_sha256"] == file_sha256(os.path.join(run_dir, "tokenizer", "tokenizer.json"))
 

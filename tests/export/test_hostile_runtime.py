@@ -11,11 +11,12 @@ import numpy as np
 import pytest
 
 from common import sampling
+from common.files import file_sha256
 from common.rundir import RunDir, RunDirError
 from common.tokenizers import train_byte_bpe
 from export.runtime import images, tasks
 from export.runtime.decoder import TFLiteDecoder
-from export.runtime.litert import LiteRTRunner, RunnerError, file_sha256, max_threads
+from export.runtime.litert import LiteRTRunner, RunnerError, max_threads
 from tests.export.test_runtime import (  # noqa: F401 (fixtures)
     gpt_run,
     image_run,

@@ -9,9 +9,10 @@ import numpy as np
 import pytest
 
 import zoo
+from common.files import file_sha256
 from export import formats
 from export.runtime import tasks
-from export.runtime.litert import LiteRTRunner, RunnerError, file_sha256
+from export.runtime.litert import LiteRTRunner, RunnerError
 from export.spec import signature_of
 
 VOCAB, LENGTH = 50, 8
