@@ -108,7 +108,7 @@ def test_resume_step_resumes_an_older_checkpoint_and_start_over_starts_again(tmp
     [
         ({"a.txt": "", "b.txt": ""}, "no UTF-8 text files under"),  # empty files are no text
         ({"a.txt": "\n\n   \n", "b.txt": " "}, "no UTF-8 text files under"),  # nor are blank ones
-        ({"only.txt": "one short paragraph of text"}, "split of text:.* has no tokens to predict"),  # one side empty
+        ({"only.txt": "one short paragraph of text"}, "split of text:.* is empty: it has 1 file, too few to hold one out for validation"),  # one side empty
     ],
 )
 def test_an_empty_or_tiny_corpus_is_refused_before_training(tmp_path, files, message):

@@ -48,7 +48,7 @@ def builder_kwargs(config: dict) -> dict:
     )
 
 
-def default_head(names: set[str], config: dict) -> str:
+def default_head(names: set[str], config: dict, directory: str = "") -> str:
     return "causal_lm"
 
 
