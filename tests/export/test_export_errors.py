@@ -209,15 +209,19 @@ def test_int8_keeps_layers_the_debugger_flags_in_float_and_says_which(tmp_path):
             yield {"image": rng.random((1, 28, 28, 1), dtype=np.float32)}
 
     strict = int8.quantize_int8(str(tmp_path / "sm"), representative, int8_io=False, rmse_limit=0.0)  # flags every layer
-    assert strict.layers_checked >= 2 and len(strict.float_layers) == strict.layers_checked
-    assert {layer["op"] for layer in strict.float_layers} >= {"FULLY_CONNECTED"}
+    flagged = strict.float_layers + strict.hybrid_layers
+    assert strict.layers_checked >= 2 and len(flagged) == strict.layers_checked
+    # Flagged fully connected layers run hybrid (int8 weights, float activations between layers): the file stays small.
+    assert {layer["op"] for layer in strict.hybrid_layers} == {"FULLY_CONNECTED"}
     (tmp_path / "strict.tflite").write_bytes(strict.model)
     runner = LiteRTRunner(str(tmp_path / "strict.tflite"))
     tensors = {t["index"]: t for t in runner.interpreter.get_tensor_details()}
-    fc_outputs = {tensors[op["outputs"][0]]["dtype"] for op in runner.interpreter._get_ops_details() if op["op_name"] == "FULLY_CONNECTED"}
-    assert fc_outputs == {np.float32}
+    fc_ops = [op for op in runner.interpreter._get_ops_details() if op["op_name"] == "FULLY_CONNECTED"]
+    assert {tensors[op["outputs"][0]]["dtype"] for op in fc_ops} == {np.float32}  # no activation is quantized any more
+    assert {tensors[op["inputs"][1]]["dtype"] for op in fc_ops} == {np.int8}  # the weights are
     images = rng.random((4, 28, 28, 1), dtype=np.float32)
-    np.testing.assert_allclose(runner.predict(images), np.asarray(model(images)), atol=1e-4)  # nothing is quantized any more
+    # int8 weights and the run-time int8 inputs of the hybrid kernel: 0.008 here on logits of ~1, far from a broken file.
+    np.testing.assert_allclose(runner.predict(images), np.asarray(model(images)), atol=3e-2)
 
 
 @pytest.mark.slow
