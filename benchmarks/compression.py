@@ -112,7 +112,7 @@ def train(
     config.data.dataset = data
     config.data.sequence_length = workload.sequence_length
     config.data.calibration_examples = 100
-    config.train.update(dict(batch_size=workload.batch_size, train_steps=steps, learning_rate=workload.learning_rate,
+    config.train.update(dict(batch_size=workload.batch_size, train_steps=steps, time_budget="", learning_rate=workload.learning_rate,
                              warmup_steps=max(1, steps // 10), steps_per_loop=10, checkpoint_every=0, eval_every=0,
                              eval_batches=0, final_eval_batches=16))
     config.train.update(init_from=init_from or "", distill_from=distill_from or "")

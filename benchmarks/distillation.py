@@ -110,7 +110,7 @@ def train(workload: Workload, model: str, run_dir: str, steps: int, init_from=No
     config.data.dataset = workload.dataset
     config.data.sequence_length = FLAGS.sequence_length
     config.train.update(
-        dict(batch_size=FLAGS.batch_size, train_steps=steps, warmup_steps=max(steps // 10, 1), steps_per_loop=50, checkpoint_every=0,
+        dict(batch_size=FLAGS.batch_size, train_steps=steps, time_budget="", warmup_steps=max(steps // 10, 1), steps_per_loop=50, checkpoint_every=0,
              eval_every=0, final_eval_batches=0 if workload.task == "classify" else 40, distill_alpha=alpha, distill_temperature=temperature)
     )  # fmt: skip
     if workload.learning_rate:

@@ -97,8 +97,8 @@ def fine_tune(dataset: str, run_dir: str, **train) -> tuple[dict, Clock]:
     from trainers.config import defaults, resolve
     from trainers.train import train_and_evaluate
 
-    config = defaults(pretrained.registered_name(CHECKPOINT))
-    config.task, config.data.dataset = "classify", dataset
+    config = defaults(pretrained.registered_name(CHECKPOINT), "classify")
+    config.data.dataset = dataset
     config.train.update(train, init_from=CHECKPOINT)
     with Clock() as clock:
         metrics = train_and_evaluate(resolve(config), run_dir)
@@ -146,8 +146,8 @@ def keras_hub_section(work: Path, chunk: int = 25) -> dict:
     from trainers.train import resolve_run
 
     directory = zoo.pretrained.local_directory(CHECKPOINT)
-    config = defaults(pretrained.registered_name(CHECKPOINT))
-    config.task, config.data.dataset, config.train.init_from = "classify", "mr", directory
+    config = defaults(pretrained.registered_name(CHECKPOINT), "classify")
+    config.data.dataset, config.train.init_from = "mr", directory
     scratch = work / "keras_hub_scratch"
     shutil.rmtree(scratch, ignore_errors=True)
     strategy = get_strategy("auto")
@@ -371,8 +371,8 @@ def fine_tune_from(source: str, run_dir: str, **train) -> dict:
     from trainers.train import train_and_evaluate
 
     previous = RunDir(source).read_config()
-    config = defaults(previous["name"])
-    config.task, config.data.dataset = "classify", "mr"
+    config = defaults(previous["name"], "classify")
+    config.data.dataset = "mr"
     config.data.sequence_length = previous["data"]["sequence_length"]
     for key in ("batch_size", "learning_rate", "train_steps"):
         config.train[key] = previous["train"][key]

@@ -70,7 +70,7 @@ def workload_config(workload: Workload, total_steps: int, mixed_precision: str) 
     config.model.update(workload.overrides)
     config.data.sequence_length = workload.sequence_length
     config.train.batch_size = workload.batch_size
-    config.train.train_steps = total_steps
+    config.train.train_steps, config.train.time_budget = total_steps, ""  # steps, not the Quickstart's budget
     config.train.warmup_steps = max(1, total_steps // 10)
     config.train.steps_per_loop = workload.steps_per_call
     config.train.mixed_precision = mixed_precision

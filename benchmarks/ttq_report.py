@@ -12,6 +12,7 @@ import platform
 import re
 import sys
 
+from benchmarks import results
 from common.progress import format_seconds
 
 HERE = os.path.dirname(os.path.abspath(__file__))
@@ -46,9 +47,10 @@ def host_line(m: dict, date: str) -> str:
 def write(report: dict, curves_path: str, results_path: str, docs_path: str) -> None:
     _write_json(curves_path, report)
     if results_path:
-        previous = _read_json(results_path, [])
-        rows = [row for row in previous if TAG not in row["name"]] + rows_of(report)
-        _write_json(results_path, rows)
+        # benchmarks/results.json is shared: its other rows stay, each with the host it was measured on.
+        kept = results.stamped_rows(results.read(results_path)) if os.path.isfile(results_path) else []
+        rows = [row for row in kept if TAG not in row["name"]] + [{**row, "host": results.host()} for row in rows_of(report)]
+        results.write(results_path, rows, report["command"])
     tables = markdown(report)
     print(tables)
     if docs_path:

@@ -2,8 +2,9 @@
 
     python -m trainers.run --model=gpt_mini
 
-The defaults are a short Quickstart run (minutes on 2 CPU cores); pretrain for real with e.g.
-`--train_steps=20000 --batch_size=64`.
+The small sizes' defaults are a Quickstart run of a 4-minute training budget (about five minutes
+in all, on any machine); pretrain for real with e.g. `--train_steps=20000 --batch_size=64` (steps
+given alone replace the budget) or `--time_budget=2h`.
 """
 
 import ml_collections
@@ -13,9 +14,12 @@ from configs import base
 # Training context per size (the registered architectures allow up to 1024 positions for gpt_small).
 CONTEXT = {"gpt_tiny": 128, "gpt_mini": 256, "gpt_small": 512}
 LEARNING_RATE = {"gpt_tiny": 1e-3, "gpt_mini": 1e-3, "gpt_small": 3e-4}
+# As configs/bert.py: the sizes a user starts with train for a wall-clock budget by default.
+TIME_BUDGET = {"gpt_tiny": "4m", "gpt_mini": "4m"}
 
 
 def get_config(name: str, task: str | None = None) -> ml_collections.ConfigDict:
+    del task  # one task: causal_lm
     config = base.get_config()
     config.task = "causal_lm"
     context = CONTEXT[name]
@@ -26,4 +30,6 @@ def get_config(name: str, task: str | None = None) -> ml_collections.ConfigDict:
         train_steps=120, learning_rate=LEARNING_RATE[name], warmup_steps=12, steps_per_loop=20, checkpoint_every=40, eval_every=40,
         final_eval_batches=30,
     )
+    if name in TIME_BUDGET:  # train_steps: a cap the budget ends first; few, small evaluations (configs/bert.py)
+        config.train.update(time_budget=TIME_BUDGET[name], train_steps=1_000_000, eval_every=100, checkpoint_every=100, eval_batches=10)
     return config

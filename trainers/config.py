@@ -20,6 +20,7 @@ import types
 from typing import Any, Mapping
 
 import ml_collections
+from absl import logging
 
 import zoo
 from common.progress import parse_duration
@@ -215,3 +216,17 @@ def _validate(config: Config) -> None:
         raise ConfigError(f"config.train.distill_temperature={train.distill_temperature} must be > 0")
     if config.data.calibration_examples < 1:
         raise ConfigError(f"config.data.calibration_examples={config.data.calibration_examples} must be >= 1")
+
+
+def steps_replace_default_budget(config: ml_collections.ConfigDict, argv: list[str]) -> ml_collections.ConfigDict:
+    """A step count the user asked for replaces the family's default time budget (the Quickstart
+    sizes train for minutes by default): `--train_steps=20000` means 20,000 steps, not "20,000
+    steps or 4 minutes". Both given by the user: whichever ends first."""
+    given = lambda flag, field: any(a.partition("=")[0] in (f"--{flag}", f"--config.{field}") for a in argv)  # noqa: E731
+    if config.train.time_budget and given("train_steps", "train.train_steps") and not given("time_budget", "train.time_budget"):
+        logging.info(
+            "--train_steps=%d given: the default %s time budget is off (give --time_budget too for whichever ends first)",
+            config.train.train_steps, config.train.time_budget,
+        )
+        config.train.time_budget = ""
+    return config

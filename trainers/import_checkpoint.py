@@ -70,7 +70,7 @@ def import_checkpoint(
     if dataset or head == "embedding":  # embeddings are scored on labelled sentences: MR unless told
         config.data.dataset = dataset or EMBEDDING_DATASET
     config.data.data_dir = data_dir or ""
-    config.train.train_steps = 0
+    config.train.train_steps, config.train.time_budget = 0, ""  # scored as it is: no training, no budget
     config.train.init_from = path
     context = getattr(source, "backbone", source).max_sequence_length
     config.data.sequence_length = min(sequence_length or config.data.sequence_length, context)

@@ -100,4 +100,4 @@ def for_checkpoint(config: Config, checkpoint_dir: str, model_limit: int | None 
     )
     tokenizer = pretrained.tokenizer(checkpoint_dir, WORDPIECE)
     lengths = [len(ids) + 2 for ids in tokenizer.encode_batch(source.train_texts)]
-    return fine_tune_classifier(config, lengths, len(source.train_texts), defaults(config.name).to_dict(), model_limit=model_limit)
+    return fine_tune_classifier(config, lengths, len(source.train_texts), defaults(config.name, config.task).to_dict(), model_limit=model_limit)

@@ -26,7 +26,7 @@ from common import cli
 from common.data import DataError
 from common.rundir import RunDirError
 from trainers import pretrained
-from trainers.config import ConfigError, defaults, resolve
+from trainers.config import ConfigError, defaults, resolve, steps_replace_default_budget
 from trainers.loop import Preempted, TrainingError
 from trainers.strategy import STRATEGIES, StrategyError, get_strategy, is_chief
 from trainers.tasks import TASKS
@@ -98,14 +98,14 @@ ALIASES = {"--config.task.next_sentence": "--config.data.next_sentence"}
 USER_ERRORS = (ConfigError, DataError, RunDirError, StrategyError, TrainingError)
 
 
-def apply_shortcuts(config):
+def apply_shortcuts(config, argv: list[str] | None = None):
     """Applies the shortcut flags on top of the config (and its `--config.*` overrides)."""
     for flag, field in SHORTCUTS.items():
         value = FLAGS[flag].value
         if value is not None:
             section, _, key = field.rpartition(".")
             (config[section] if section else config)[key] = value
-    return config
+    return steps_replace_default_budget(config, sys.argv[1:] if argv is None else argv)
 
 
 def main(argv: list[str]) -> None:

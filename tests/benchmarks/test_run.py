@@ -69,7 +69,8 @@ def test_time_to_quality_runs_every_side_and_writes_rows_curves_and_tables(tmp_p
     """The harness end to end on tiny models: keras-hub's side (when installed), v1, the default
     and its ablations, each evaluated at the same points of its own training time."""
     results = tmp_path / "results.json"
-    results.write_text(json.dumps([{"name": "an earlier row", "unit": "s", "ours": 1.0, "theirs": None, "ratio": None}]))
+    earlier = {"name": "an earlier row", "unit": "s", "ours": 1.0, "theirs": None, "ratio": None}
+    results.write_text(json.dumps({"host": {"cpu": "another host"}, "command": "python -m benchmarks.run", "rows": [earlier]}))
     docs = tmp_path / "ttq.md"
     docs.write_text("# prose kept\n")
     result = subprocess.run(
@@ -78,8 +79,8 @@ def test_time_to_quality_runs_every_side_and_writes_rows_curves_and_tables(tmp_p
         cwd=ROOT, env={**os.environ, "TF_CPP_MIN_LOG_LEVEL": "2"}, capture_output=True, text=True, timeout=900,
     )
     assert result.returncode == 0, result.stderr[-3000:]
-    rows = json.loads(results.read_text())
-    assert rows[0]["name"] == "an earlier row"  # other benchmarks' rows are kept
+    rows = json.loads(results.read_text())["rows"]
+    assert rows[0]["name"] == "an earlier row" and rows[0]["host"] == {"cpu": "another host"}  # other benchmarks' rows are kept
     ours = [row for row in rows if "time-to-quality" in row["name"]]
     check_rows(ours)
     for workload in ("bert_small masked LM", "gpt_mini causal LM"):

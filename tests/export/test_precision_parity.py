@@ -32,12 +32,12 @@ FLOAT_FORMATS = ("saved_model", "tflite_float32", "onnx")
 
 def _config(family: str, mixed_precision: str, data_dir):
     name = {"mnist_mlp": "mnist_mlp", "gpt": "gpt_tiny"}.get(family, "bert_tiny")
-    config = tiny_config(name, train_steps=4, eval_every=0, final_eval_batches=2, mixed_precision=mixed_precision)
+    task = "classify" if family == "bert_classifier" else None  # as --task=classify: the classifier's defaults
+    config = tiny_config(name, task, train_steps=4, eval_every=0, final_eval_batches=2, mixed_precision=mixed_precision)
     if family == "mnist_mlp":
         config.model.update(hidden_units=(32,))
         config.data.dataset = "digits"
     elif family == "bert_classifier":
-        config.task = "classify"
         config.data.dataset = _which_module(data_dir / "which_module", data_dir / "corpus")
     else:
         config.data.dataset = f"text:{data_dir / 'corpus'}"

@@ -143,3 +143,41 @@ def test_an_old_checkpoint_without_a_recorded_time_resumes_counting_from_zero(tm
     resumed, _ = _run(tmp_path, "run", train_steps=8)
     assert "does not record its training time" in caplog.text and "resumed from" in caplog.text
     assert resumed["step"] == 8 and resumed["training_seconds"] == 3.0
+
+
+@pytest.mark.parametrize("name", ["bert_tiny", "bert_mini", "bert_small", "gpt_tiny", "gpt_mini"])
+def test_the_sizes_a_user_starts_with_pretrain_for_a_budget_and_fine_tuning_them_counts_steps(name):
+    from trainers.config import defaults
+
+    pretraining = resolve(defaults(name)).train
+    assert parse_duration(pretraining.time_budget) == 240 and pretraining.train_steps >= 10**6  # the budget ends the Quickstart
+    if name.startswith("bert"):
+        fine_tuning = resolve(defaults(name, "classify")).train
+        assert (fine_tuning.time_budget, fine_tuning.train_steps) == ("", 200)  # a recipe counts epochs, not minutes
+
+
+def test_larger_sizes_train_by_steps():
+    from trainers.config import defaults
+
+    assert all(defaults(name).train.time_budget == "" for name in ("bert_base", "gpt_small", "llama_tiny"))
+
+
+@pytest.mark.parametrize(
+    "argv, budget",
+    [
+        (["--model=bert_small"], "4m"),  # the Quickstart: the default budget
+        (["--model=bert_small", "--train_steps=20000"], ""),  # "pretrain for real": 20,000 steps, not 4 minutes
+        (["--model=bert_small", "--train_steps", "20000"], ""),
+        (["--model=bert_small", "--config.train.train_steps=20000"], ""),
+        (["--model=bert_small", "--train_steps=20000", "--time_budget=2h"], "2h"),  # both given: whichever ends first
+        (["--model=bert_small", "--time_budget=90s"], "90s"),
+    ],
+)
+def test_steps_given_alone_replace_the_default_budget(argv, budget):
+    from trainers.config import defaults, steps_replace_default_budget
+
+    config = defaults("bert_small")
+    for arg in argv:  # what absl and apply_shortcuts set from these flags
+        if arg.startswith("--time_budget="):
+            config.train.time_budget = arg.partition("=")[2]
+    assert steps_replace_default_budget(config, argv).train.time_budget == budget
