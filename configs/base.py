@@ -68,3 +68,14 @@ def get_config() -> ml_collections.ConfigDict:
         distill_temperature=1.0,
     )
     return config
+
+
+# The pretraining defaults of the sizes a user starts with (configs/bert.py, configs/gpt.py): a
+# wall-clock budget, so the whole Quickstart command, start-up and final evaluation included, takes
+# about five minutes on any machine (what differs is how far the budget gets). train_steps is a cap
+# the budget ends first; `--train_steps` given alone turns the budget off
+# (trainers.config.steps_replace_default_budget). Evaluations are not part of the budget: few and
+# small, so that a fast machine's many steps do not turn the five minutes into ten.
+QUICKSTART_BUDGET = dict(
+    time_budget="4m", train_steps=1_000_000, eval_every=100, checkpoint_every=100, eval_batches=10, final_eval_batches=30
+)

@@ -17,11 +17,9 @@ from configs import base
 # Only the learning rate differs between sizes: 1e-3 kept post-LN bert_small at the unigram loss
 # for all 200 Quickstart steps; 3e-4 learns. Larger sizes take smaller steps still.
 LEARNING_RATE = {"bert_tiny": 1e-3, "bert_mini": 1e-3, "bert_small": 3e-4, "bert_medium": 1e-4, "bert_base": 1e-4}
-# The sizes a user starts with pretrain for a wall-clock budget (docs/time-to-quality.md): the
-# whole Quickstart command, start-up and final evaluation included, in about five minutes on any
-# machine; what differs between machines is how far the budget gets. `--train_steps` alone turns
-# it off (trainers.config.steps_replace_default_budget); larger sizes train by steps.
-TIME_BUDGET = {"bert_tiny": "4m", "bert_mini": "4m", "bert_small": "4m"}
+# The sizes a user starts with pretrain for `base.QUICKSTART_BUDGET` (docs/time-to-quality.md);
+# larger sizes train by steps.
+QUICKSTART_SIZES = ("bert_tiny", "bert_mini", "bert_small")
 PRETRAINING = ("masked_lm", None)
 # Their pretraining recipe, measured fastest to quality (`python -m benchmarks.time_to_quality`,
 # docs/time-to-quality.md): it reaches the validation loss that v1 (BERT's 2018 recipe: post-LN,
@@ -46,12 +44,8 @@ def get_config(name: str, task: str | None = None) -> ml_collections.ConfigDict:
     config.model = dict(vocab_size=8192, max_sequence_length=128, dropout=0.1)
     config.data.update(dataset="pysource", sequence_length=128)
     config.train.update(learning_rate=LEARNING_RATE[name])
-    if task in PRETRAINING and name in TIME_BUDGET:
-        # train_steps is a cap the budget ends first. Evaluations are not part of the budget: few and
-        # small, so that a fast machine's many steps do not turn the five minutes into ten.
-        config.train.update(
-            time_budget=TIME_BUDGET[name], train_steps=1_000_000, eval_every=100, checkpoint_every=100, eval_batches=10, final_eval_batches=30
-        )
+    if task in PRETRAINING and name in QUICKSTART_SIZES:
+        config.train.update(base.QUICKSTART_BUDGET)
         for section, values in FAST_PRETRAINING.items():
             config[section].update(values)
     return config

@@ -14,8 +14,8 @@ from configs import base
 # Training context per size (the registered architectures allow up to 1024 positions for gpt_small).
 CONTEXT = {"gpt_tiny": 128, "gpt_mini": 256, "gpt_small": 512}
 LEARNING_RATE = {"gpt_tiny": 1e-3, "gpt_mini": 1e-3, "gpt_small": 3e-4}
-# As configs/bert.py: the sizes a user starts with train for a wall-clock budget by default.
-TIME_BUDGET = {"gpt_tiny": "4m", "gpt_mini": "4m"}
+# The sizes a user starts with train for `base.QUICKSTART_BUDGET`; gpt_small by steps.
+QUICKSTART_SIZES = ("gpt_tiny", "gpt_mini")
 
 
 def get_config(name: str, task: str | None = None) -> ml_collections.ConfigDict:
@@ -30,6 +30,6 @@ def get_config(name: str, task: str | None = None) -> ml_collections.ConfigDict:
         train_steps=120, learning_rate=LEARNING_RATE[name], warmup_steps=12, steps_per_loop=20, checkpoint_every=40, eval_every=40,
         final_eval_batches=30,
     )
-    if name in TIME_BUDGET:  # train_steps: a cap the budget ends first; few, small evaluations (configs/bert.py)
-        config.train.update(time_budget=TIME_BUDGET[name], train_steps=1_000_000, eval_every=100, checkpoint_every=100, eval_batches=10)
+    if name in QUICKSTART_SIZES:
+        config.train.update(base.QUICKSTART_BUDGET)
     return config

@@ -98,14 +98,14 @@ ALIASES = {"--config.task.next_sentence": "--config.data.next_sentence"}
 USER_ERRORS = (ConfigError, DataError, RunDirError, StrategyError, TrainingError)
 
 
-def apply_shortcuts(config, argv: list[str] | None = None):
+def apply_shortcuts(config):
     """Applies the shortcut flags on top of the config (and its `--config.*` overrides)."""
     for flag, field in SHORTCUTS.items():
         value = FLAGS[flag].value
         if value is not None:
             section, _, key = field.rpartition(".")
             (config[section] if section else config)[key] = value
-    return steps_replace_default_budget(config, sys.argv[1:] if argv is None else argv)
+    return steps_replace_default_budget(config, sys.argv[1:])
 
 
 def main(argv: list[str]) -> None:
