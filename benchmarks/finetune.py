@@ -31,7 +31,6 @@ from __future__ import annotations
 
 import argparse
 import datetime
-import json
 import os
 import platform
 import resource
@@ -84,10 +83,18 @@ def _cpu_seconds() -> float:
 
 
 def save(section: str, value) -> None:
-    results = json.loads(RESULTS.read_text()) if RESULTS.is_file() else {}
-    results[section] = {"measured": datetime.datetime.now().isoformat(timespec="minutes"), "host": host(), **value}
-    RESULTS.write_text(json.dumps(results, indent=1) + "\n")
+    """One row per section in RESULTS (benchmarks.results' envelope, each row stamped with its host),
+    replacing the section's earlier row; docs/real-models.md quotes them (`python -m benchmarks.tables`)."""
+    from benchmarks import results
+
+    row = {"section": section, "measured": datetime.datetime.now().isoformat(timespec="minutes"), "machine": host(), **value}
+    results.write(str(RESULTS), [row], f"python -m benchmarks.finetune --sections={section}", merge_key=("section",))
     print(f"{section}: written to {RESULTS}", flush=True)
+
+
+def sections(data: dict) -> dict[str, dict]:
+    """RESULTS's rows by section."""
+    return {row["section"]: row for row in data["rows"]}
 
 
 # --- fine-tuning with the default recipe ---------------------------------------------------------
@@ -499,7 +506,7 @@ def markdown(results: dict) -> str:
     if "finetune" in results:
         section = results["finetune"]
         out += [f"Fine-tuning with the default recipe (`{section['command']}`), measured {section['measured']} "
-                f"on {section['host']['cpus']} CPUs ({', '.join(section['host']['cpu_flags'])}):", "",
+                f"on {section['machine']['cpus']} CPUs ({', '.join(section['machine']['cpu_flags'])}):", "",
                 "| dataset | accuracy | macro F1 | steps × batch | sequence | learning rate | wall s | CPU s | load avg |",
                 "|---|---:|---:|---|---:|---:|---:|---:|---:|"]
         for name, r in section["rows"].items():
@@ -521,7 +528,7 @@ def markdown(results: dict) -> str:
         for length, entry in r["lengths"].items():
             for name, ms in entry["batch1_ms"].items():
                 out.append(f"| {length} | {name} | {ms:.2f} | {entry['accuracy'][name]:.1%} |")
-            out.append(f"| {length} | **our int8 / onnxruntime int8** | **{entry['int8_vs_onnxruntime_int8']:.2f}x** | |")
+            out.append(f"| {length} | **our int8's time / onnxruntime int8's** | **{entry['int8_vs_onnxruntime_int8']:.2f}x** | |")
         out.append("")
     if "compression" in results:
         r = results["compression"]
@@ -555,7 +562,9 @@ def main() -> None:
     parser.add_argument("--markdown", action="store_true", help="Print the tables from the results JSON and exit.")
     args = parser.parse_args()
     if args.markdown:
-        print(markdown(json.loads(RESULTS.read_text())))
+        from benchmarks import results
+
+        print(markdown(sections(results.read(str(RESULTS)))))
         return
     work = Path(args.work_dir or "runs/benchmarks-finetune").absolute()
     work.mkdir(parents=True, exist_ok=True)

@@ -38,6 +38,7 @@ import time
 
 THREADS = 2
 PROMPT_TOKENS, NEW_TOKENS = 256, 128
+ROUNDS = 2
 FIXED_TOKENS = 512
 CONTEXT = 512  # the decode models' and llama.cpp's context: the 256 + 128 tokens fit, as does FIXED_TEXT
 CHAT_PROMPT = "What is 2 + 2?"
@@ -73,6 +74,15 @@ def cpu_flags() -> str:
 
 
 def _peak_rss_mb() -> float:
+    """This process's peak resident memory. VmHWM, not getrusage's ru_maxrss: Linux carries
+    ru_maxrss across fork and execve, so every spawned side reported at least its parent's peak."""
+    try:
+        with open("/proc/self/status") as f:
+            for line in f:
+                if line.startswith("VmHWM:"):
+                    return int(line.split()[1]) / 1024
+    except OSError:
+        pass
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
 
 
@@ -134,7 +144,7 @@ def llama_cpp_greedy(gguf: str, ids: list[int], new_tokens: int, stop: set[int])
     return out
 
 
-def _llama_cpp_speed(gguf: str, prompt: list[int], fixed: list[int]) -> dict:
+def _llama_cpp_speed(gguf: str, prompt: list[int], fixed: list[int] | None) -> dict:
     import numpy as np
 
     llm = _llama(gguf)
@@ -149,37 +159,46 @@ def _llama_cpp_speed(gguf: str, prompt: list[int], fixed: list[int]) -> dict:
         llm.eval([token])
         token = int(np.argmax(_last_logits(llm)))
     decode = time.perf_counter() - start
+    rss = _peak_rss_mb()  # of the generation, before scoring the text loads a second context
     llm.reset()
     del llm
-    perplexity = _perplexity(llama_cpp_logits(gguf, fixed), fixed)
-    return {"prefill_tokens_per_s": len(prompt) / ttft, "decode_tokens_per_s": NEW_TOKENS / decode, "ttft_ms": 1e3 * ttft,
-            "perplexity": perplexity, "peak_rss_mb": _peak_rss_mb(), "file_bytes": os.path.getsize(gguf)}
+    row = {"prefill_tokens_per_s": len(prompt) / ttft, "decode_tokens_per_s": NEW_TOKENS / decode, "ttft_ms": 1e3 * ttft,
+           "peak_rss_mb": rss, "file_bytes": os.path.getsize(gguf)}
+    if fixed is not None:
+        row["perplexity"] = _perplexity(llama_cpp_logits(gguf, fixed), fixed)
+    return row
 
 
 # ---------------------------------------------------------------------------------------------
 # LiteRT-LM and our runtime
 
 
-def _litert_lm_speed(package: str, prompt_text: str, decode_model: str, fixed: list[int]) -> dict:
+def _litert_lm_speed(package: str, prompt_text: str, fixed: list[int] | None, cache_dir: str) -> dict:
     """LiteRT-LM's own benchmark (its prefill of PROMPT_TOKENS tokens, then NEW_TOKENS decode steps);
-    perplexity from its text scoring of FIXED_TEXT after the first token."""
+    perplexity (with `fixed`) from its text scoring of FIXED_TEXT after the first token.
+
+    `cache_dir` holds XNNPACK's packed weights, as an app's LiteRT-LM keeps them beside the model
+    (its default): the first engine writes them, later ones map them. Without a cache (":nocache")
+    every signature packs its own copy: SmolLM2 int4 peaked at 618 MB instead of 289-320 MB."""
     import litert_lm
 
     litert_lm.set_min_log_severity(litert_lm.LogSeverity.ERROR)
     info = litert_lm.Benchmark(package, litert_lm.Backend.CPU(thread_count=THREADS), prefill_tokens=PROMPT_TOKENS,
-                               decode_tokens=NEW_TOKENS, prompt=prompt_text, cache_dir=":nocache").run()
+                               decode_tokens=NEW_TOKENS, prompt=prompt_text, cache_dir=cache_dir).run()
     row = {"prefill_tokens_per_s": info.last_prefill_tokens_per_second, "decode_tokens_per_s": info.last_decode_tokens_per_second,
            "ttft_ms": 1e3 * info.time_to_first_token_in_second, "init_s": info.init_time_in_second,
-           "peak_rss_mb": _peak_rss_mb(), "file_bytes": os.path.getsize(package)}
-    row["perplexity"], row["perplexity_by"] = _litert_lm_perplexity(package, fixed)
+           "peak_rss_mb": _peak_rss_mb(), "file_bytes": os.path.getsize(package)}  # before the scoring engine
+    if fixed is not None:
+        row["perplexity"], row["perplexity_by"] = _litert_lm_perplexity(package, fixed, cache_dir)
     return row
 
 
-def _litert_lm_perplexity(package: str, fixed: list[int]) -> tuple[float | None, str]:
+def _litert_lm_perplexity(package: str, fixed: list[int], cache_dir: str = ":nocache") -> tuple[float | None, str]:
     """LiteRT-LM's text scoring of FIXED_TEXT's tokens 1.. after prefilling token 0."""
     import litert_lm
 
-    with litert_lm.Engine(package, backend=litert_lm.Backend.CPU(thread_count=THREADS), cache_dir=":nocache") as engine:
+    litert_lm.set_min_log_severity(litert_lm.LogSeverity.ERROR)
+    with litert_lm.Engine(package, backend=litert_lm.Backend.CPU(thread_count=THREADS), cache_dir=cache_dir) as engine:
         texts = [engine.detokenize([t]) for t in fixed]
         with engine.create_session(apply_prompt_template=False) as session:
             session.run_prefill([texts[0]])
@@ -190,7 +209,7 @@ def _litert_lm_perplexity(package: str, fixed: list[int]) -> tuple[float | None,
     return float(pow(2.718281828459045, -scored.scores[0] / scored.token_lengths[0])), f"LiteRT-LM text scoring ({scored.token_lengths[0]} tokens)"
 
 
-def _runtime_speed(decode_model: str, prompt: list[int], fixed: list[int]) -> dict:
+def _runtime_speed(decode_model: str, prompt: list[int], fixed: list[int] | None) -> dict:
     import numpy as np
 
     from export.runtime.decoder import TFLiteDecoder
@@ -204,9 +223,12 @@ def _runtime_speed(decode_model: str, prompt: list[int], fixed: list[int]) -> di
     for i in range(NEW_TOKENS):
         token = int(np.argmax(decoder.decode(token, len(prompt) + i)[0]))
     decode = time.perf_counter() - start
-    perplexity = _perplexity(decoder.score(fixed), fixed)
-    return {"prefill_tokens_per_s": len(prompt) / ttft, "decode_tokens_per_s": NEW_TOKENS / decode, "ttft_ms": 1e3 * ttft,
-            "perplexity": perplexity, "peak_rss_mb": _peak_rss_mb(), "file_bytes": os.path.getsize(decode_model)}
+    rss = _peak_rss_mb()
+    row = {"prefill_tokens_per_s": len(prompt) / ttft, "decode_tokens_per_s": NEW_TOKENS / decode, "ttft_ms": 1e3 * ttft,
+           "peak_rss_mb": rss, "file_bytes": os.path.getsize(decode_model)}
+    if fixed is not None:
+        row["perplexity"] = _perplexity(decoder.score(fixed), fixed)
+    return row
 
 
 def _child(function, *args) -> dict:
@@ -234,8 +256,37 @@ def ensure_run(gguf: str, run_dir: str | None, work_dir: str) -> str:
     return run_dir
 
 
-def agreement(gguf: str) -> dict:
-    """Section 1: our Keras model of the file against llama.cpp on the same file."""
+def write_float32_gguf(gguf_path: str, out_path: str) -> str:
+    """`gguf_path` with every tensor dequantized to F32 (the weights our Keras model computes with)
+    and the same metadata: llama.cpp on it runs float32 kernels, without the 8-bit activations its
+    Q4_1/Q8_0 kernels multiply with, which separates the two sides' arithmetic from the model."""
+    import gguf
+    import numpy as np
+
+    if os.path.isfile(out_path):
+        return out_path
+    reader = gguf.GGUFReader(gguf_path)
+    writer = gguf.GGUFWriter(out_path + ".tmp", reader.fields["general.architecture"].contents())
+    for field in reader.fields.values():
+        if field.name.startswith("GGUF.") or field.name in ("general.architecture", "general.file_type"):
+            continue
+        kind = field.types[0]
+        writer.add_key_value(field.name, field.contents(), kind, sub_type=field.types[-1] if kind == gguf.GGUFValueType.ARRAY else None)
+    writer.add_file_type(gguf.LlamaFileType.ALL_F32)
+    for tensor in reader.tensors:
+        values = gguf.quants.dequantize(tensor.data, tensor.tensor_type).astype(np.float32)
+        writer.add_tensor(tensor.name, values.reshape(tuple(int(n) for n in reversed(tensor.shape.tolist()))))
+    writer.write_header_to_file()
+    writer.write_kv_data_to_file()
+    writer.write_tensors_to_file()
+    writer.close()
+    os.replace(out_path + ".tmp", out_path)
+    return out_path
+
+
+def agreement(gguf: str, work_dir: str | None = None) -> dict:
+    """Section 1: our Keras model of the file against llama.cpp on the same file (and, with
+    `work_dir`, on an F32 GGUF of the same weights written there)."""
     import keras
     import numpy as np
 
@@ -258,7 +309,18 @@ def agreement(gguf: str) -> dict:
     ours_chat = zoo.generate(model, prompt, max_new_tokens=64, stop_token_ids=list(stops))
     theirs_chat = _child(llama_cpp_greedy, gguf, prompt, 64, stops)
     same = next((i for i, (a, b) in enumerate(zip(ours_chat, theirs_chat)) if a != b), min(len(ours_chat), len(theirs_chat)))
+    reference = {}
+    if work_dir:
+        os.makedirs(work_dir, exist_ok=True)
+        f32 = _child(llama_cpp_logits, write_float32_gguf(gguf, os.path.join(work_dir, "float32.gguf")), ids)
+        reference = {
+            "top1_agreement_vs_llama_cpp_f32": float(np.mean(ours[:-1].argmax(-1) == f32[:-1].argmax(-1))),
+            "max_abs_logit_diff_vs_llama_cpp_f32": float(np.abs(ours - f32).max()),
+            "perplexity_llama_cpp_f32": _perplexity(f32, ids),
+            "top1_agreement_llama_cpp_f32_vs_q4_1": float(np.mean(f32[:-1].argmax(-1) == theirs[:-1].argmax(-1))),
+        }
     return {
+        **reference,
         "fixed_text_tokens": len(ids),
         "tokenization_equal": ours_ids == theirs_ids,
         "tokens_compared": len(ours_ids),
@@ -273,8 +335,11 @@ def agreement(gguf: str) -> dict:
     }
 
 
-def speed(gguf: str, run_dir: str) -> dict[str, dict]:
-    """Section 2: every side in its own child process, one after the other."""
+def speed(gguf: str, run_dir: str, work_dir: str, rounds: int = ROUNDS) -> dict[str, dict]:
+    """Section 2: every side in its own child process, one after the other, `rounds` times in turn;
+    each side's best round (throughput varies by ~15% between rounds on a shared host) and its
+    first round's perplexity. LiteRT-LM keeps its XNNPACK weight cache in `work_dir`, written by a
+    warm-up engine first, as an installed app has it after its first start."""
     from zoo.tokenizers import Tokenizer
 
     tokenizer = Tokenizer.from_pretrained(gguf)
@@ -283,17 +348,39 @@ def speed(gguf: str, run_dir: str) -> dict[str, dict]:
     prompt, fixed = ids[:PROMPT_TOKENS], ids[:FIXED_TOKENS]
     prompt_text = tokenizer.decode(prompt, skip_special_tokens=False)
     export = os.path.join(run_dir, "export")
-    sides = {"llama.cpp Q4_1 (GGUF)": (_llama_cpp_speed, gguf, prompt, fixed)}
+    cache_dir = os.path.join(work_dir, "litert_lm_cache")
+    os.makedirs(cache_dir, exist_ok=True)
+    sides = {"llama.cpp Q4_1 (GGUF)": (_llama_cpp_speed, gguf, prompt)}
     for variant in ("int4", "int8"):
-        decode_model = os.path.join(export, f"gpt_decode_{variant}.tflite")
         package = os.path.join(export, f"model_{variant}.litertlm")
-        sides[f"LiteRT-LM {variant} (.litertlm)"] = (_litert_lm_speed, package, prompt_text, decode_model, fixed)
-        sides[f"our runtime {variant} (decode .tflite)"] = (_runtime_speed, decode_model, prompt, fixed)
-    results = {}
-    for name, (function, *args) in sides.items():
-        print(f"timing {name} ...", flush=True)
-        results[name] = _child(function, *args)
+        print(f"LiteRT-LM {variant}: writing its weight cache ...", flush=True)
+        _child(_litert_lm_speed, package, prompt_text, None, cache_dir)
+        sides[f"LiteRT-LM {variant} (.litertlm)"] = (_litert_lm_speed, package, prompt_text, fixed, cache_dir)
+        sides[f"our runtime {variant} (decode .tflite)"] = (_runtime_speed, os.path.join(export, f"gpt_decode_{variant}.tflite"), prompt)
+    results: dict[str, dict] = {}
+    for round_ in range(rounds):
+        for name, (function, *args) in sides.items():
+            print(f"round {round_ + 1}/{rounds}: timing {name} ...", flush=True)
+            if function is _litert_lm_speed:
+                args[2] = fixed if round_ == 0 else None
+                row = _child(function, *args)
+            else:
+                row = _child(function, *args, fixed if round_ == 0 else None)
+            results[name] = row if name not in results else _best(results[name], row)
+    package = os.path.join(export, "model.litertlm")  # float32: LiteRT-LM's scoring of the weights before quantization
+    results["LiteRT-LM float32 (.litertlm), perplexity only"] = {
+        "perplexity": _child(_litert_lm_perplexity, package, fixed, cache_dir)[0], "file_bytes": os.path.getsize(package)}
     return results
+
+
+def _best(first: dict, other: dict) -> dict:
+    """The faster figures of two rounds of one side; the larger peak memory; the first's perplexity."""
+    best = dict(first)
+    for key in ("prefill_tokens_per_s", "decode_tokens_per_s"):
+        best[key] = max(first[key], other[key])
+    best["ttft_ms"] = min(first["ttft_ms"], other["ttft_ms"])
+    best["peak_rss_mb"] = max(first["peak_rss_mb"], other["peak_rss_mb"])
+    return best
 
 
 def rows(agreed: dict | None, timed: dict[str, dict] | None) -> list[dict]:
@@ -310,13 +397,18 @@ def rows(agreed: dict | None, timed: dict[str, dict] | None) -> list[dict]:
     if timed:
         reference = timed["llama.cpp Q4_1 (GGUF)"]
         for name, side in timed.items():
-            if name.startswith("llama.cpp"):
+            if name.startswith("llama.cpp") or "decode_tokens_per_s" not in side:
                 continue
             for key, unit, higher in (("decode_tokens_per_s", "tokens/s", True), ("prefill_tokens_per_s", "tokens/s", True),
                                       ("ttft_ms", "ms", False), ("peak_rss_mb", "MB", False), ("file_bytes", "bytes", False)):
                 ratio = side[key] / reference[key] if higher else reference[key] / side[key]
                 out.append({"name": f"llm: {key}, {name} vs llama.cpp Q4_1", "unit": unit, "ours": side[key], "theirs": reference[key],
                             "ratio": ratio})
+        float32 = timed.get("LiteRT-LM float32 (.litertlm), perplexity only", {}).get("perplexity")
+        int4 = timed.get("LiteRT-LM int4 (.litertlm)", {}).get("perplexity")
+        if float32 and int4:
+            out.append({"name": "llm: perplexity on the fixed text, LiteRT-LM int4 package vs its float32 package (bar: within 5%)",
+                        "unit": "perplexity", "ours": int4, "theirs": float32, "ratio": float32 / int4})
     return out
 
 
@@ -332,6 +424,14 @@ def markdown(agreed: dict | None, timed: dict[str, dict] | None, host: str, date
             f"({agreed['chat_equal_leading_tokens']} leading tokens equal).",
             "",
         ]
+        if "top1_agreement_vs_llama_cpp_f32" in agreed:
+            lines += [
+                f"The same weights dequantized into an F32 GGUF (llama.cpp's float32 kernels, no 8-bit activations): Keras vs "
+                f"llama.cpp top-1 agreement **{agreed['top1_agreement_vs_llama_cpp_f32']:.1%}** (max |logit diff| "
+                f"{agreed['max_abs_logit_diff_vs_llama_cpp_f32']:.2g}, llama.cpp perplexity {agreed['perplexity_llama_cpp_f32']:.3f}); "
+                f"llama.cpp F32 vs llama.cpp Q4_1 on the same weights: {agreed['top1_agreement_llama_cpp_f32_vs_q4_1']:.1%}.",
+                "",
+            ]
     if timed:
         lines += [
             f"{PROMPT_TOKENS}-token prompt, then {NEW_TOKENS} greedy tokens; perplexity on the {FIXED_TOKENS}-token text.",
@@ -339,10 +439,21 @@ def markdown(agreed: dict | None, timed: dict[str, dict] | None, host: str, date
             "| side | prefill tok/s | decode tok/s | TTFT ms | peak RSS MB | file MB | perplexity |",
             "|---|---:|---:|---:|---:|---:|---:|",
         ]
+        def cell(side: dict, key: str, digits: int) -> str:
+            return f"{side[key]:.{digits}f}" if side.get(key) is not None else "-"
+
         for name, side in timed.items():
-            ppl = f"{side['perplexity']:.3f}" if side.get("perplexity") else "-"
-            lines.append(f"| {name} | {side['prefill_tokens_per_s']:.1f} | {side['decode_tokens_per_s']:.1f} | {side['ttft_ms']:.0f} | "
-                         f"{side['peak_rss_mb']:.0f} | {side['file_bytes'] / 1e6:.1f} | {ppl} |")
+            lines.append(f"| {name} | {cell(side, 'prefill_tokens_per_s', 1)} | {cell(side, 'decode_tokens_per_s', 1)} | "
+                         f"{cell(side, 'ttft_ms', 0)} | {cell(side, 'peak_rss_mb', 0)} | {side['file_bytes'] / 1e6:.1f} | {cell(side, 'perplexity', 3)} |")
+        reference, int4 = timed["llama.cpp Q4_1 (GGUF)"], timed.get("LiteRT-LM int4 (.litertlm)")
+        if int4:
+            lines += [
+                "",
+                f"LiteRT-LM int4 against llama.cpp Q4_1: decode **{int4['decode_tokens_per_s'] / reference['decode_tokens_per_s']:.2f}×**, "
+                f"prefill **{int4['prefill_tokens_per_s'] / reference['prefill_tokens_per_s']:.2f}×** (tokens/s; bars ≥ 1.0×), peak RSS "
+                f"**{int4['peak_rss_mb'] / reference['peak_rss_mb']:.2f}×** (bar ≤ 1.0×), file **{int4['file_bytes'] / reference['file_bytes']:.2f}×** "
+                f"(bar ≤ 1.1×). Each side's best of {ROUNDS} rounds, taken in turn.",
+            ]
     return "\n".join(lines)
 
 
@@ -381,9 +492,9 @@ def main() -> None:
     report = {"host": cpu_flags(), "date": datetime.date.today().isoformat()}
     if "speed" in sections:  # first: its children start before this process holds a Keras model
         run_dir = ensure_run(args.gguf, args.run_dir, args.work_dir)
-        timed = report["speed"] = speed(args.gguf, run_dir)
+        timed = report["speed"] = speed(args.gguf, run_dir, args.work_dir)
     if "agreement" in sections:
-        agreed = report["agreement"] = agreement(args.gguf)
+        agreed = report["agreement"] = agreement(args.gguf, args.work_dir)
     table = markdown(agreed, timed, report["host"], report["date"])
     print(table)
     print(json.dumps(report, indent=2))

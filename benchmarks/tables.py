@@ -248,6 +248,14 @@ def litertlm_table(data: dict) -> tuple[str, list[dict]]:
     return markdown(header, cells, "lrlrrrrr"), rows
 
 
+def finetune_table(data: dict) -> tuple[str, list[dict]]:
+    """docs/real-models.md: the sections of benchmarks.finetune measured so far."""
+    from benchmarks import finetune
+
+    rows = _rows(data)
+    return finetune.markdown({row["section"]: row for row in rows}).rstrip("\n"), rows
+
+
 @dataclasses.dataclass(frozen=True)
 class Table:
     results: str  # a file in benchmarks/
@@ -269,6 +277,7 @@ TABLES: dict[str, Table] = {
         "distillation_results.json", "python -m benchmarks.distillation --step_cost --steps=200 --work_dir=W", step_cost_table
     ),
     "pretrained": Table("pretrained_results.json", "python -m benchmarks.pretrained", pretrained_table),
+    "finetune": Table("finetune_results.json", "python -m benchmarks.finetune --work_dir=W --sections=SECTION", finetune_table),
 }
 
 

@@ -244,7 +244,15 @@ WEIGHT_OPERANDS = {
 _BUILTIN_NAMES = {code: name for name, code in vars(schema.BuiltinOperator).items() if not name.startswith("_")}
 
 
-def weights_bytes(content: bytes) -> int:
+TABLE_OPERANDS = {"GATHER": (0,), "EMBEDDING_LOOKUP": (1,)}
+
+
+def table_bytes(content: bytes) -> int:
+    """Bytes of a .tflite file's lookup tables (token embeddings), counted as `weights_bytes` counts."""
+    return weights_bytes(content, TABLE_OPERANDS)
+
+
+def weights_bytes(content: bytes, operands: dict[str, tuple[int, ...]] = WEIGHT_OPERANDS) -> int:
     """Bytes of a .tflite file's weights: the constant weight operands of its matmuls,
     convolutions and lookups (through a DEQUANTIZE, as float16 files store them), each buffer
     counted once however many ops and signatures share it.
@@ -263,7 +271,7 @@ def weights_bytes(content: bytes) -> int:
         ops = [subgraph.Operators(i) for i in range(subgraph.OperatorsLength())]
         dequantized = {op.Outputs(0): op.Inputs(0) for op in ops if names[op.OpcodeIndex()] == "DEQUANTIZE"}
         for op in ops:
-            for position in WEIGHT_OPERANDS.get(names[op.OpcodeIndex()], ()):
+            for position in operands.get(names[op.OpcodeIndex()], ()):
                 if position >= op.InputsLength() or op.Inputs(position) < 0:
                     continue
                 tensor = subgraph.Tensors(dequantized.get(op.Inputs(position), op.Inputs(position)))

@@ -23,7 +23,11 @@ from export.spec import ExportError, Signature
 
 # SavedModel, float32 TFLite, ONNX and the Hugging Face directory (read back with
 # zoo.from_pretrained) compute in float32 like Keras: only op order differs.
+# The limit is absolute for outputs up to PARITY_SCALE in magnitude and relative (1e-5) above it:
+# float32's rounding grows with the values summed, and a 30-block Llama's logits reach 43
+# (SmolLM2-135M: its TFLite file differs from Keras by 1.8e-4, 4e-6 of its largest logit).
 PARITY_LIMIT = 1e-4
+PARITY_SCALE = 10.0
 PARITY_FORMATS = ("saved_model", "tflite_float32", "onnx", "hf")
 # Weight bytes (`flatbuffer.weights_bytes`: constants of >= 1024 elements, what quantization
 # shrinks) as a fraction of the float32 TFLite file's. Not the file size: a file's fixed part (graph,
@@ -59,12 +63,14 @@ def check(
     expected = predict_in_batches(reference, fixed, batch_size)
     if task.scores_all_outputs:
         return _check_all_outputs(task, reference, predictors, examples, inputs, fixed, expected, batch_size)
+    limit = parity_limit(expected)
     keras_metrics = evaluate_predictor(reference, examples, spec.input_names, task.name, batch_size)
     results = {}
     for fmt, predict in predictors.items():
         try:
             results[fmt] = {
                 "max_abs_diff": max_abs_diff(predict_in_batches(predict, fixed, batch_size), expected),
+                "max_abs_diff_limit": limit,
                 "metrics": evaluate_predictor(predict, examples, spec.input_names, task.name, batch_size),
             }
         except Exception as e:  # noqa: BLE001  (an outside runtime refusing a file fails that format only)
@@ -75,6 +81,11 @@ def check(
             continue
         logging.info("%s: max-abs-diff %.3g, %s", fmt, results[fmt]["max_abs_diff"], results[fmt]["metrics"])
     return {"metrics": keras_metrics}, results
+
+
+def parity_limit(expected: np.ndarray) -> float:
+    """PARITY_LIMIT, scaled up for outputs larger than PARITY_SCALE."""
+    return PARITY_LIMIT * max(1.0, float(np.abs(np.asarray(expected, np.float64)).max(initial=0.0)) / PARITY_SCALE)
 
 
 def _check_all_outputs(task, reference, predictors, examples, inputs, fixed, expected, batch_size) -> tuple[dict, dict[str, dict]]:
@@ -102,7 +113,7 @@ def gates(task: TaskSpec, keras_metrics: dict, formats: dict[str, dict]) -> dict
 
     for fmt in PARITY_FORMATS:
         if fmt in formats and "max_abs_diff" in formats[fmt]:
-            gate(f"{fmt}.max_abs_diff", formats[fmt]["max_abs_diff"], PARITY_LIMIT)
+            gate(f"{fmt}.max_abs_diff", formats[fmt]["max_abs_diff"], formats[fmt].get("max_abs_diff_limit", PARITY_LIMIT))
     for fmt, limit in WEIGHTS_LIMITS.items():
         if "weights_vs_float32" in formats.get(fmt, {}):
             gate(f"{fmt}.weights_vs_float32", formats[fmt]["weights_vs_float32"], limit)

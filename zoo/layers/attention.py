@@ -34,9 +34,22 @@ def tokenwise(layer, x, **kwargs):
     (SHAPE, PACK, REDUCE_PROD and a dynamic RESHAPE per layer) fragments the exported TFLite
     graph and keeps XNNPACK from running it in one piece. A (-1, features) reshape exports as a
     constant shape.
+
+    A layer given `block_offsets` (blocks, outputs) by export.int4_grid adds the sum of each block
+    of inputs times its offsets: an imported 4-bit kernel split into a symmetric grid and offsets.
     """
     length = ops.shape(x)[1]
-    y = layer(ops.reshape(x, (-1, x.shape[-1])), **kwargs)
+    flat = ops.reshape(x, (-1, x.shape[-1]))
+    offsets = getattr(layer, "block_offsets", None)
+    if offsets is None:
+        y = layer(flat, **kwargs)
+    else:  # export.int4_grid: the kernel is a 4-bit grid, plus one offset per 32 inputs and output
+        with keras.name_scope("int4_grid"):
+            y = layer(flat, **kwargs)
+        with keras.name_scope("int4_offsets"):
+            blocks = offsets.shape[0]
+            sums = ops.sum(ops.reshape(flat, (-1, blocks, flat.shape[-1] // blocks)), axis=-1)  # (tokens, blocks)
+            y = y + ops.matmul(sums, ops.cast(offsets, y.dtype))
     return ops.reshape(y, (-1, length, y.shape[-1]))
 
 
