@@ -173,7 +173,7 @@ def _llama_cpp_speed(gguf: str, prompt: list[int], fixed: list[int] | None) -> d
 # LiteRT-LM and our runtime
 
 
-def _litert_lm_speed(package: str, prompt_text: str, fixed: list[int] | None, cache_dir: str) -> dict:
+def _litert_lm_speed(package: str, prompt_text: str, cache_dir: str, fixed: list[int] | None) -> dict:
     """LiteRT-LM's own benchmark (its prefill of PROMPT_TOKENS tokens, then NEW_TOKENS decode steps);
     perplexity (with `fixed`) from its text scoring of FIXED_TEXT after the first token.
 
@@ -354,18 +354,14 @@ def speed(gguf: str, run_dir: str, work_dir: str, rounds: int = ROUNDS) -> dict[
     for variant in ("int4", "int8"):
         package = os.path.join(export, f"model_{variant}.litertlm")
         print(f"LiteRT-LM {variant}: writing its weight cache ...", flush=True)
-        _child(_litert_lm_speed, package, prompt_text, None, cache_dir)
-        sides[f"LiteRT-LM {variant} (.litertlm)"] = (_litert_lm_speed, package, prompt_text, fixed, cache_dir)
+        _child(_litert_lm_speed, package, prompt_text, cache_dir, None)
+        sides[f"LiteRT-LM {variant} (.litertlm)"] = (_litert_lm_speed, package, prompt_text, cache_dir)
         sides[f"our runtime {variant} (decode .tflite)"] = (_runtime_speed, os.path.join(export, f"gpt_decode_{variant}.tflite"), prompt)
     results: dict[str, dict] = {}
     for round_ in range(rounds):
         for name, (function, *args) in sides.items():
             print(f"round {round_ + 1}/{rounds}: timing {name} ...", flush=True)
-            if function is _litert_lm_speed:
-                args[2] = fixed if round_ == 0 else None
-                row = _child(function, *args)
-            else:
-                row = _child(function, *args, fixed if round_ == 0 else None)
+            row = _child(function, *args, fixed if round_ == 0 else None)  # the text is scored once
             results[name] = row if name not in results else _best(results[name], row)
     package = os.path.join(export, "model.litertlm")  # float32: LiteRT-LM's scoring of the weights before quantization
     results["LiteRT-LM float32 (.litertlm), perplexity only"] = {

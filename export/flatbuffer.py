@@ -247,6 +247,26 @@ _BUILTIN_NAMES = {code: name for name, code in vars(schema.BuiltinOperator).item
 TABLE_OPERANDS = {"GATHER": (0,), "EMBEDDING_LOOKUP": (1,)}
 
 
+def op_names(model) -> list[str]:
+    """The builtin name of each operator code of a read-only `schema.Model` ("" for custom ops),
+    indexed as `op.OpcodeIndex()`; old files keep the code in the deprecated field."""
+    codes = [model.OperatorCodes(i) for i in range(model.OperatorCodesLength())]
+    return [_BUILTIN_NAMES.get(max(c.BuiltinCode(), c.DeprecatedBuiltinCode()), "") for c in codes]
+
+
+def tied_output_names(content: bytes) -> list[str]:
+    """The output tensor names of FULLY_CONNECTED ops whose weights are an EMBEDDING_LOOKUP table."""
+    model = schema.Model.GetRootAs(content, 0)
+    names = op_names(model)
+    outputs = []
+    for s in range(model.SubgraphsLength()):
+        graph = model.Subgraphs(s)
+        ops = [graph.Operators(i) for i in range(graph.OperatorsLength())]
+        tables = {op.Inputs(1) for op in ops if names[op.OpcodeIndex()] == "EMBEDDING_LOOKUP"}
+        outputs += [graph.Tensors(op.Outputs(0)).Name().decode() for op in ops if names[op.OpcodeIndex()] == "FULLY_CONNECTED" and op.Inputs(1) in tables]
+    return outputs
+
+
 def table_bytes(content: bytes) -> int:
     """Bytes of a .tflite file's lookup tables (token embeddings), counted as `weights_bytes` counts."""
     return weights_bytes(content, TABLE_OPERANDS)
@@ -262,8 +282,7 @@ def weights_bytes(content: bytes, operands: dict[str, tuple[int, ...]] = WEIGHT_
     small constants -- is a few hundred KB whatever the model, and dominates a small model's size.
     """
     model = schema.Model.GetRootAs(content, 0)
-    codes = [model.OperatorCodes(i) for i in range(model.OperatorCodesLength())]
-    names = [_BUILTIN_NAMES.get(max(c.BuiltinCode(), c.DeprecatedBuiltinCode()), "") for c in codes]
+    names = op_names(model)
     counted: set[int] = set()
     total = 0
     for s in range(model.SubgraphsLength()):

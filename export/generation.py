@@ -290,8 +290,7 @@ def export_decode_models(
             "package": os.path.basename(package),
             "quantization": recipes[variant],
             "size_bytes": os.path.getsize(paths[variant]),
-            "weights_bytes": _weights_bytes(paths[variant]),
-            **({"table_bytes": _table_bytes(paths[variant])} if variant == "float32" else {}),
+            **_weights(paths[variant], tables=variant == "float32"),
             "package_size_bytes": os.path.getsize(package),
             "perplexity": round(validation_perplexity(decoder, validation, eval_examples), 4),
             "greedy_mismatched_prompts_vs_keras": sum(a != b for a, b in zip(tokens, expected)),
@@ -328,11 +327,8 @@ def decode_gates(files: dict[str, dict]) -> dict[str, dict]:
     return gates
 
 
-def _weights_bytes(path: str) -> int:
+def _weights(path: str, tables: bool) -> dict[str, int]:
+    """`weights_bytes` of a decode file, and with `tables` its lookup tables' (one read of the file)."""
     with open(path, "rb") as f:
-        return flatbuffer.weights_bytes(f.read())
-
-
-def _table_bytes(path: str) -> int:
-    with open(path, "rb") as f:
-        return flatbuffer.table_bytes(f.read())
+        content = f.read()
+    return {"weights_bytes": flatbuffer.weights_bytes(content), **({"table_bytes": flatbuffer.table_bytes(content)} if tables else {})}

@@ -88,10 +88,11 @@ def split_grids(model: keras.Model) -> Iterator[int]:
         for layer in tokenwise_dense_layers(model):
             if layer.bias is not None:
                 continue
-            split = split_kernel(keras.ops.convert_to_numpy(layer.kernel))
+            kernel = keras.ops.convert_to_numpy(layer.kernel)
+            split = split_kernel(kernel)
             if split is None:
                 continue
-            changed.append((layer, keras.ops.convert_to_numpy(layer.kernel)))
+            changed.append((layer, kernel))
             layer.kernel.assign(split[0])
             # A variable, so that every signature of the decode file shares one copy (a numpy constant
             # is baked into each: 13 MB more for SmolLM2), set past Keras's tracking: the model's

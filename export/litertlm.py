@@ -85,29 +85,14 @@ def tables_in_int8(rules: list[dict], float_path: str) -> list[dict]:
     manager.load_quantization_recipe(rules)
     int8 = {"num_bits": 8, "granularity": QuantGranularity.CHANNELWISE}
     manager.add_dynamic_config(regex=".*", operation_name=TFLOperationName.EMBEDDING_LOOKUP, **int8)
-    heads = tied_output_scopes(float_path)
+    from export import flatbuffer
+
+    with open(float_path, "rb") as f:
+        heads = flatbuffer.tied_output_names(f.read())
     if heads:
         scope = "^(?:" + "|".join(re.escape(name) for name in heads) + ");$"  # litert-quantizer's op scope: "output;"
         manager.add_dynamic_config(regex=scope, operation_name=TFLOperationName.FULLY_CONNECTED, **int8)
     return manager.get_quantization_recipe()
-
-
-def tied_output_scopes(path: str) -> list[str]:
-    """The output tensor names of FULLY_CONNECTED ops whose weights are an EMBEDDING_LOOKUP table."""
-    from ai_edge_litert import schema_py_generated as schema
-
-    with open(path, "rb") as f:
-        model = schema.Model.GetRootAsModel(f.read(), 0)
-    codes = [max(model.OperatorCodes(i).BuiltinCode(), model.OperatorCodes(i).DeprecatedBuiltinCode()) for i in range(model.OperatorCodesLength())]
-    names = []
-    for s in range(model.SubgraphsLength()):
-        graph = model.Subgraphs(s)
-        ops = [graph.Operators(i) for i in range(graph.OperatorsLength())]
-        tables = {op.Inputs(1) for op in ops if codes[op.OpcodeIndex()] == schema.BuiltinOperator.EMBEDDING_LOOKUP}
-        for op in ops:
-            if codes[op.OpcodeIndex()] == schema.BuiltinOperator.FULLY_CONNECTED and op.Inputs(1) in tables:
-                names.append(graph.Tensors(op.Outputs(0)).Name().decode())
-    return names
 
 
 # LiteRT-LM 0.18's conversations hand a generic model's template each message's content as a list of

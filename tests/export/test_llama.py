@@ -16,7 +16,7 @@ import pytest
 import zoo
 from common import chat
 from common.rundir import RunDir
-from export import litertlm
+from export import flatbuffer, litertlm
 from export.exporter import export_run
 from tests.export.test_generation import run_module
 from tests.trainers.conftest import stdlib_corpus  # noqa: F401 (fixture)
@@ -113,23 +113,23 @@ def test_export_writes_decode_models_and_quantized_packages_that_pass_their_gate
     assert all(gate["passed"] for gate in decode_gates.values()), decode_gates  # the weights-size gates too
 
 
-def _matmul_weights(path: str) -> tuple[list[np.ndarray], object]:
-    """The constant weights of every FULLY_CONNECTED in a float32 .tflite file, and the parsed model."""
+def _matmul_weights(path: str) -> list[np.ndarray]:
+    """The constant weights of every FULLY_CONNECTED in a float32 .tflite file."""
     from ai_edge_litert import schema_py_generated as schema
 
     with open(path, "rb") as f:
         model = schema.Model.GetRootAsModel(f.read(), 0)
-    codes = [max(model.OperatorCodes(i).BuiltinCode(), model.OperatorCodes(i).DeprecatedBuiltinCode()) for i in range(model.OperatorCodesLength())]
+    names = flatbuffer.op_names(model)
     weights = []
     for s in range(model.SubgraphsLength()):
         graph = model.Subgraphs(s)
         for i in range(graph.OperatorsLength()):
             op = graph.Operators(i)
-            if codes[op.OpcodeIndex()] == schema.BuiltinOperator.FULLY_CONNECTED:
+            if names[op.OpcodeIndex()] == "FULLY_CONNECTED":
                 tensor = graph.Tensors(op.Inputs(1))
                 data = model.Buffers(tensor.Buffer()).DataAsNumpy()
                 weights.append(np.frombuffer(data.tobytes(), np.float32).reshape(tensor.ShapeAsNumpy()))
-    return weights, model
+    return weights
 
 
 @pytest.mark.slow
@@ -142,7 +142,7 @@ def test_the_decode_model_multiplies_by_the_checkpoints_own_matrices(llama_expor
     kernels = {np.ascontiguousarray(np.asarray(w, np.float32).T).tobytes() for w in model.weights if len(w.shape) == 2}
     table = np.asarray(model.backbone.token_embedding.embeddings, np.float32)
     kernels.add(table.tobytes())
-    weights, _ = _matmul_weights(os.path.join(run_dir, "export", "gpt_decode.tflite"))
+    weights = _matmul_weights(os.path.join(run_dir, "export", "gpt_decode.tflite"))
     assert weights and all(w.tobytes() in kernels for w in weights)
     assert any(np.array_equal(w, table) for w in weights)
 
